@@ -1,0 +1,154 @@
+//! The fleet as the planner and verifier see it: the target nodes of the rotated CA,
+//! indexed densely, and the distinct links anchored in that CA.
+//!
+//! Built from a [`Topology`] by the rules of MODEL §6 and §7: every listed node is a
+//! target; nodes named only in links of the rotated CA are `bundle` targets; links under
+//! other CAs are ignored; a repeated link counts once; when the control channel is
+//! anchored in the rotated CA, `@executor` is a `bundle` client of every target.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::state::Mode;
+use crate::topology::{EXECUTOR_ID, Topology};
+
+/// Dense index of a target node.
+pub type NodeIx = u32;
+
+/// A link `client -> server` between two target nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Link {
+    /// The connecting node.
+    pub client: NodeIx,
+    /// The serving node.
+    pub server: NodeIx,
+}
+
+impl Link {
+    /// Whether both ends are the same node (never breaks, MODEL §4).
+    pub fn is_self(self) -> bool {
+        self.client == self.server
+    }
+}
+
+/// Target nodes and rotated links of one topology.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// The rotated CA.
+    pub ca: String,
+    /// Node ids, by index.
+    pub ids: Vec<String>,
+    /// Node modes, by index.
+    pub modes: Vec<Mode>,
+    /// Distinct rotated links, in order of first appearance (self-links included).
+    pub links: Vec<Link>,
+    /// The `@executor` node, when the control channel is anchored in the rotated CA.
+    pub executor: Option<NodeIx>,
+    /// Links anchored in other CAs (left untouched by the rotation).
+    pub foreign_links: usize,
+    index: FxHashMap<String, NodeIx>,
+}
+
+impl Fleet {
+    /// Compile a topology.
+    pub fn new(topology: &Topology) -> Fleet {
+        let mut fleet = Fleet {
+            ca: topology.ca.clone(),
+            ids: Vec::with_capacity(topology.nodes.len()),
+            modes: Vec::with_capacity(topology.nodes.len()),
+            links: Vec::with_capacity(topology.links.len()),
+            executor: None,
+            foreign_links: 0,
+            index: FxHashMap::default(),
+        };
+        for node in &topology.nodes {
+            fleet.intern(&node.id, node.mode);
+        }
+        let mut seen = FxHashSet::default();
+        seen.reserve(topology.links.len());
+        for link in &topology.links {
+            if topology.link_ca(link) != topology.ca {
+                fleet.foreign_links += 1;
+                continue;
+            }
+            let client = fleet.intern(&link.client, Mode::Bundle);
+            let server = fleet.intern(&link.server, Mode::Bundle);
+            let link = Link { client, server };
+            if seen.insert(link) {
+                fleet.links.push(link);
+            }
+        }
+        if topology.control_in_rotated_ca() {
+            let targets = fleet.ids.len() as NodeIx;
+            let executor = fleet.intern(EXECUTOR_ID, Mode::Bundle);
+            fleet.executor = Some(executor);
+            fleet.links.extend((0..targets).map(|server| Link {
+                client: executor,
+                server,
+            }));
+        }
+        fleet
+    }
+
+    fn intern(&mut self, id: &str, mode: Mode) -> NodeIx {
+        if let Some(&ix) = self.index.get(id) {
+            return ix;
+        }
+        let ix = self.ids.len() as NodeIx;
+        self.ids.push(id.to_string());
+        self.modes.push(mode);
+        self.index.insert(id.to_string(), ix);
+        ix
+    }
+
+    /// The index of a target node.
+    pub fn node(&self, id: &str) -> Option<NodeIx> {
+        self.index.get(id).copied()
+    }
+
+    /// A node's id.
+    pub fn id(&self, node: NodeIx) -> &str {
+        &self.ids[node as usize]
+    }
+
+    /// A node's mode.
+    pub fn mode(&self, node: NodeIx) -> Mode {
+        self.modes[node as usize]
+    }
+
+    /// Number of target nodes.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the rotation has no target at all.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Total number of steps in any plan for this fleet.
+    pub fn step_count(&self) -> usize {
+        self.modes.iter().map(|m| m.steps().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_links_and_executor_follow_model() {
+        let t = Topology::parse(
+            "t.yaml",
+            "ca: r\ncontrol: {ca: r}\nnodes:\n  - {id: a, mode: atomic}\n  - {id: lonely}\nlinks:\n  - {client: b, server: a}\n  - {client: b, server: a}\n  - {client: a, server: a}\n  - {client: a, server: x, ca: other}\n",
+        )
+        .unwrap();
+        let f = Fleet::new(&t);
+        assert_eq!(f.ids, ["a", "lonely", "b", "@executor"]);
+        assert_eq!(f.modes[2], Mode::Bundle);
+        assert_eq!(f.foreign_links, 1);
+        // b->a once, a->a, then @executor -> a, lonely, b.
+        assert_eq!(f.links.len(), 2 + 3);
+        assert_eq!(f.executor, Some(3));
+        assert!(f.node("x").is_none());
+    }
+}

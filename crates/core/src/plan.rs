@@ -1,0 +1,88 @@
+//! The plan file of MODEL §8 (`rollover-plan/1`): steps with their cross-node
+//! prerequisites, a wave schedule, and declared disruptions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+use crate::source::Document;
+use crate::state::Action;
+
+/// The `format` tag of plan files.
+pub const PLAN_FORMAT: &str = "rollover-plan/1";
+
+/// A rotation plan: a partial order on steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Always [`PLAN_FORMAT`].
+    pub format: String,
+    /// The rotated CA; must match the topology's.
+    pub ca: String,
+    /// How the plan was made (`waves` or `claim`), when the planner wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// How cycles were broken: `none`, `exact` or `heuristic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_breaking: Option<String>,
+    /// The steps. A node's own steps are ordered by their order here.
+    pub steps: Vec<Step>,
+    /// Links the plan accepts will fail during the rotation.
+    #[serde(default)]
+    pub disruptions: Vec<Disruption>,
+}
+
+/// One step of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique step id.
+    pub id: u64,
+    /// The node taking the step.
+    pub node: String,
+    /// What the node does.
+    pub action: Action,
+    /// A schedule consistent with `after` (the longest prerequisite chain before it).
+    #[serde(default)]
+    pub wave: u32,
+    /// Ids of steps of other nodes that must be done first.
+    #[serde(default)]
+    pub after: Vec<u64>,
+}
+
+/// A link the plan accepts will fail, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disruption {
+    /// The connecting node.
+    pub client: String,
+    /// The serving node.
+    pub server: String,
+    /// Why no safe order keeps it up.
+    pub reason: String,
+}
+
+impl Plan {
+    /// Parse a plan document (JSON, or YAML), checking its structure. Consistency with a
+    /// topology is checked by [`crate::order::PlanOrder::resolve`].
+    pub fn parse(origin: &str, text: &str) -> Result<Plan, CoreError> {
+        let doc = Document::new(origin, text);
+        let plan: Plan = doc.parse()?;
+        if plan.format != PLAN_FORMAT {
+            return Err(doc.error_in(
+                &[crate::source::PathPart::Key("format")],
+                format!("expected `{PLAN_FORMAT}`, found `{}`", plan.format),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// The number of waves in the schedule written in the plan.
+    pub fn wave_count(&self) -> u32 {
+        self.steps.iter().map(|s| s.wave + 1).max().unwrap_or(0)
+    }
+
+    /// Pretty JSON, as written to plan files.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}

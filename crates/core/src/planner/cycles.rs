@@ -1,0 +1,379 @@
+//! Breaking prerequisite cycles (MODEL §5).
+//!
+//! A cycle needs a step that both waits for another node and is waited for by one; only
+//! `switch` is both, so every cycle runs through links between atomic nodes, where
+//! `switch(s)` waits for `switch(c)`. Each strongly connected part of that atomic link
+//! graph is made acyclic by declaring a minimum feedback arc set of its links as
+//! disruptions:
+//!
+//! * **exact** for parts of at most [`EXACT_LIMIT`] nodes: a dynamic programme over
+//!   subsets finds the node order with the fewest backward links (O(2ⁿ·n));
+//! * **heuristic** beyond: the greedy order of Eades, Lin and Smyth (1993): repeatedly
+//!   take sinks to the back, sources to the front, else the node with the largest
+//!   out-minus-in degree to the front; the links that point backwards are dropped.
+//!
+//! Either way the remaining links of the part follow one order, so they are acyclic,
+//! and no link outside a cycle is ever declared.
+
+use rustc_hash::FxHashSet;
+
+use crate::fleet::{Fleet, Link, NodeIx};
+use crate::plan::Disruption;
+use crate::state::Mode;
+
+/// Largest strongly connected part solved exactly.
+pub const EXACT_LIMIT: usize = 16;
+
+/// How the disruptions were chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CycleMethod {
+    /// There was no cycle.
+    None,
+    /// Every cycle was broken by an exact minimum.
+    Exact,
+    /// At least one part was too large and used the heuristic.
+    Heuristic,
+}
+
+impl CycleMethod {
+    /// The name written in plan files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CycleMethod::None => "none",
+            CycleMethod::Exact => "exact",
+            CycleMethod::Heuristic => "heuristic",
+        }
+    }
+}
+
+/// The chosen disruptions.
+pub(crate) struct Breaking {
+    pub disrupted: FxHashSet<Link>,
+    pub disruptions: Vec<Disruption>,
+    pub method: CycleMethod,
+}
+
+pub(crate) fn break_cycles(fleet: &Fleet) -> Breaking {
+    let n = fleet.len();
+    // Atomic-to-atomic links, as adjacency lists.
+    let mut adjacency: Vec<Vec<NodeIx>> = vec![Vec::new(); n];
+    for l in &fleet.links {
+        if !l.is_self()
+            && fleet.mode(l.client) == Mode::Atomic
+            && fleet.mode(l.server) == Mode::Atomic
+        {
+            adjacency[l.client as usize].push(l.server);
+        }
+    }
+    let mut breaking = Breaking {
+        disrupted: FxHashSet::default(),
+        disruptions: Vec::new(),
+        method: CycleMethod::None,
+    };
+    for part in strongly_connected(&adjacency) {
+        if part.len() < 2 {
+            continue;
+        }
+        let (backward, method) = if part.len() <= EXACT_LIMIT {
+            (exact_minimum(&part, &adjacency), CycleMethod::Exact)
+        } else {
+            (greedy_order_backward(&part, &adjacency), CycleMethod::Heuristic)
+        };
+        breaking.method = breaking.method.max(method);
+        let total_links: usize = part
+            .iter()
+            .map(|&u| {
+                adjacency[u as usize]
+                    .iter()
+                    .filter(|v| part.contains(v))
+                    .count()
+            })
+            .sum();
+        let names = node_list(fleet, &part);
+        for link in backward {
+            let reason = format!(
+                "atomic nodes {names} form a prerequisite cycle (each may switch only after \
+                 its clients did); no order keeps all {total_links} of their links up, and \
+                 dropping this one is part of the {} choice of the fewest links to drop",
+                match method {
+                    CycleMethod::Exact => "exact",
+                    _ => "heuristic",
+                }
+            );
+            breaking.disruptions.push(Disruption {
+                client: fleet.id(link.client).to_string(),
+                server: fleet.id(link.server).to_string(),
+                reason,
+            });
+            breaking.disrupted.insert(link);
+        }
+    }
+    breaking
+}
+
+fn node_list(fleet: &Fleet, part: &[NodeIx]) -> String {
+    const SHOWN: usize = 6;
+    let mut names: Vec<&str> = part.iter().take(SHOWN).map(|&n| fleet.id(n)).collect();
+    names.sort_unstable();
+    let more = part.len().saturating_sub(SHOWN);
+    if more > 0 {
+        format!("{{{}, and {more} more}}", names.join(", "))
+    } else {
+        format!("{{{}}}", names.join(", "))
+    }
+}
+
+/// Tarjan's algorithm, iterative (deep chains must not overflow the stack).
+fn strongly_connected(adjacency: &[Vec<NodeIx>]) -> Vec<Vec<NodeIx>> {
+    const UNSEEN: u32 = u32::MAX;
+    let n = adjacency.len();
+    let mut index = vec![UNSEEN; n];
+    let mut low = vec![0u32; n];
+    let mut on_stack = vec![false; n];
+    let mut stack: Vec<NodeIx> = Vec::new();
+    let mut parts = Vec::new();
+    let mut next = 0u32;
+    let mut call: Vec<(NodeIx, usize)> = Vec::new();
+    for root in 0..n as NodeIx {
+        if index[root as usize] != UNSEEN || adjacency[root as usize].is_empty() {
+            continue;
+        }
+        call.push((root, 0));
+        index[root as usize] = next;
+        low[root as usize] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root as usize] = true;
+        while let Some(top) = call.last_mut() {
+            let v = top.0;
+            if let Some(&w) = adjacency[v as usize].get(top.1) {
+                top.1 += 1;
+                if index[w as usize] == UNSEEN {
+                    index[w as usize] = next;
+                    low[w as usize] = next;
+                    next += 1;
+                    stack.push(w);
+                    on_stack[w as usize] = true;
+                    call.push((w, 0));
+                } else if on_stack[w as usize] {
+                    low[v as usize] = low[v as usize].min(index[w as usize]);
+                }
+                continue;
+            }
+            call.pop();
+            if let Some(&(parent, _)) = call.last() {
+                low[parent as usize] = low[parent as usize].min(low[v as usize]);
+            }
+            if low[v as usize] == index[v as usize] {
+                let mut part = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w as usize] = false;
+                    part.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                part.sort_unstable();
+                parts.push(part);
+            }
+        }
+    }
+    parts
+}
+
+/// Links inside `part` pointing backwards in the node order that minimises them.
+fn exact_minimum(part: &[NodeIx], adjacency: &[Vec<NodeIx>]) -> Vec<Link> {
+    let k = part.len();
+    let local = |v: NodeIx| part.binary_search(&v).ok();
+    // out_mask[i]: local targets of part[i].
+    let out_mask: Vec<u32> = part
+        .iter()
+        .map(|&u| {
+            adjacency[u as usize]
+                .iter()
+                .filter_map(|&v| local(v))
+                .fold(0u32, |m, j| m | 1 << j)
+        })
+        .collect();
+    let full = (1usize << k) - 1;
+    // best[mask]: fewest backward links when the nodes of `mask` come first.
+    let mut best = vec![u32::MAX; full + 1];
+    let mut choice = vec![0u8; full + 1];
+    best[0] = 0;
+    for mask in 0..full {
+        let here = best[mask];
+        if here == u32::MAX {
+            continue;
+        }
+        for (i, &out) in out_mask.iter().enumerate() {
+            if mask & (1 << i) != 0 {
+                continue;
+            }
+            // Placing i after `mask`: its links into `mask` point backwards.
+            let cost = here + (out & mask as u32).count_ones();
+            let next = mask | 1 << i;
+            if cost < best[next] {
+                best[next] = cost;
+                choice[next] = i as u8;
+            }
+        }
+    }
+    let mut order = Vec::with_capacity(k);
+    let mut mask = full;
+    while mask != 0 {
+        let i = choice[mask] as usize;
+        order.push(i);
+        mask &= !(1 << i);
+    }
+    order.reverse();
+    backward_links(part, &order, &out_mask)
+}
+
+fn backward_links(part: &[NodeIx], order: &[usize], out_mask: &[u32]) -> Vec<Link> {
+    let mut position = vec![0usize; part.len()];
+    for (pos, &i) in order.iter().enumerate() {
+        position[i] = pos;
+    }
+    let mut links = Vec::new();
+    for (i, &out) in out_mask.iter().enumerate() {
+        for (j, &pos_j) in position.iter().enumerate() {
+            if out & (1 << j) != 0 && pos_j < position[i] {
+                links.push(Link {
+                    client: part[i],
+                    server: part[j],
+                });
+            }
+        }
+    }
+    links
+}
+
+/// The Eades–Lin–Smyth greedy order; returns the links pointing backwards in it.
+fn greedy_order_backward(part: &[NodeIx], adjacency: &[Vec<NodeIx>]) -> Vec<Link> {
+    let k = part.len();
+    let local = |v: NodeIx| part.binary_search(&v).ok();
+    let out: Vec<Vec<usize>> = part
+        .iter()
+        .map(|&u| {
+            let mut v: Vec<usize> = adjacency[u as usize].iter().filter_map(|&w| local(w)).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect();
+    let mut inc: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (u, targets) in out.iter().enumerate() {
+        for &v in targets {
+            inc[v].push(u);
+        }
+    }
+    let mut out_deg: Vec<i64> = out.iter().map(|v| v.len() as i64).collect();
+    let mut in_deg: Vec<i64> = inc.iter().map(|v| v.len() as i64).collect();
+    let mut alive = vec![true; k];
+    let mut front = Vec::with_capacity(k);
+    let mut back = Vec::with_capacity(k);
+    let mut left = k;
+    let remove = |v: usize, alive: &mut Vec<bool>, out_deg: &mut Vec<i64>, in_deg: &mut Vec<i64>| {
+        alive[v] = false;
+        for &w in &out[v] {
+            in_deg[w] -= 1;
+        }
+        for &u in &inc[v] {
+            out_deg[u] -= 1;
+        }
+    };
+    while left > 0 {
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for v in 0..k {
+                if alive[v] && out_deg[v] == 0 {
+                    back.push(v);
+                    remove(v, &mut alive, &mut out_deg, &mut in_deg);
+                    left -= 1;
+                    progressed = true;
+                } else if alive[v] && in_deg[v] == 0 {
+                    front.push(v);
+                    remove(v, &mut alive, &mut out_deg, &mut in_deg);
+                    left -= 1;
+                    progressed = true;
+                }
+            }
+        }
+        if let Some(v) = (0..k)
+            .filter(|&v| alive[v])
+            .max_by_key(|&v| (out_deg[v] - in_deg[v], std::cmp::Reverse(v)))
+        {
+            front.push(v);
+            remove(v, &mut alive, &mut out_deg, &mut in_deg);
+            left -= 1;
+        }
+    }
+    back.reverse();
+    front.extend(back);
+    let out_mask_free: Vec<usize> = front;
+    let mut position = vec![0usize; k];
+    for (pos, &i) in out_mask_free.iter().enumerate() {
+        position[i] = pos;
+    }
+    let mut links = Vec::new();
+    for (u, targets) in out.iter().enumerate() {
+        for &v in targets {
+            if position[v] < position[u] {
+                links.push(Link {
+                    client: part[u],
+                    server: part[v],
+                });
+            }
+        }
+    }
+    links
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adjacency(n: usize, arcs: &[(u32, u32)]) -> Vec<Vec<NodeIx>> {
+        let mut adj = vec![Vec::new(); n];
+        for &(a, b) in arcs {
+            adj[a as usize].push(b);
+        }
+        adj
+    }
+
+    #[test]
+    fn ring_needs_one_link_and_two_rings_sharing_an_arc_need_one() {
+        let adj = adjacency(3, &[(0, 1), (1, 2), (2, 0)]);
+        let parts = strongly_connected(&adj);
+        assert_eq!(parts, vec![vec![0, 1, 2]]);
+        assert_eq!(exact_minimum(&parts[0], &adj).len(), 1);
+        // 0->1->2->0 and 0->1->3->0 share 0->1.
+        let adj = adjacency(4, &[(0, 1), (1, 2), (2, 0), (1, 3), (3, 0)]);
+        let part = strongly_connected(&adj).into_iter().find(|p| p.len() == 4).unwrap();
+        assert_eq!(exact_minimum(&part, &adj).len(), 1);
+    }
+
+    #[test]
+    fn greedy_breaks_every_cycle() {
+        // A complete tournament-like digraph on 20 nodes: both directions everywhere.
+        let mut arcs = Vec::new();
+        for a in 0..20u32 {
+            for b in 0..20u32 {
+                if a != b {
+                    arcs.push((a, b));
+                }
+            }
+        }
+        let adj = adjacency(20, &arcs);
+        let part: Vec<NodeIx> = (0..20).collect();
+        let cut: FxHashSet<(u32, u32)> = greedy_order_backward(&part, &adj)
+            .into_iter()
+            .map(|l| (l.client, l.server))
+            .collect();
+        assert_eq!(cut.len(), 190, "exactly one of each pair of opposite links");
+        let rest: Vec<(u32, u32)> = arcs.into_iter().filter(|a| !cut.contains(a)).collect();
+        let rest_adj = adjacency(20, &rest);
+        assert!(strongly_connected(&rest_adj).iter().all(|p| p.len() == 1));
+    }
+}

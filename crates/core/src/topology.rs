@@ -1,0 +1,232 @@
+//! The topology file of MODEL §7: which CA rotates, which nodes hold it (and in which
+//! mode), who is client of whom, and whether the executor's control channel is anchored
+//! in the rotated CA.
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+use crate::source::{Document, PathPart};
+use crate::state::Mode;
+
+/// The id of the virtual node that stands for the executor when the control channel is
+/// anchored in the rotated CA (MODEL §6).
+pub const EXECUTOR_ID: &str = "@executor";
+
+/// A fleet's link graph, as written in a topology file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// The CA being rotated.
+    pub ca: String,
+    /// Nodes that hold the CA, with their modes.
+    #[serde(default)]
+    pub nodes: Vec<NodeSpec>,
+    /// Links `client -> server`.
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+    /// The executor's control channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
+}
+
+/// A node listed in the topology.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Unique, non-empty id.
+    pub id: String,
+    /// How many roots the node can hold.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Where the node's agent listens (`host:port`), for rotations with real agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// A link `client -> server`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// The node that connects.
+    pub client: String,
+    /// The node that serves.
+    pub server: String,
+    /// The CA the link is anchored in; defaults to the topology's `ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+}
+
+/// The executor's control channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// The CA anchoring executor-to-agent mTLS.
+    pub ca: String,
+}
+
+impl Topology {
+    /// Parse and check a topology document (YAML or JSON, detected from `origin` and
+    /// the text). Errors name the file, line, column and field.
+    pub fn parse(origin: &str, text: &str) -> Result<Topology, CoreError> {
+        let doc = Document::new(origin, text);
+        let topology: Topology = doc.parse()?;
+        topology.check(&doc)?;
+        Ok(topology)
+    }
+
+    /// Check what the serde types cannot express, locating errors in `doc`.
+    pub fn check(&self, doc: &Document<'_>) -> Result<(), CoreError> {
+        use PathPart::{Index, Key};
+        if self.ca.trim().is_empty() {
+            return Err(doc.error_in(&[Key("ca")], "the rotated CA must have a name"));
+        }
+        let mut seen: FxHashMap<&str, usize> = FxHashMap::default();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let at = [Key("nodes"), Index(i), Key("id")];
+            check_id(doc, &at, &node.id)?;
+            if let Some(first) = seen.insert(node.id.as_str(), i) {
+                return Err(doc.error_in(
+                    &at,
+                    format!(
+                        "duplicate node id `{}` (first listed as nodes[{first}])",
+                        node.id
+                    ),
+                ));
+            }
+        }
+        for (i, link) in self.links.iter().enumerate() {
+            check_id(doc, &[Key("links"), Index(i), Key("client")], &link.client)?;
+            check_id(doc, &[Key("links"), Index(i), Key("server")], &link.server)?;
+            if let Some(ca) = &link.ca
+                && ca.trim().is_empty()
+            {
+                return Err(doc.error_in(
+                    &[Key("links"), Index(i), Key("ca")],
+                    "a link's CA must have a name (omit it to use the topology's)",
+                ));
+            }
+        }
+        if let Some(control) = &self.control
+            && control.ca.trim().is_empty()
+        {
+            return Err(doc.error_in(
+                &[Key("control"), Key("ca")],
+                "the control channel's CA must have a name",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The CA a link is anchored in.
+    pub fn link_ca<'a>(&'a self, link: &'a LinkSpec) -> &'a str {
+        link.ca.as_deref().unwrap_or(&self.ca)
+    }
+
+    /// Whether the executor is a planned node (MODEL §6).
+    pub fn control_in_rotated_ca(&self) -> bool {
+        self.control.as_ref().is_some_and(|c| c.ca == self.ca)
+    }
+
+    /// Render as JSON (the form sent over the wire and used by benchmarks).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn check_id(doc: &Document<'_>, at: &[PathPart<'_>], id: &str) -> Result<(), CoreError> {
+    if id.trim().is_empty() {
+        return Err(doc.error_in(at, "a node id must not be empty"));
+    }
+    if id.starts_with('@') {
+        return Err(doc.error_in(
+            at,
+            format!("`{id}`: ids starting with `@` are reserved (e.g. {EXECUTOR_ID})"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(origin: &str, text: &str) -> crate::error::InputError {
+        match Topology::parse(origin, text) {
+            Ok(t) => panic!("accepted bad input: {t:?}"),
+            Err(e) => e.as_input().expect("an input error").clone(),
+        }
+    }
+
+    #[test]
+    fn parses_yaml_with_defaults() {
+        let t = Topology::parse(
+            "t.yaml",
+            "ca: r\nnodes:\n  - {id: a, mode: atomic}\nlinks:\n  - {client: b, server: a}\ncontrol: {ca: r}\n",
+        )
+        .unwrap();
+        assert_eq!(t.nodes[0].mode, Mode::Atomic);
+        assert_eq!(t.links[0].ca, None);
+        assert!(t.control_in_rotated_ca());
+    }
+
+    #[test]
+    fn unknown_mode_names_line_and_field() {
+        let e = err(
+            "bad.yaml",
+            "ca: r\nnodes:\n  - {id: a, mode: atomic}\n  - {id: b, mode: quantum}\n",
+        );
+        assert_eq!(e.line, Some(4), "{e}");
+        assert_eq!(e.field, "nodes[1].mode", "{e}");
+        assert!(e.message.contains("quantum"), "{e}");
+        assert!(e.to_string().starts_with("bad.yaml:4:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_field() {
+        let e = err("t.yaml", "ca: r\nlinks:\n  - {client: a, server: b}\n  - {client: a, sever: c}\n");
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.field.starts_with("links[1]"), "{e}");
+        assert!(e.message.contains("sever"), "{e}");
+        let e = err("t.json", "{\"ca\": \"r\",\n \"colour\": 1}");
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn missing_ca_is_named() {
+        let e = err("t.yaml", "nodes:\n  - {id: a}\n");
+        assert!(e.message.contains("ca"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+        let e = err("t.json", "{\"nodes\": []}");
+        assert!(e.message.contains("`ca`"), "{e}");
+        assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn duplicate_and_empty_ids_name_their_line() {
+        let e = err("t.yaml", "ca: r\nnodes:\n  - {id: a}\n  - {id: b}\n  - {id: a}\n");
+        assert_eq!((e.line, e.field.as_str()), (Some(5), "nodes[2].id"), "{e}");
+        assert!(e.message.contains("duplicate"), "{e}");
+        let e = err("t.json", "{\"ca\": \"r\",\n\"nodes\": [\n {\"id\": \"a\"},\n {\"id\": \"\"}]}");
+        assert_eq!((e.line, e.field.as_str()), (Some(4), "nodes[1].id"), "{e}");
+        assert!(e.message.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn non_string_id_is_a_type_error() {
+        let e = err("t.yaml", "ca: r\nnodes:\n  - {id: [1, 2]}\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert_eq!(e.field, "nodes[0].id", "{e}");
+        let e = err("t.json", "{\"ca\": \"r\", \"nodes\": [{\"id\": 7}]}");
+        assert_eq!(e.field, "nodes[0].id", "{e}");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for text in ["", "[", "{", "ca: [", "- a\n- b", "ca: r\nnodes: 3", "\u{0}\u{1}", "{\"ca\":\"r\"} trailing"] {
+            let _ = Topology::parse("x.yaml", text);
+            let _ = Topology::parse("x.json", text);
+        }
+    }
+}

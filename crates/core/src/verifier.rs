@@ -1,0 +1,230 @@
+//! The independent verifier (MODEL §5): decides whether every link stays up in every
+//! interleaving a plan allows, except the links it declares as disruptions.
+//!
+//! It does not use the planner or MODEL §4's prerequisites. It reasons from the state
+//! table of MODEL §3 and the plan's partial order alone: two ends of a link can be in
+//! states `i` (client has done its first `i` steps) and `j` at the same time iff the
+//! client's step `i+1` is not required before the server's step `j`, and the server's
+//! step `j+1` is not required before the client's step `i`. The link is broken iff such
+//! a pair of states fails the handshake rule.
+
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::{Fleet, Link};
+use crate::order::{PlanOrder, StepIx};
+use crate::plan::Plan;
+use crate::state::{Mode, handshake};
+
+/// The verifier's decision on a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// True iff no undeclared link can break.
+    pub safe: bool,
+    /// Waves in the plan's partial order (longest chain + 1).
+    pub waves: u32,
+    /// Links that can break and are not declared, with a witness each.
+    pub broken: Vec<BrokenLink>,
+    /// Number of entries in `broken`.
+    pub undeclared_count: usize,
+    /// Declared disruptions (whether or not they actually break).
+    pub declared_count: usize,
+    /// Rotated links checked (self-links included).
+    pub links_checked: usize,
+}
+
+/// A link that some interleaving breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenLink {
+    /// The connecting node.
+    pub client: String,
+    /// The serving node.
+    pub server: String,
+    /// The two steps whose interleaving breaks it: the first may run before the second.
+    pub steps: [StepRef; 2],
+    /// The TLS failure that results.
+    pub reason: String,
+}
+
+/// A step named in a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRef {
+    /// The step's id in the plan.
+    pub id: u64,
+    /// Its node.
+    pub node: String,
+    /// Its action.
+    pub action: String,
+}
+
+/// State pairs `(client steps done, server steps done)` that fail the handshake rule,
+/// for one pair of modes, read off the state table.
+fn failing_pairs(client: Mode, server: Mode) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::new();
+    for i in 0..=client.steps().len() {
+        for j in 0..=server.steps().len() {
+            if handshake(client.state_after(i), server.state_after(j)).is_err() {
+                pairs.push((i, j));
+            }
+        }
+    }
+    pairs
+}
+
+/// Reachability in the plan's partial order, pruned by levels: a step can only be
+/// required before steps of a strictly higher level.
+struct Precedence<'a> {
+    order: &'a PlanOrder,
+    level: Vec<u32>,
+    mark: Vec<u32>,
+    epoch: u32,
+    stack: Vec<StepIx>,
+}
+
+impl Precedence<'_> {
+    /// Whether `x` must be done before `y` can run (x ≤ y, x ≠ y).
+    fn before(&mut self, x: StepIx, y: StepIx) -> bool {
+        let lx = self.level[x as usize];
+        if x == y || lx >= self.level[y as usize] {
+            return false;
+        }
+        self.epoch += 1;
+        self.stack.clear();
+        self.stack.push(y);
+        while let Some(z) = self.stack.pop() {
+            for &p in &self.order.preds[z as usize] {
+                if p == x {
+                    return true;
+                }
+                if self.level[p as usize] > lx && self.mark[p as usize] != self.epoch {
+                    self.mark[p as usize] = self.epoch;
+                    self.stack.push(p);
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Decide whether `plan`, resolved as `order` against `fleet`, is safe.
+pub fn verify(fleet: &Fleet, plan: &Plan, order: &PlanOrder) -> Verdict {
+    let level = order.levels();
+    let waves = if order.is_empty() {
+        0
+    } else {
+        level.iter().max().map_or(0, |m| m + 1)
+    };
+    let mut reach = Precedence {
+        order,
+        level,
+        mark: vec![0; order.len()],
+        epoch: 0,
+        stack: Vec::new(),
+    };
+    let table: [[Vec<(usize, usize)>; 2]; 2] = [
+        [
+            failing_pairs(Mode::Bundle, Mode::Bundle),
+            failing_pairs(Mode::Bundle, Mode::Atomic),
+        ],
+        [
+            failing_pairs(Mode::Atomic, Mode::Bundle),
+            failing_pairs(Mode::Atomic, Mode::Atomic),
+        ],
+    ];
+    let mode_ix = |m: Mode| match m {
+        Mode::Bundle => 0,
+        Mode::Atomic => 1,
+    };
+    let mut broken = Vec::new();
+    for &link in &fleet.links {
+        if order.disrupted.contains(&link) {
+            continue;
+        }
+        if link.is_self() {
+            // Both ends are the same node, always in the same state.
+            let mode = fleet.mode(link.client);
+            let fails = (0..=mode.steps().len())
+                .any(|i| handshake(mode.state_after(i), mode.state_after(i)).is_err());
+            debug_assert!(!fails, "the state table lets a node reject itself");
+            continue;
+        }
+        let pairs = &table[mode_ix(fleet.mode(link.client))][mode_ix(fleet.mode(link.server))];
+        if let Some(found) = first_coexisting(&mut reach, order, link, pairs) {
+            broken.push(describe(fleet, plan, order, link, found));
+        }
+    }
+    let undeclared_count = broken.len();
+    Verdict {
+        safe: broken.is_empty(),
+        waves,
+        broken,
+        undeclared_count,
+        declared_count: order.disrupted.len(),
+        links_checked: fleet.links.len(),
+    }
+}
+
+/// The first failing state pair both ends can be in at once, if any.
+fn first_coexisting(
+    reach: &mut Precedence<'_>,
+    order: &PlanOrder,
+    link: Link,
+    pairs: &[(usize, usize)],
+) -> Option<(usize, usize)> {
+    let c = &order.node_steps[link.client as usize];
+    let s = &order.node_steps[link.server as usize];
+    // Memo of "client step a is required before server step b" and the reverse.
+    let mut c_before_s = [[None::<bool>; 3]; 3];
+    let mut s_before_c = [[None::<bool>; 3]; 3];
+    for &(i, j) in pairs {
+        // Client has done exactly i steps and server exactly j: the client's next step
+        // must not be required before the server's last done step, and vice versa.
+        let client_blocked = i < c.len() && j > 0 && {
+            *c_before_s[i][j - 1].get_or_insert_with(|| reach.before(c[i], s[j - 1]))
+        };
+        if client_blocked {
+            continue;
+        }
+        let server_blocked = j < s.len() && i > 0 && {
+            *s_before_c[j][i - 1].get_or_insert_with(|| reach.before(s[j], c[i - 1]))
+        };
+        if !server_blocked {
+            return Some((i, j));
+        }
+    }
+    None
+}
+
+fn describe(
+    fleet: &Fleet,
+    plan: &Plan,
+    order: &PlanOrder,
+    link: Link,
+    (i, j): (usize, usize),
+) -> BrokenLink {
+    let c = &order.node_steps[link.client as usize];
+    let s = &order.node_steps[link.server as usize];
+    // The step one end has done that the other end's pending step is not ordered
+    // before: "the first may run before the second".
+    let (done, pending) = if j > 0 && i < c.len() {
+        (s[j - 1], c[i])
+    } else {
+        (c[i - 1], s[j])
+    };
+    let step_ref = |ix: StepIx| {
+        let step = &plan.steps[ix as usize];
+        StepRef {
+            id: step.id,
+            node: step.node.clone(),
+            action: step.action.to_string(),
+        }
+    };
+    let cs = fleet.mode(link.client).state_after(i);
+    let ss = fleet.mode(link.server).state_after(j);
+    let failure = handshake(cs, ss).err().map(|f| f.to_string()).unwrap_or_default();
+    BrokenLink {
+        client: fleet.id(link.client).to_string(),
+        server: fleet.id(link.server).to_string(),
+        steps: [step_ref(done), step_ref(pending)],
+        reason: failure,
+    }
+}
