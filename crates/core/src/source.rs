@@ -294,6 +294,9 @@ impl<'a> Locator<'a> {
 
     /// The (line, column) where the value at `path` starts, or the deepest known parent.
     pub fn find(&self, path: &[PathPart<'_>]) -> Option<(u64, u64)> {
+        if self.text.trim().is_empty() {
+            return None;
+        }
         let root: serde_saphyr::Spanned<SpanTree> = serde_saphyr::from_str(self.text).ok()?;
         let mut node = &root;
         let mut found = (node.referenced.line(), node.referenced.column());

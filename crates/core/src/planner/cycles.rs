@@ -10,7 +10,9 @@
 //!   subsets finds the node order with the fewest backward links (O(2ⁿ·n));
 //! * **heuristic** beyond: the greedy order of Eades, Lin and Smyth (1993): repeatedly
 //!   take sinks to the back, sources to the front, else the node with the largest
-//!   out-minus-in degree to the front; the links that point backwards are dropped.
+//!   out-minus-in degree to the front; the links that point backwards are dropped,
+//!   then each is put back if it closes no cycle with the links kept (within a work
+//!   budget), so no declared disruption is superfluous.
 //!
 //! Either way the remaining links of the part follow one order, so they are acyclic,
 //! and no link outside a cycle is ever declared.
@@ -311,23 +313,68 @@ fn greedy_order_backward(part: &[NodeIx], adjacency: &[Vec<NodeIx>]) -> Vec<Link
     }
     back.reverse();
     front.extend(back);
-    let out_mask_free: Vec<usize> = front;
     let mut position = vec![0usize; k];
-    for (pos, &i) in out_mask_free.iter().enumerate() {
+    for (pos, &i) in front.iter().enumerate() {
         position[i] = pos;
     }
-    let mut links = Vec::new();
+    let mut backward: Vec<(usize, usize)> = Vec::new();
     for (u, targets) in out.iter().enumerate() {
         for &v in targets {
             if position[v] < position[u] {
-                links.push(Link {
-                    client: part[u],
-                    server: part[v],
-                });
+                backward.push((u, v));
             }
         }
     }
-    links
+    if backward.len() * out.iter().map(Vec::len).sum::<usize>() <= IRREDUNDANT_BUDGET {
+        backward = irredundant(&out, backward);
+    }
+    backward
+        .into_iter()
+        .map(|(u, v)| Link {
+            client: part[u],
+            server: part[v],
+        })
+        .collect()
+}
+
+/// Work budget (dropped links × links) for making a heuristic choice irredundant.
+const IRREDUNDANT_BUDGET: usize = 50_000_000;
+
+/// Put back every dropped link that closes no cycle with the links kept so far, so no
+/// declared disruption is superfluous.
+fn irredundant(out: &[Vec<usize>], dropped: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    let k = out.len();
+    let dropped_set: FxHashSet<(usize, usize)> = dropped.iter().copied().collect();
+    let mut kept: Vec<Vec<usize>> = out
+        .iter()
+        .enumerate()
+        .map(|(u, t)| t.iter().copied().filter(|&v| !dropped_set.contains(&(u, v))).collect())
+        .collect();
+    let mut mark = vec![0u32; k];
+    let mut epoch = 0u32;
+    let mut still = Vec::new();
+    for (u, v) in dropped {
+        // Adding u -> v closes a cycle iff v already reaches u.
+        epoch += 1;
+        let mut stack = vec![v];
+        let mut closes = false;
+        while let Some(x) = stack.pop() {
+            if x == u {
+                closes = true;
+                break;
+            }
+            if mark[x] != epoch {
+                mark[x] = epoch;
+                stack.extend(&kept[x]);
+            }
+        }
+        if closes {
+            still.push((u, v));
+        } else {
+            kept[u].push(v);
+        }
+    }
+    still
 }
 
 #[cfg(test)]
