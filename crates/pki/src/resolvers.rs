@@ -1,0 +1,63 @@
+//! Certificate resolvers that read the current credentials on every handshake.
+//!
+//! As a server a node presents its `presents` leaf. As a client it presents the held
+//! leaf whose issuer is among the CA names in the server's CertificateRequest, falling
+//! back to the first held leaf (MODEL §2).
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::SignatureScheme;
+use rustls::client::ResolvesClientCert;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::live::Shared;
+
+/// Serves the current `presents` leaf; none means the handshake fails.
+pub(crate) struct LiveServerResolver(pub(crate) Arc<Shared>);
+
+impl ResolvesServerCert for LiveServerResolver {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.current.load().server_key.clone()
+    }
+}
+
+/// Picks the held leaf the server will accept.
+pub(crate) struct LiveClientResolver(pub(crate) Arc<Shared>);
+
+impl ResolvesClientCert for LiveClientResolver {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        let current = self.0.current.load();
+        let usable = || {
+            current
+                .client_keys
+                .iter()
+                .filter(|held| held.key.key.choose_scheme(sigschemes).is_some())
+        };
+        usable()
+            .find(|held| root_hint_subjects.contains(&held.issuer.as_slice()))
+            .or_else(|| usable().next())
+            .map(|held| held.key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        !self.0.current.load().client_keys.is_empty()
+    }
+}
+
+impl fmt::Debug for LiveServerResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LiveServerResolver")
+    }
+}
+
+impl fmt::Debug for LiveClientResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LiveClientResolver")
+    }
+}
