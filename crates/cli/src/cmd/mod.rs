@@ -1,0 +1,5 @@
+//! One module per subcommand: its arguments (clap derive) and its `run` function, which
+//! returns the exit status or an error for `main` to report.
+
+pub mod plan;
+pub mod verify;
