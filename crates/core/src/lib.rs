@@ -17,6 +17,7 @@ pub mod planner;
 pub mod report;
 pub mod source;
 pub mod state;
+pub mod synth;
 pub mod topology;
 pub mod verifier;
 
