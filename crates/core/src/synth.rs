@@ -1,0 +1,95 @@
+//! Deterministic synthetic fleets for benchmarks, scale runs and the simulator.
+//!
+//! A layered service graph: node `i` is a client of `fan_out` servers drawn from the
+//! next `window` nodes, so links always point "down the stack" and prerequisites stay
+//! acyclic like a real deployment's; a share of nodes are constrained (`atomic`).
+//! A small linear congruential generator keeps it dependency-free and reproducible.
+
+use crate::state::Mode;
+use crate::topology::{Control, LinkSpec, NodeSpec, Topology};
+
+/// A reproducible pseudo-random sequence (PCG-style LCG, upper bits).
+#[derive(Debug, Clone)]
+pub struct Lcg(u64);
+
+impl Lcg {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Lcg(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
+    }
+
+    /// The next 32 random bits.
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+
+    /// A number in `0..bound` (bound > 0).
+    pub fn below(&mut self, bound: u32) -> u32 {
+        ((self.next_u32() as u64 * bound as u64) >> 32) as u32
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u32() as f64) < p * (u32::MAX as f64 + 1.0)
+    }
+}
+
+/// Shape of a synthetic fleet.
+#[derive(Debug, Clone)]
+pub struct FleetShape {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Servers per client.
+    pub fan_out: usize,
+    /// Share of atomic (constrained) nodes.
+    pub atomic_share: f64,
+    /// Anchor the executor's control channel in the rotated CA.
+    pub control: bool,
+    /// Seed of the generator.
+    pub seed: u64,
+}
+
+/// A layered fleet of the given shape.
+pub fn layered_fleet(shape: &FleetShape) -> Topology {
+    let mut rng = Lcg::new(shape.seed);
+    let n = shape.nodes;
+    let window = (shape.fan_out * 8).max(16);
+    let nodes = (0..n)
+        .map(|i| NodeSpec {
+            id: format!("n{i}"),
+            mode: if rng.chance(shape.atomic_share) {
+                Mode::Atomic
+            } else {
+                Mode::Bundle
+            },
+            address: None,
+        })
+        .collect();
+    let mut links = Vec::with_capacity(n * shape.fan_out);
+    for i in 0..n {
+        let room = (n - i - 1).min(window);
+        if room == 0 {
+            continue;
+        }
+        for _ in 0..shape.fan_out {
+            let j = i + 1 + rng.below(room as u32) as usize;
+            links.push(LinkSpec {
+                client: format!("n{i}"),
+                server: format!("n{j}"),
+                ca: None,
+            });
+        }
+    }
+    Topology {
+        ca: "synthetic-root".into(),
+        nodes,
+        links,
+        control: shape.control.then(|| Control {
+            ca: "synthetic-root".into(),
+        }),
+    }
+}
