@@ -27,7 +27,9 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn main() {
-    println!("nodes    links      parse ns/link  plan ns/link  verify ns/link  plan/parse  verify/plan  waves");
+    println!(
+        "nodes    links      parse ns/link  plan ns/link  verify ns/link  plan/parse  verify/plan  waves"
+    );
     for nodes in [1_000usize, 10_000, 100_000] {
         let topology = layered_fleet(&FleetShape {
             nodes,
@@ -39,7 +41,9 @@ fn main() {
         let json = topology.to_json();
         let links = topology.links.len() as f64;
         let runs = if nodes >= 100_000 { 3 } else { 10 };
-        let (parse, parsed) = best_of(runs, || Topology::parse("fleet.json", &json).expect("valid"));
+        let (parse, parsed) = best_of(runs, || {
+            Topology::parse("fleet.json", &json).expect("valid")
+        });
         let (plan_t, plan) = best_of(runs, || plan_waves(&Fleet::new(&parsed)));
         let fleet = Fleet::new(&parsed);
         let (verify_t, verdict) = best_of(runs, || {
@@ -59,6 +63,8 @@ fn main() {
         );
     }
     if let Some(mib) = peak_rss_mib() {
-        println!("peak memory (VmHWM, whole run incl. JSON text and parsed topology): {mib:.0} MiB");
+        println!(
+            "peak memory (VmHWM, whole run incl. JSON text and parsed topology): {mib:.0} MiB"
+        );
     }
 }

@@ -43,7 +43,7 @@ pub struct Fleet {
     pub links: Vec<Link>,
     /// The `@executor` node, when the control channel is anchored in the rotated CA.
     pub executor: Option<NodeIx>,
-    /// Links anchored in other CAs (left untouched by the rotation).
+    /// Distinct links anchored in other CAs (left untouched by the rotation).
     pub foreign_links: usize,
     index: FxHashMap<String, NodeIx>,
 }
@@ -65,9 +65,11 @@ impl Fleet {
         }
         let mut seen = FxHashSet::default();
         seen.reserve(topology.links.len());
+        let mut foreign = FxHashSet::default();
         for link in &topology.links {
-            if topology.link_ca(link) != topology.ca {
-                fleet.foreign_links += 1;
+            let ca = topology.link_ca(link);
+            if ca != topology.ca {
+                foreign.insert((link.client.as_str(), link.server.as_str(), ca));
                 continue;
             }
             let client = fleet.intern(&link.client, Mode::Bundle);
@@ -77,6 +79,7 @@ impl Fleet {
                 fleet.links.push(link);
             }
         }
+        fleet.foreign_links = foreign.len();
         if topology.control_in_rotated_ca() {
             let targets = fleet.ids.len() as NodeIx;
             let executor = fleet.intern(EXECUTOR_ID, Mode::Bundle);
@@ -139,7 +142,7 @@ mod tests {
     fn targets_links_and_executor_follow_model() {
         let t = Topology::parse(
             "t.yaml",
-            "ca: r\ncontrol: {ca: r}\nnodes:\n  - {id: a, mode: atomic}\n  - {id: lonely}\nlinks:\n  - {client: b, server: a}\n  - {client: b, server: a}\n  - {client: a, server: a}\n  - {client: a, server: x, ca: other}\n",
+            "ca: r\ncontrol: {ca: r}\nnodes:\n  - {id: a, mode: atomic}\n  - {id: lonely}\nlinks:\n  - {client: b, server: a}\n  - {client: b, server: a}\n  - {client: a, server: a}\n  - {client: a, server: x, ca: other}\n  - {client: a, server: x, ca: other}\n",
         )
         .unwrap();
         let f = Fleet::new(&t);

@@ -113,7 +113,10 @@ impl PlanOrder {
                     None => {
                         return Err(doc.error_in(
                             &[Key("steps"), Index(i), Key("after"), Index(k)],
-                            format!("step {} waits for step {id}, which is not in the plan", step.id),
+                            format!(
+                                "step {} waits for step {id}, which is not in the plan",
+                                step.id
+                            ),
                         ));
                     }
                 }
@@ -229,7 +232,9 @@ fn topological_order(preds: &[Vec<StepIx>]) -> Result<Vec<StepIx>, Vec<StepIx>> 
             fill[q as usize] += 1;
         }
     }
-    let mut order: Vec<StepIx> = (0..n as StepIx).filter(|&s| remaining[s as usize] == 0).collect();
+    let mut order: Vec<StepIx> = (0..n as StepIx)
+        .filter(|&s| remaining[s as usize] == 0)
+        .collect();
     let mut head = 0;
     while head < order.len() {
         let s = order[head] as usize;
@@ -257,7 +262,10 @@ fn topological_order(preds: &[Vec<StepIx>]) -> Result<Vec<StepIx>, Vec<StepIx>> 
         }
         seen.insert(at, path.len());
         path.push(at);
-        match preds[at as usize].iter().find(|&&p| remaining[p as usize] > 0) {
+        match preds[at as usize]
+            .iter()
+            .find(|&&p| remaining[p as usize] > 0)
+        {
             Some(&p) => at = p,
             None => return Err(path),
         }

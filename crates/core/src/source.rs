@@ -70,11 +70,12 @@ impl<'a> Document<'a> {
         let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
+            let message = strip_json_position(&inner.to_string());
             self.error_at(
                 Some(inner.line() as u64),
                 Some(inner.column() as u64),
-                clean_path(&path),
-                strip_json_position(&inner.to_string()),
+                field_of(&path, &message),
+                message,
             )
         })?;
         de.end().map_err(|e| {
@@ -91,23 +92,20 @@ impl<'a> Document<'a> {
     fn parse_yaml<T: DeserializeOwned>(&self) -> Result<T, CoreError> {
         let mut path = String::new();
         let options = serde_saphyr::options! { with_snippet: false };
-        let result = serde_saphyr::with_deserializer_from_str_with_options(
-            self.text,
-            options,
-            |de| {
+        let result =
+            serde_saphyr::with_deserializer_from_str_with_options(self.text, options, |de| {
                 serde_path_to_error::deserialize(de).map_err(|e| {
                     path = e.path().to_string();
                     e.into_inner()
                 })
-            },
-        );
+            });
         result.map_err(|e| {
             let location = e.location();
             let message = strip_yaml_position(&e.to_string());
             self.error_at(
                 location.map(|l| l.line()),
                 location.map(|l| l.column()),
-                clean_path(&path),
+                field_of(&path, &message),
                 message,
             )
         })
@@ -170,7 +168,11 @@ fn render_path(path: &[PathPart<'_>]) -> String {
 }
 
 fn clean_path(path: &str) -> String {
-    if path == "." { String::new() } else { path.to_string() }
+    if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    }
 }
 
 fn strip_json_position(message: &str) -> String {
@@ -187,6 +189,20 @@ fn strip_yaml_position(message: &str) -> String {
         None => message,
     };
     message.trim_start_matches("error: ").to_string()
+}
+
+/// The field a serde error is about: the path, plus the missing field's name when the
+/// error is "missing field `x`" (serde reports it at the enclosing object).
+fn field_of(path: &str, message: &str) -> String {
+    let path = clean_path(path);
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match missing {
+        Some(name) if path.is_empty() => name.to_string(),
+        Some(name) => format!("{path}.{name}"),
+        None => path,
+    }
 }
 
 /// Finds the line and column of a path in a YAML or JSON text, by a small span-aware

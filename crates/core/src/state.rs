@@ -152,8 +152,8 @@ impl fmt::Display for HandshakeFailure {
 /// The handshake rule: `c -> s` succeeds iff `presents(s) ∈ t_cli(c)` and
 /// `held(c) ∩ t_srv(s) ≠ ∅`.
 pub fn handshake(client: NodeState, server: NodeState) -> Result<(), HandshakeFailure> {
-    let server_rejected = (!client.t_cli.contains(server.presents))
-        .then_some((server.presents, client.t_cli));
+    let server_rejected =
+        (!client.t_cli.contains(server.presents)).then_some((server.presents, client.t_cli));
     let client_rejected =
         (!client.held.intersects(server.t_srv)).then_some((client.held, server.t_srv));
     if server_rejected.is_none() && client_rejected.is_none() {
@@ -287,7 +287,10 @@ mod tests {
 
     #[test]
     fn state_table_matches_model_section_3() {
-        assert_eq!(Mode::Bundle.state_after(0).to_string(), "{old}/{old}/{old}/old");
+        assert_eq!(
+            Mode::Bundle.state_after(0).to_string(),
+            "{old}/{old}/{old}/old"
+        );
         let bundle: Vec<String> = (1..=3)
             .map(|i| Mode::Bundle.state_after(i).to_string())
             .collect();
@@ -302,7 +305,10 @@ mod tests {
         let atomic: Vec<String> = (1..=2)
             .map(|i| Mode::Atomic.state_after(i).to_string())
             .collect();
-        assert_eq!(atomic, ["{new}/{old,new}/{old,new}/new", "{new}/{new}/{new}/new"]);
+        assert_eq!(
+            atomic,
+            ["{new}/{old,new}/{old,new}/new", "{new}/{new}/{new}/new"]
+        );
     }
 
     #[test]
@@ -346,7 +352,10 @@ mod tests {
     #[test]
     fn failure_names_the_tls_side() {
         let err = handshake(NodeState::INITIAL, Action::Present.state_after()).unwrap_err();
-        assert_eq!(err.to_string(), "server presents new, client trusts only old");
+        assert_eq!(
+            err.to_string(),
+            "server presents new, client trusts only old"
+        );
         let err = handshake(NodeState::FINAL, NodeState::INITIAL).unwrap_err();
         assert_eq!(
             err.to_string(),

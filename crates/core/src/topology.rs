@@ -184,7 +184,10 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_and_field() {
-        let e = err("t.yaml", "ca: r\nlinks:\n  - {client: a, server: b}\n  - {client: a, sever: c}\n");
+        let e = err(
+            "t.yaml",
+            "ca: r\nlinks:\n  - {client: a, server: b}\n  - {client: a, sever: c}\n",
+        );
         assert_eq!(e.line, Some(4), "{e}");
         assert!(e.field.starts_with("links[1]"), "{e}");
         assert!(e.message.contains("sever"), "{e}");
@@ -198,17 +201,25 @@ mod tests {
         let e = err("t.yaml", "nodes:\n  - {id: a}\n");
         assert!(e.message.contains("ca"), "{e}");
         assert!(e.line.is_some(), "{e}");
+        assert_eq!(e.field, "ca", "{e}");
         let e = err("t.json", "{\"nodes\": []}");
         assert!(e.message.contains("`ca`"), "{e}");
+        assert_eq!(e.field, "ca", "{e}");
         assert_eq!(e.line, Some(1), "{e}");
     }
 
     #[test]
     fn duplicate_and_empty_ids_name_their_line() {
-        let e = err("t.yaml", "ca: r\nnodes:\n  - {id: a}\n  - {id: b}\n  - {id: a}\n");
+        let e = err(
+            "t.yaml",
+            "ca: r\nnodes:\n  - {id: a}\n  - {id: b}\n  - {id: a}\n",
+        );
         assert_eq!((e.line, e.field.as_str()), (Some(5), "nodes[2].id"), "{e}");
         assert!(e.message.contains("duplicate"), "{e}");
-        let e = err("t.json", "{\"ca\": \"r\",\n\"nodes\": [\n {\"id\": \"a\"},\n {\"id\": \"\"}]}");
+        let e = err(
+            "t.json",
+            "{\"ca\": \"r\",\n\"nodes\": [\n {\"id\": \"a\"},\n {\"id\": \"\"}]}",
+        );
         assert_eq!((e.line, e.field.as_str()), (Some(4), "nodes[1].id"), "{e}");
         assert!(e.message.contains("empty"), "{e}");
     }
@@ -224,7 +235,16 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        for text in ["", "[", "{", "ca: [", "- a\n- b", "ca: r\nnodes: 3", "\u{0}\u{1}", "{\"ca\":\"r\"} trailing"] {
+        for text in [
+            "",
+            "[",
+            "{",
+            "ca: [",
+            "- a\n- b",
+            "ca: r\nnodes: 3",
+            "\u{0}\u{1}",
+            "{\"ca\":\"r\"} trailing",
+        ] {
             let _ = Topology::parse("x.yaml", text);
             let _ = Topology::parse("x.json", text);
         }

@@ -220,7 +220,10 @@ fn describe(
     };
     let cs = fleet.mode(link.client).state_after(i);
     let ss = fleet.mode(link.server).state_after(j);
-    let failure = handshake(cs, ss).err().map(|f| f.to_string()).unwrap_or_default();
+    let failure = handshake(cs, ss)
+        .err()
+        .map(|f| f.to_string())
+        .unwrap_or_default();
     BrokenLink {
         client: fleet.id(link.client).to_string(),
         server: fleet.id(link.server).to_string(),

@@ -81,7 +81,10 @@ fn model_prerequisites(fleet: &Fleet, plan: &Plan) -> (Steps, Vec<(usize, usize)
     let mut edges = Vec::new();
     for (n, id) in fleet.ids.iter().enumerate() {
         for rank in 1..fleet.modes[n].steps().len() {
-            edges.push((steps.index[&(id.clone(), rank - 1)], steps.index[&(id.clone(), rank)]));
+            edges.push((
+                steps.index[&(id.clone(), rank - 1)],
+                steps.index[&(id.clone(), rank)],
+            ));
         }
     }
     for l in &fleet.links {
@@ -93,11 +96,17 @@ fn model_prerequisites(fleet: &Fleet, plan: &Plan) -> (Steps, Vec<(usize, usize)
         edges.push((steps.index[&first(c)], steps.index[&shows(s)]));
         // retire(s) after first(c), for bundle servers.
         if fleet.modes[s] == Mode::Bundle {
-            edges.push((steps.index[&first(c)], steps.index[&(fleet.ids[s].clone(), 2)]));
+            edges.push((
+                steps.index[&first(c)],
+                steps.index[&(fleet.ids[s].clone(), 2)],
+            ));
         }
         // retire(c) / finalize(c) after shows(s).
         let last = fleet.modes[c].steps().len() - 1;
-        edges.push((steps.index[&shows(s)], steps.index[&(fleet.ids[c].clone(), last)]));
+        edges.push((
+            steps.index[&shows(s)],
+            steps.index[&(fleet.ids[c].clone(), last)],
+        ));
     }
     (steps, edges)
 }
@@ -204,7 +213,12 @@ fn for_each_subset(n: usize, k: usize, f: &mut dyn FnMut(&[usize])) {
 /// Every link that breaks in some reachable global state: a walk over all cuts of the
 /// plan's partial order (each node's step count), from the initial state.
 fn brute_force_broken(fleet: &Fleet, plan: &Plan) -> BTreeSet<(String, String)> {
-    let node_of: HashMap<&str, usize> = fleet.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let node_of: HashMap<&str, usize> = fleet
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
     // (node, rank) of every step id, and each step's cross prerequisites.
     let mut rank_seen = vec![0usize; fleet.len()];
     let mut where_is: HashMap<u64, (usize, usize)> = HashMap::new();
@@ -215,7 +229,10 @@ fn brute_force_broken(fleet: &Fleet, plan: &Plan) -> BTreeSet<(String, String)> 
     }
     let mut needs: HashMap<(usize, usize), Vec<(usize, usize)>> = HashMap::new();
     for s in &plan.steps {
-        needs.insert(where_is[&s.id], s.after.iter().map(|a| where_is[a]).collect());
+        needs.insert(
+            where_is[&s.id],
+            s.after.iter().map(|a| where_is[a]).collect(),
+        );
     }
     let disrupted: HashSet<(&str, &str)> = plan
         .disruptions
@@ -229,7 +246,11 @@ fn brute_force_broken(fleet: &Fleet, plan: &Plan) -> BTreeSet<(String, String)> 
     while let Some(done) = queue.pop_front() {
         for l in &fleet.links {
             let (c, s) = (l.client as usize, l.server as usize);
-            let ok = handshake(fleet.modes[c].state_after(done[c]), fleet.modes[s].state_after(done[s])).is_ok();
+            let ok = handshake(
+                fleet.modes[c].state_after(done[c]),
+                fleet.modes[s].state_after(done[s]),
+            )
+            .is_ok();
             if !ok && !disrupted.contains(&(fleet.ids[c].as_str(), fleet.ids[s].as_str())) {
                 broken.insert((fleet.ids[c].clone(), fleet.ids[s].clone()));
             }
@@ -252,11 +273,16 @@ fn brute_force_broken(fleet: &Fleet, plan: &Plan) -> BTreeSet<(String, String)> 
 }
 
 fn verifier_broken(fleet: &Fleet, plan: &Plan) -> BTreeSet<(String, String)> {
-    let order = PlanOrder::resolve(plan, fleet, &Document::new("<test>", "")).expect("plan resolves");
+    let order =
+        PlanOrder::resolve(plan, fleet, &Document::new("<test>", "")).expect("plan resolves");
     let verdict = verify(fleet, plan, &order);
     assert_eq!(verdict.undeclared_count, verdict.broken.len());
     assert_eq!(verdict.safe, verdict.broken.is_empty());
-    verdict.broken.into_iter().map(|b| (b.client, b.server)).collect()
+    verdict
+        .broken
+        .into_iter()
+        .map(|b| (b.client, b.server))
+        .collect()
 }
 
 /// Drop every cross-node prerequisite; keep waves consistent with each node's own order.
@@ -362,6 +388,9 @@ fn removing_a_needed_prerequisite_is_caught() {
     assert!(verifier_broken(&fleet, &plan).is_empty());
     let flat = all_in_one_wave(&plan);
     let broken = verifier_broken(&fleet, &flat);
-    assert_eq!(broken, BTreeSet::from([("gw".to_string(), "meter".to_string())]));
+    assert_eq!(
+        broken,
+        BTreeSet::from([("gw".to_string(), "meter".to_string())])
+    );
     assert_eq!(broken, brute_force_broken(&fleet, &flat));
 }

@@ -64,7 +64,12 @@ pub(crate) fn plan_claim(fleet: &Fleet, start: Option<&str>) -> Result<Plan, Cor
     } else {
         claim_order(fleet, start)
     };
-    let rounds = fleet.modes.iter().map(|m| m.steps().len()).max().unwrap_or(0);
+    let rounds = fleet
+        .modes
+        .iter()
+        .map(|m| m.steps().len())
+        .max()
+        .unwrap_or(0);
     let mut steps: Vec<Step> = Vec::with_capacity(fleet.step_count());
     let mut previous: Option<(u64, NodeIx)> = None;
     for round in 0..rounds {

@@ -79,7 +79,10 @@ pub(crate) fn break_cycles(fleet: &Fleet) -> Breaking {
         let (backward, method) = if part.len() <= EXACT_LIMIT {
             (exact_minimum(&part, &adjacency), CycleMethod::Exact)
         } else {
-            (greedy_order_backward(&part, &adjacency), CycleMethod::Heuristic)
+            (
+                greedy_order_backward(&part, &adjacency),
+                CycleMethod::Heuristic,
+            )
         };
         breaking.method = breaking.method.max(method);
         let total_links: usize = part
@@ -257,7 +260,10 @@ fn greedy_order_backward(part: &[NodeIx], adjacency: &[Vec<NodeIx>]) -> Vec<Link
     let out: Vec<Vec<usize>> = part
         .iter()
         .map(|&u| {
-            let mut v: Vec<usize> = adjacency[u as usize].iter().filter_map(|&w| local(w)).collect();
+            let mut v: Vec<usize> = adjacency[u as usize]
+                .iter()
+                .filter_map(|&w| local(w))
+                .collect();
             v.sort_unstable();
             v.dedup();
             v
@@ -275,15 +281,16 @@ fn greedy_order_backward(part: &[NodeIx], adjacency: &[Vec<NodeIx>]) -> Vec<Link
     let mut front = Vec::with_capacity(k);
     let mut back = Vec::with_capacity(k);
     let mut left = k;
-    let remove = |v: usize, alive: &mut Vec<bool>, out_deg: &mut Vec<i64>, in_deg: &mut Vec<i64>| {
-        alive[v] = false;
-        for &w in &out[v] {
-            in_deg[w] -= 1;
-        }
-        for &u in &inc[v] {
-            out_deg[u] -= 1;
-        }
-    };
+    let remove =
+        |v: usize, alive: &mut Vec<bool>, out_deg: &mut Vec<i64>, in_deg: &mut Vec<i64>| {
+            alive[v] = false;
+            for &w in &out[v] {
+                in_deg[w] -= 1;
+            }
+            for &u in &inc[v] {
+                out_deg[u] -= 1;
+            }
+        };
     while left > 0 {
         let mut progressed = true;
         while progressed {
@@ -348,7 +355,12 @@ fn irredundant(out: &[Vec<usize>], dropped: Vec<(usize, usize)>) -> Vec<(usize, 
     let mut kept: Vec<Vec<usize>> = out
         .iter()
         .enumerate()
-        .map(|(u, t)| t.iter().copied().filter(|&v| !dropped_set.contains(&(u, v))).collect())
+        .map(|(u, t)| {
+            t.iter()
+                .copied()
+                .filter(|&v| !dropped_set.contains(&(u, v)))
+                .collect()
+        })
         .collect();
     let mut mark = vec![0u32; k];
     let mut epoch = 0u32;
@@ -397,7 +409,10 @@ mod tests {
         assert_eq!(exact_minimum(&parts[0], &adj).len(), 1);
         // 0->1->2->0 and 0->1->3->0 share 0->1.
         let adj = adjacency(4, &[(0, 1), (1, 2), (2, 0), (1, 3), (3, 0)]);
-        let part = strongly_connected(&adj).into_iter().find(|p| p.len() == 4).unwrap();
+        let part = strongly_connected(&adj)
+            .into_iter()
+            .find(|p| p.len() == 4)
+            .unwrap();
         assert_eq!(exact_minimum(&part, &adj).len(), 1);
     }
 

@@ -59,8 +59,14 @@ impl Prerequisites {
             .flat_map(|l| {
                 let (cm, sm) = (fleet.mode(l.client), fleet.mode(l.server));
                 [
-                    (step(l.client, first_rank(cm)), step(l.server, shows_rank(sm))),
-                    (step(l.server, shows_rank(sm)), step(l.client, last_rank(cm))),
+                    (
+                        step(l.client, first_rank(cm)),
+                        step(l.server, shows_rank(sm)),
+                    ),
+                    (
+                        step(l.server, shows_rank(sm)),
+                        step(l.client, last_rank(cm)),
+                    ),
                 ]
             })
             .collect();

@@ -16,7 +16,9 @@ pub(crate) fn earliest_waves(graph: &Prerequisites) -> Vec<u32> {
         waiting[t as usize] += 1;
     }
     let mut wave = vec![0u32; n];
-    let mut ready: Vec<u32> = (0..n as u32).filter(|&s| waiting[s as usize] == 0).collect();
+    let mut ready: Vec<u32> = (0..n as u32)
+        .filter(|&s| waiting[s as usize] == 0)
+        .collect();
     let mut head = 0;
     while head < ready.len() {
         let s = ready[head];
@@ -31,7 +33,10 @@ pub(crate) fn earliest_waves(graph: &Prerequisites) -> Vec<u32> {
             }
         }
     }
-    debug_assert_eq!(head, n, "prerequisites must be acyclic after breaking cycles");
+    debug_assert_eq!(
+        head, n,
+        "prerequisites must be acyclic after breaking cycles"
+    );
     wave
 }
 
