@@ -25,7 +25,7 @@ pub use error::{CoreError, InputError};
 pub use fleet::{Fleet, Link, NodeIx};
 pub use order::PlanOrder;
 pub use plan::{Disruption, PLAN_FORMAT, Plan, Step};
-pub use planner::{PlanOptions, Strategy, plan, plan_waves};
+pub use planner::{PlanOptions, Strategy, linearize, plan, plan_naive, plan_waves};
 pub use source::Document;
 pub use state::{Action, Mode, NodeState, Root, RootSet, handshake};
 pub use topology::{EXECUTOR_ID, Topology};

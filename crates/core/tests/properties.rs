@@ -394,3 +394,22 @@ fn removing_a_needed_prerequisite_is_caught() {
     );
     assert_eq!(broken, brute_force_broken(&fleet, &flat));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A linearized plan is one interleaving of the original: it resolves, keeps every
+    /// step, and is safe whenever the original is (its broken links are a subset).
+    #[test]
+    fn linearized_plans_are_interleavings(topology in fleet_strategy(6, 3), seed in any::<u64>()) {
+        let fleet = Fleet::new(&topology);
+        for plan in [plan_waves(&fleet), rollover_core::plan_naive(&fleet)] {
+            let order = PlanOrder::resolve(&plan, &fleet, &Document::new("<test>", "")).unwrap();
+            let chain = rollover_core::linearize(&plan, &order, seed);
+            prop_assert_eq!(chain.steps.len(), plan.steps.len());
+            let broken_chain = verifier_broken(&fleet, &chain);
+            prop_assert!(broken_chain.is_subset(&verifier_broken(&fleet, &plan)));
+            prop_assert_eq!(broken_chain, brute_force_broken(&fleet, &chain));
+        }
+    }
+}

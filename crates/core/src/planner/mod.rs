@@ -79,3 +79,78 @@ pub fn plan_waves(fleet: &Fleet) -> Plan {
     let graph = prereq::Prerequisites::build(fleet, &breaking.disrupted);
     schedule::waves_plan(fleet, &graph, breaking)
 }
+
+/// The naive plan used as a negative control: every node takes its steps as fast as it
+/// can, with no cross-node prerequisite, so all nodes switch at once. Unsafe whenever a
+/// link joins two target nodes; the verifier and the simulator show which links break.
+pub fn plan_naive(fleet: &Fleet) -> Plan {
+    let mut steps = Vec::with_capacity(fleet.step_count());
+    for (node, mode) in fleet.modes.iter().enumerate() {
+        for (rank, &action) in mode.steps().iter().enumerate() {
+            steps.push(crate::plan::Step {
+                id: steps.len() as u64,
+                node: fleet.id(node as crate::fleet::NodeIx).to_string(),
+                action,
+                wave: rank as u32,
+                after: Vec::new(),
+            });
+        }
+    }
+    Plan {
+        format: crate::plan::PLAN_FORMAT.to_string(),
+        ca: fleet.ca.clone(),
+        strategy: Some("naive".to_string()),
+        cycle_breaking: Some("none".to_string()),
+        steps,
+        disruptions: Vec::new(),
+    }
+}
+
+/// One interleaving a plan allows, chosen by `seed`: the same steps (same ids), run one
+/// at a time in a seeded random order that respects every prerequisite. Used by the
+/// simulator so a seed reproduces exactly the interleaving it exercised.
+pub fn linearize(plan: &Plan, order: &crate::order::PlanOrder, seed: u64) -> Plan {
+    let mut rng = crate::synth::Lcg::new(seed);
+    let n = order.len();
+    let mut waiting: Vec<usize> = order.preds.iter().map(Vec::len).collect();
+    let mut succ: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (s, preds) in order.preds.iter().enumerate() {
+        for &p in preds {
+            succ[p as usize].push(s as u32);
+        }
+    }
+    let mut ready: Vec<u32> = (0..n as u32).filter(|&s| waiting[s as usize] == 0).collect();
+    let mut steps: Vec<crate::plan::Step> = Vec::with_capacity(n);
+    let mut previous: Option<(u64, &str)> = None;
+    while !ready.is_empty() {
+        let pick = rng.below(ready.len() as u32) as usize;
+        let s = ready.swap_remove(pick) as usize;
+        let original = &plan.steps[s];
+        let after = match previous {
+            Some((id, node)) if node != original.node => vec![id],
+            _ => Vec::new(),
+        };
+        steps.push(crate::plan::Step {
+            id: original.id,
+            node: original.node.clone(),
+            action: original.action,
+            wave: steps.len() as u32,
+            after,
+        });
+        previous = Some((original.id, original.node.as_str()));
+        for &t in &succ[s] {
+            waiting[t as usize] -= 1;
+            if waiting[t as usize] == 0 {
+                ready.push(t);
+            }
+        }
+    }
+    Plan {
+        steps,
+        strategy: plan
+            .strategy
+            .as_ref()
+            .map(|s| format!("{s} (linearized, seed {seed})")),
+        ..plan.clone()
+    }
+}
