@@ -6,6 +6,8 @@
 //! tonic-prost-build; no `protoc` is needed. Timestamps are `prost_types::Timestamp`
 //! (depend on `prost-types` to make them, e.g. from a `SystemTime`).
 
+pub mod convert;
+
 /// Messages, enums, clients and servers of the `rollover.v1` package.
 ///
 /// Clients: [`v1::planner_client::PlannerClient`], [`v1::executor_client::ExecutorClient`],
