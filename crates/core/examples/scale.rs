@@ -30,7 +30,7 @@ fn main() {
     println!(
         "nodes    links      parse ns/link  plan ns/link  verify ns/link  plan/parse  verify/plan  waves"
     );
-    for nodes in [1_000usize, 10_000, 100_000] {
+    for nodes in sizes() {
         let topology = layered_fleet(&FleetShape {
             nodes,
             fan_out: 10,
@@ -66,5 +66,18 @@ fn main() {
         println!(
             "peak memory (VmHWM, whole run incl. JSON text and parsed topology): {mib:.0} MiB"
         );
+    }
+}
+
+/// Fleet sizes: the three, or those given as arguments.
+fn sizes() -> Vec<usize> {
+    let given: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if given.is_empty() {
+        vec![1_000, 10_000, 100_000]
+    } else {
+        given
     }
 }

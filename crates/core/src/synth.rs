@@ -1,8 +1,8 @@
 //! Deterministic synthetic fleets for benchmarks, scale runs and the simulator.
 //!
-//! A layered service graph: node `i` is a client of `fan_out` servers drawn from the
-//! next `window` nodes, so links always point "down the stack" and prerequisites stay
-//! acyclic like a real deployment's; a share of nodes are constrained (`atomic`).
+//! A tiered service graph: edge clients call front ends, which call services, down to a
+//! few deep servers; links always point down the stack, so prerequisites stay acyclic
+//! as in a real deployment, and a share of nodes are constrained (`atomic`).
 //! A small linear congruential generator keeps it dependency-free and reproducible.
 
 use crate::state::Mode;
@@ -55,11 +55,23 @@ pub struct FleetShape {
     pub seed: u64,
 }
 
-/// A layered fleet of the given shape.
+/// Relative sizes of the tiers, from edge clients down to the deepest servers.
+const TIER_WEIGHTS: [usize; 7] = [30, 25, 20, 12, 8, 4, 1];
+
+/// A layered fleet of the given shape: nodes fill seven tiers (many edge clients, few
+/// deep servers) and every node outside the deepest tier is a client of `fan_out`
+/// random nodes of the next tier.
 pub fn layered_fleet(shape: &FleetShape) -> Topology {
     let mut rng = Lcg::new(shape.seed);
     let n = shape.nodes;
-    let window = (shape.fan_out * 8).max(16);
+    let total: usize = TIER_WEIGHTS.iter().sum();
+    // Tier boundaries: tier t holds nodes starts[t]..starts[t + 1].
+    let mut starts = vec![0usize];
+    let mut acc = 0;
+    for w in TIER_WEIGHTS {
+        acc += w;
+        starts.push(n * acc / total);
+    }
     let nodes = (0..n)
         .map(|i| NodeSpec {
             id: format!("n{i}"),
@@ -72,18 +84,20 @@ pub fn layered_fleet(shape: &FleetShape) -> Topology {
         })
         .collect();
     let mut links = Vec::with_capacity(n * shape.fan_out);
-    for i in 0..n {
-        let room = (n - i - 1).min(window);
-        if room == 0 {
+    for tier in 0..TIER_WEIGHTS.len() - 1 {
+        let (lo, hi) = (starts[tier + 1], starts[tier + 2]);
+        if hi == lo {
             continue;
         }
-        for _ in 0..shape.fan_out {
-            let j = i + 1 + rng.below(room as u32) as usize;
-            links.push(LinkSpec {
-                client: format!("n{i}"),
-                server: format!("n{j}"),
-                ca: None,
-            });
+        for i in starts[tier]..starts[tier + 1] {
+            for _ in 0..shape.fan_out {
+                let j = lo + rng.below((hi - lo) as u32) as usize;
+                links.push(LinkSpec {
+                    client: format!("n{i}"),
+                    server: format!("n{j}"),
+                    ca: None,
+                });
+            }
         }
     }
     Topology {

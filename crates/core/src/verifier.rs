@@ -71,13 +71,14 @@ fn failing_pairs(client: Mode, server: Mode) -> Vec<(usize, usize)> {
 }
 
 /// Reachability in the plan's partial order, pruned by levels: a step can only be
-/// required before steps of a strictly higher level.
+/// required before steps of a strictly higher level. Breadth-first, because the
+/// answers that hold are almost always one or two prerequisites away.
 struct Precedence<'a> {
     order: &'a PlanOrder,
     level: Vec<u32>,
     mark: Vec<u32>,
     epoch: u32,
-    stack: Vec<StepIx>,
+    queue: std::collections::VecDeque<StepIx>,
 }
 
 impl Precedence<'_> {
@@ -88,16 +89,16 @@ impl Precedence<'_> {
             return false;
         }
         self.epoch += 1;
-        self.stack.clear();
-        self.stack.push(y);
-        while let Some(z) = self.stack.pop() {
+        self.queue.clear();
+        self.queue.push_back(y);
+        while let Some(z) = self.queue.pop_front() {
             for &p in &self.order.preds[z as usize] {
                 if p == x {
                     return true;
                 }
                 if self.level[p as usize] > lx && self.mark[p as usize] != self.epoch {
                     self.mark[p as usize] = self.epoch;
-                    self.stack.push(p);
+                    self.queue.push_back(p);
                 }
             }
         }
@@ -118,7 +119,7 @@ pub fn verify(fleet: &Fleet, plan: &Plan, order: &PlanOrder) -> Verdict {
         level,
         mark: vec![0; order.len()],
         epoch: 0,
-        stack: Vec::new(),
+        queue: std::collections::VecDeque::new(),
     };
     let table: [[Vec<(usize, usize)>; 2]; 2] = [
         [
@@ -173,25 +174,44 @@ fn first_coexisting(
     let c = &order.node_steps[link.client as usize];
     let s = &order.node_steps[link.server as usize];
     // Memo of "client step a is required before server step b" and the reverse.
-    let mut c_before_s = [[None::<bool>; 3]; 3];
-    let mut s_before_c = [[None::<bool>; 3]; 3];
+    let mut c_before_s = Memo::default();
+    let mut s_before_c = Memo::default();
     for &(i, j) in pairs {
         // Client has done exactly i steps and server exactly j: the client's next step
         // must not be required before the server's last done step, and vice versa.
-        let client_blocked = i < c.len() && j > 0 && {
-            *c_before_s[i][j - 1].get_or_insert_with(|| reach.before(c[i], s[j - 1]))
-        };
+        let client_blocked =
+            i < c.len() && j > 0 && c_before_s.get(i, j - 1, || reach.before(c[i], s[j - 1]));
         if client_blocked {
             continue;
         }
-        let server_blocked = j < s.len() && i > 0 && {
-            *s_before_c[j][i - 1].get_or_insert_with(|| reach.before(s[j], c[i - 1]))
-        };
+        let server_blocked =
+            j < s.len() && i > 0 && s_before_c.get(j, i - 1, || reach.before(s[j], c[i - 1]));
         if !server_blocked {
             return Some((i, j));
         }
     }
     None
+}
+
+/// Answers to "step `a` of one node is required before step `b` of the other", with
+/// what a node's own order implies: `x[a] ≤ y[b]` holds if `x[a'] ≤ y[b']` holds for some
+/// `a' ≥ a, b' ≤ b`, and fails if it fails for some `a' ≤ a, b' ≥ b`.
+#[derive(Default)]
+struct Memo([[Option<bool>; 3]; 3]);
+
+impl Memo {
+    fn get(&mut self, a: usize, b: usize, compute: impl FnOnce() -> bool) -> bool {
+        let known = &self.0;
+        if (a..3).any(|a2| (0..=b).any(|b2| known[a2][b2] == Some(true))) {
+            return true;
+        }
+        if (0..=a).any(|a2| (b..3).any(|b2| known[a2][b2] == Some(false))) {
+            return false;
+        }
+        let answer = compute();
+        self.0[a][b] = Some(answer);
+        answer
+    }
 }
 
 fn describe(

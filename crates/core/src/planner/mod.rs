@@ -119,7 +119,9 @@ pub fn linearize(plan: &Plan, order: &crate::order::PlanOrder, seed: u64) -> Pla
             succ[p as usize].push(s as u32);
         }
     }
-    let mut ready: Vec<u32> = (0..n as u32).filter(|&s| waiting[s as usize] == 0).collect();
+    let mut ready: Vec<u32> = (0..n as u32)
+        .filter(|&s| waiting[s as usize] == 0)
+        .collect();
     let mut steps: Vec<crate::plan::Step> = Vec::with_capacity(n);
     let mut previous: Option<(u64, &str)> = None;
     while !ready.is_empty() {
