@@ -72,12 +72,38 @@ pub(crate) fn break_cycles(fleet: &Fleet) -> Breaking {
         disruptions: Vec::new(),
         method: CycleMethod::None,
     };
-    for part in strongly_connected(&adjacency) {
+    let mut incoming: Vec<Vec<NodeIx>> = vec![Vec::new(); n];
+    for (u, targets) in adjacency.iter().enumerate() {
+        for &v in targets {
+            incoming[v as usize].push(u as NodeIx);
+        }
+    }
+    // Longest chain of switches ending at each node, filled in topological order of the
+    // parts (Tarjan emits them sinks first) so ties between equally small cuts can be
+    // broken towards fewer waves.
+    let mut depth = vec![0u32; n];
+    let mut parts = strongly_connected(&adjacency);
+    parts.reverse();
+    for part in parts {
+        let entry: Vec<u32> = part
+            .iter()
+            .map(|&v| {
+                incoming[v as usize]
+                    .iter()
+                    .filter(|u| part.binary_search(u).is_err())
+                    .map(|&u| depth[u as usize] + 1)
+                    .max()
+                    .unwrap_or(1)
+            })
+            .collect();
         if part.len() < 2 {
+            depth[part[0] as usize] = entry[0];
             continue;
         }
         let (backward, method) = if part.len() <= EXACT_LIMIT {
-            (exact_minimum(&part, &adjacency), CycleMethod::Exact)
+            let minimum = exact_minimum(&part, &adjacency);
+            let best = shallowest_cut(&part, &adjacency, &entry, minimum);
+            (best, CycleMethod::Exact)
         } else {
             (
                 greedy_order_backward(&part, &adjacency),
@@ -85,6 +111,9 @@ pub(crate) fn break_cycles(fleet: &Fleet) -> Breaking {
             )
         };
         breaking.method = breaking.method.max(method);
+        for (v, d) in part_depths(&part, &adjacency, &entry, &backward).unwrap_or_default() {
+            depth[v as usize] = d;
+        }
         let total_links: usize = part
             .iter()
             .map(|&u| {
@@ -184,6 +213,110 @@ fn strongly_connected(adjacency: &[Vec<NodeIx>]) -> Vec<Vec<NodeIx>> {
         }
     }
     parts
+}
+
+/// Most cut sets tried when choosing among equally small ones.
+const TIE_BREAK_CANDIDATES: u64 = 4096;
+
+/// Among the cut sets as small as `minimum`, the one leaving the shortest chain of
+/// switches through the part (fewer waves); `minimum` itself when there are too many
+/// to try or none is shorter.
+fn shallowest_cut(
+    part: &[NodeIx],
+    adjacency: &[Vec<NodeIx>],
+    entry: &[u32],
+    minimum: Vec<Link>,
+) -> Vec<Link> {
+    let arcs: Vec<Link> = part
+        .iter()
+        .flat_map(|&u| {
+            adjacency[u as usize]
+                .iter()
+                .filter(|v| part.binary_search(v).is_ok())
+                .map(move |&v| Link {
+                    client: u,
+                    server: v,
+                })
+        })
+        .collect();
+    let k = minimum.len();
+    let depth_of = |cut: &[Link]| {
+        part_depths(part, adjacency, entry, cut).map(|d| d.iter().map(|x| x.1).max().unwrap_or(0))
+    };
+    let Some(mut best_depth) = depth_of(&minimum) else {
+        return minimum;
+    };
+    if binomial(arcs.len() as u64, k as u64) > TIE_BREAK_CANDIDATES {
+        return minimum;
+    }
+    let mut best = minimum;
+    let mut chosen = Vec::with_capacity(k);
+    let mut indices: Vec<usize> = (0..k).collect();
+    loop {
+        chosen.clear();
+        chosen.extend(indices.iter().map(|&i| arcs[i]));
+        if let Some(d) = depth_of(&chosen)
+            && d < best_depth
+        {
+            best_depth = d;
+            best = chosen.clone();
+        }
+        // Next combination of k indices out of arcs.len(), in lexicographic order.
+        let Some(pos) = (0..k).rev().find(|&p| indices[p] < arcs.len() - k + p) else {
+            break;
+        };
+        indices[pos] += 1;
+        for q in pos + 1..k {
+            indices[q] = indices[q - 1] + 1;
+        }
+    }
+    best
+}
+
+fn binomial(n: u64, k: u64) -> u64 {
+    (0..k).fold(1u64, |acc, i| acc.saturating_mul(n - i) / (i + 1))
+}
+
+/// Longest chain of switches ending at each node of `part` once `cut` is dropped,
+/// starting from `entry` (chains arriving from outside); `None` if cycles remain.
+fn part_depths(
+    part: &[NodeIx],
+    adjacency: &[Vec<NodeIx>],
+    entry: &[u32],
+    cut: &[Link],
+) -> Option<Vec<(NodeIx, u32)>> {
+    let k = part.len();
+    let mut waiting = vec![0usize; k];
+    let mut out: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (i, &u) in part.iter().enumerate() {
+        for &v in &adjacency[u as usize] {
+            let Ok(j) = part.binary_search(&v) else {
+                continue;
+            };
+            if cut.contains(&Link {
+                client: u,
+                server: v,
+            }) {
+                continue;
+            }
+            out[i].push(j);
+            waiting[j] += 1;
+        }
+    }
+    let mut depth = entry.to_vec();
+    let mut ready: Vec<usize> = (0..k).filter(|&i| waiting[i] == 0).collect();
+    let mut seen = 0;
+    while let Some(i) = ready.pop() {
+        seen += 1;
+        for &j in &out[i] {
+            depth[j] = depth[j].max(depth[i] + 1);
+            waiting[j] -= 1;
+            if waiting[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    (seen == k).then(|| part.iter().copied().zip(depth).collect())
 }
 
 /// Links inside `part` pointing backwards in the node order that minimises them.
@@ -414,6 +547,27 @@ mod tests {
             .find(|p| p.len() == 4)
             .unwrap();
         assert_eq!(exact_minimum(&part, &adj).len(), 1);
+    }
+
+    #[test]
+    fn ties_between_minimum_cuts_go_to_the_shallowest() {
+        // Ring 1->2->3->4->1 fed by 0->1. Cutting 4->1 leaves the chain 0,1,2,3,4 (five
+        // switches); cutting 1->2 leaves 2,3,4,1 after 0->1 (four).
+        let adj = adjacency(5, &[(1, 2), (2, 3), (3, 4), (4, 1), (0, 1)]);
+        let part = vec![1, 2, 3, 4];
+        let entry = [2, 1, 1, 1];
+        let worst = vec![Link {
+            client: 4,
+            server: 1,
+        }];
+        let chosen = shallowest_cut(&part, &adj, &entry, worst);
+        assert_eq!(
+            chosen,
+            vec![Link {
+                client: 1,
+                server: 2
+            }]
+        );
     }
 
     #[test]
