@@ -1,1 +1,95 @@
-//! Placeholder: filled in by its issue.
+//! The Planner gRPC service (`rollover.v1.Planner`) around rollover-core.
+//!
+//! * [`PlannerService`]: `Plan` builds a plan with the requested strategy (and start
+//!   node, for `claim`); `Verify` runs core's independent verifier on any plan. Bad
+//!   input is `INVALID_ARGUMENT` with core's located message.
+//! * [`routes`]: the Planner with gRPC health (`grpc.health.v1.Health`) and reflection
+//!   (`grpc.reflection.v1`), ready for any server (plaintext here, mTLS through the
+//!   transport crate).
+//! * [`serve`]: all of it in plaintext on a bound listener, until a shutdown future
+//!   completes. Plaintext is for loopback and tests; the CLI refuses it elsewhere.
+
+mod service;
+
+use std::future::Future;
+
+use rollover_proto::v1::planner_server::PlannerServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic_health::server::HealthReporter;
+
+pub use service::PlannerService;
+
+/// The largest request the planner accepts (and the largest plan it sends): big enough
+/// for raw topology documents of a million links. Clients sending such fleets should
+/// raise their own limits to match.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Why the planner could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service rejected the descriptor sets.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The server failed.
+    #[error("planner server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The listener has no local address.
+    #[error("planner listener: {0}")]
+    Listener(#[from] std::io::Error),
+}
+
+/// The Planner server with its message size limits.
+pub fn planner_server() -> PlannerServer<PlannerService> {
+    PlannerServer::new(PlannerService::new())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// The Planner, gRPC health (the server `""` and `rollover.v1.Planner` report
+/// SERVING) and gRPC reflection over the `rollover.v1` and health descriptors. The
+/// reporter lets the caller report NOT_SERVING on shutdown.
+pub async fn routes() -> Result<(Routes, HealthReporter), ServeError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<PlannerServer<PlannerService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rollover_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let routes = Routes::new(planner_server())
+        .add_service(health)
+        .add_service(reflection);
+    Ok((routes, reporter))
+}
+
+/// Serve the Planner, health and reflection in plaintext on `listener` until
+/// `shutdown` completes; health then reports NOT_SERVING and open calls are drained.
+pub async fn serve<F>(listener: TcpListener, shutdown: F) -> Result<(), ServeError>
+where
+    F: Future<Output = ()>,
+{
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "planner serving plaintext on a non-loopback address");
+    }
+    let (routes, reporter) = routes().await?;
+    tracing::info!(%addr, "planner listening (plaintext)");
+    let shutdown = async move {
+        shutdown.await;
+        reporter
+            .set_not_serving::<PlannerServer<PlannerService>>()
+            .await;
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        tracing::info!(%addr, "planner shutting down");
+    };
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

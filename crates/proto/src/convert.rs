@@ -22,8 +22,13 @@ use rollover_core::{Action, CoreError, Mode, Strategy};
 
 use crate::v1;
 
-/// The origin named in errors about a document or message that came without one.
-pub const REQUEST_ORIGIN: &str = "<request>";
+/// The origin named in errors about a structured topology, or a topology document
+/// sent without an origin.
+pub const TOPOLOGY_ORIGIN: &str = "<topology>";
+
+/// The origin named in errors about a structured plan, or a plan document sent
+/// without an origin (as [`rollover_core::verify_plan`] names it).
+pub const PLAN_ORIGIN: &str = "<plan>";
 
 /// A wire message that does not make a valid core value: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -557,11 +562,15 @@ impl TryFrom<v1::Verdict> for Verdict {
 // ---------------------------------------------------------------------------------
 // Sources: structured message or raw document
 
-/// A raw wire document as core's [`Document`]: the origin defaults to
-/// [`REQUEST_ORIGIN`], and an UNSPECIFIED format is detected from origin and text.
-pub fn core_document(doc: &v1::Document) -> Result<Document<'_>, ConvertError> {
+/// A raw wire document as core's [`Document`]: an empty origin becomes
+/// `default_origin` (e.g. [`TOPOLOGY_ORIGIN`]), and an UNSPECIFIED format is detected
+/// from origin and text.
+pub fn core_document<'a>(
+    doc: &'a v1::Document,
+    default_origin: &'static str,
+) -> Result<Document<'a>, ConvertError> {
     let origin = if doc.origin.is_empty() {
-        REQUEST_ORIGIN
+        default_origin
     } else {
         doc.origin.as_str()
     };
@@ -576,7 +585,7 @@ pub fn core_document(doc: &v1::Document) -> Result<Document<'_>, ConvertError> {
 /// Parse and check a topology document, as [`Topology::parse`] does but honouring an
 /// explicit format.
 pub fn topology_from_document(doc: &v1::Document) -> Result<Topology, SourceError> {
-    let doc = core_document(doc).map_err(|e| e.within("document"))?;
+    let doc = core_document(doc, TOPOLOGY_ORIGIN).map_err(|e| e.within("document"))?;
     let topology: Topology = doc.parse()?;
     topology.check(&doc)?;
     Ok(topology)
@@ -584,10 +593,10 @@ pub fn topology_from_document(doc: &v1::Document) -> Result<Topology, SourceErro
 
 /// Parse a plan document, as [`Plan::parse`] does but honouring an explicit format.
 /// Consistency with a topology is checked later, by
-/// [`rollover_core::PlanOrder::resolve`] (pass it [`core_document`] so its errors are
-/// placed too).
+/// [`rollover_core::PlanOrder::resolve`] (pass it [`core_document`] with [`PLAN_ORIGIN`]
+/// so its errors are placed too).
 pub fn plan_from_document(doc: &v1::Document) -> Result<Plan, SourceError> {
-    let doc = core_document(doc).map_err(|e| e.within("document"))?;
+    let doc = core_document(doc, PLAN_ORIGIN).map_err(|e| e.within("document"))?;
     let plan: Plan = doc.parse()?;
     check_plan_format(&plan.format, |message| {
         doc.error_in(&[PathPart::Key("format")], message).into()
@@ -615,7 +624,7 @@ pub fn topology_from_source(source: &v1::TopologySource) -> Result<Topology, Sou
     match &source.source {
         Some(Source::Topology(t)) => {
             let topology = Topology::try_from(t.clone()).map_err(|e| e.within("topology"))?;
-            topology.check(&Document::new(REQUEST_ORIGIN, ""))?;
+            topology.check(&Document::new(TOPOLOGY_ORIGIN, ""))?;
             Ok(topology)
         }
         Some(Source::Document(d)) => topology_from_document(d),

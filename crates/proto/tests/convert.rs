@@ -227,9 +227,9 @@ fn documents_parse_with_core_and_keep_file_line_and_field() {
         status.message()
     );
 
-    // A document without an origin is named `<request>`.
+    // A document without an origin is named `<topology>`.
     let e = input_error(topology_from_source(&topology_doc("", &text)).unwrap_err());
-    assert!(e.to_string().starts_with("<request>:8:"), "{e}");
+    assert!(e.to_string().starts_with("<topology>:8:"), "{e}");
 }
 
 #[test]
@@ -325,7 +325,7 @@ fn structured_input_is_checked_like_a_file() {
     let e = input_error(topology_from_source(&structured_topology(t.clone())).unwrap_err());
     assert_eq!(
         (e.field.as_str(), e.file.as_str()),
-        ("nodes[1].id", "<request>")
+        ("nodes[1].id", "<topology>")
     );
     assert!(e.message.contains("duplicate"), "{e}");
 
