@@ -65,7 +65,11 @@ impl Plan {
     /// Parse a plan document (JSON, or YAML), checking its structure. Consistency with a
     /// topology is checked by [`crate::order::PlanOrder::resolve`].
     pub fn parse(origin: &str, text: &str) -> Result<Plan, CoreError> {
-        let doc = Document::new(origin, text);
+        Plan::parse_document(&Document::new(origin, text))
+    }
+
+    /// Parse a plan document whose format is already known, checking its format tag.
+    pub fn parse_document(doc: &Document<'_>) -> Result<Plan, CoreError> {
         let plan: Plan = doc.parse()?;
         if plan.format != PLAN_FORMAT {
             return Err(doc.error_in(

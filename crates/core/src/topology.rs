@@ -69,9 +69,13 @@ impl Topology {
     /// Parse and check a topology document (YAML or JSON, detected from `origin` and
     /// the text). Errors name the file, line, column and field.
     pub fn parse(origin: &str, text: &str) -> Result<Topology, CoreError> {
-        let doc = Document::new(origin, text);
+        Topology::parse_document(&Document::new(origin, text))
+    }
+
+    /// Parse and check a document whose format is already known.
+    pub fn parse_document(doc: &Document<'_>) -> Result<Topology, CoreError> {
         let topology: Topology = doc.parse()?;
-        topology.check(&doc)?;
+        topology.check(doc)?;
         Ok(topology)
     }
 

@@ -15,7 +15,7 @@
 //! use [`core_error_status`].)
 
 use rollover_core::plan::{Disruption, PLAN_FORMAT, Plan, Step};
-use rollover_core::source::{Document, Format, PathPart};
+use rollover_core::source::{Document, Format};
 use rollover_core::topology::{Control, LinkSpec, NodeSpec, Topology};
 use rollover_core::verifier::{BrokenLink, StepRef, Verdict};
 use rollover_core::{Action, CoreError, Mode, Strategy};
@@ -586,9 +586,7 @@ pub fn core_document<'a>(
 /// explicit format.
 pub fn topology_from_document(doc: &v1::Document) -> Result<Topology, SourceError> {
     let doc = core_document(doc, TOPOLOGY_ORIGIN).map_err(|e| e.within("document"))?;
-    let topology: Topology = doc.parse()?;
-    topology.check(&doc)?;
-    Ok(topology)
+    Ok(Topology::parse_document(&doc)?)
 }
 
 /// Parse a plan document, as [`Plan::parse`] does but honouring an explicit format.
@@ -597,22 +595,7 @@ pub fn topology_from_document(doc: &v1::Document) -> Result<Topology, SourceErro
 /// so its errors are placed too).
 pub fn plan_from_document(doc: &v1::Document) -> Result<Plan, SourceError> {
     let doc = core_document(doc, PLAN_ORIGIN).map_err(|e| e.within("document"))?;
-    let plan: Plan = doc.parse()?;
-    check_plan_format(&plan.format, |message| {
-        doc.error_in(&[PathPart::Key("format")], message).into()
-    })?;
-    Ok(plan)
-}
-
-fn check_plan_format(
-    format: &str,
-    error: impl FnOnce(String) -> SourceError,
-) -> Result<(), SourceError> {
-    if format == PLAN_FORMAT {
-        Ok(())
-    } else {
-        Err(error(format!("expected `{PLAN_FORMAT}`, found `{format}`")))
-    }
+    Ok(Plan::parse_document(&doc)?)
 }
 
 /// The topology a request carries, converted and checked like a topology file (ids
@@ -646,9 +629,10 @@ pub fn plan_from_source(source: &v1::PlanSource) -> Result<Plan, SourceError> {
             if plan.format.is_empty() {
                 plan.format = PLAN_FORMAT.to_string();
             }
-            check_plan_format(&plan.format, |message| {
-                ConvertError::new("plan.format", message).into()
-            })?;
+            if plan.format != PLAN_FORMAT {
+                let found = format!("expected `{PLAN_FORMAT}`, found `{}`", plan.format);
+                return Err(ConvertError::new("plan.format", found).into());
+            }
             Ok(plan)
         }
         Some(Source::Document(d)) => plan_from_document(d),
