@@ -1,1 +1,5 @@
-//! Placeholder: filled in by its issue.
+//! The rollover executor: runs rotations across a fleet's agents.
+//!
+//! * [`scheduler`]: the sans-IO state machine deciding which step may run next;
+
+pub mod scheduler;
