@@ -2,4 +2,5 @@
 //!
 //! * [`scheduler`]: the sans-IO state machine deciding which step may run next;
 
+pub mod journal;
 pub mod scheduler;
