@@ -1,0 +1,32 @@
+//! gRPC over mutually authenticated TLS whose credentials are swapped while serving.
+//!
+//! Every server and client in rollover talks tonic over tokio-rustls with the rustls
+//! configs of a [`rollover_pki::LiveCredentials`]: a swap of the node's credential set
+//! applies to every handshake that starts afterwards, while established connections
+//! keep what they negotiated.
+//!
+//! * Servers: [`serve_tls`] (or [`TlsIncoming`] with tonic's `serve_with_incoming*`)
+//!   accepts TCP, runs the TLS handshake off the accept loop, and hands tonic
+//!   `tokio_rustls::server::TlsStream`s, for which tonic implements `Connected`: a
+//!   handler reads the caller's verified identity with [`peer_node_id`].
+//!   [`base_router`] starts every server with gRPC health and reflection.
+//! * Clients: [`tls_channel`] makes a lazy tonic `Channel` whose connector dials TCP
+//!   and runs the TLS handshake with the credentials current at connect time,
+//!   verifying the server as `node_dns_name(server_node_id)`. [`connect_tls`] is the
+//!   same handshake for raw (non-gRPC) connections.
+//! * Loopback only: [`serve_plain`] and [`plain_channel`] refuse other addresses.
+
+mod client;
+mod error;
+mod server;
+mod services;
+
+pub use client::{CONNECT_TIMEOUT, connect_tls, plain_channel, tls_channel};
+pub use error::TransportError;
+pub use server::{
+    HANDSHAKE_TIMEOUT, HandshakeStats, TlsIncoming, peer_node_id, serve_plain, serve_tls,
+};
+pub use services::base_router;
+
+/// The ALPN protocol id of HTTP/2, offered by [`tls_channel`] and [`serve_tls`].
+pub const ALPN_H2: &[u8] = b"h2";

@@ -1,0 +1,225 @@
+//! Serving tonic over tokio-rustls with live credentials, and who the caller is.
+//!
+//! [`TlsIncoming`] owns the listener's accept loop. Each accepted TCP connection gets
+//! its TLS handshake in a task of its own (bounded by [`HANDSHAKE_TIMEOUT`]), so a slow
+//! or silent client never holds up the next accept; only completed handshakes reach
+//! tonic. Dropping the stream (tonic does so on shutdown) stops the loop and every
+//! handshake still running: nothing is left behind.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rollover_pki::{LiveCredentials, node_id_from_cert};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
+
+use crate::{ALPN_H2, TransportError};
+
+/// How long an accepted connection may take to complete its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Completed connections waiting for tonic to pick them up.
+const BACKLOG: usize = 64;
+
+/// Counts of server-side TLS handshakes, shareable with metrics.
+#[derive(Debug, Default)]
+pub struct HandshakeStats {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl HandshakeStats {
+    /// Handshakes that completed (the client's certificate verified).
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Handshakes that failed or timed out.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Counts one completed handshake.
+    pub fn record_ok(&self) {
+        self.ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one failed handshake.
+    pub fn record_failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A stream of TLS connections accepted on a listener with a node's live server
+/// config; the incoming side of tonic's `serve_with_incoming*`.
+///
+/// The config is `creds.server_config()` with ALPN `h2` added: a clone that shares the
+/// live certificate resolver and client verifier, so credential swaps still apply to
+/// every new handshake.
+pub struct TlsIncoming {
+    rx: mpsc::Receiver<TlsStream<TcpStream>>,
+    task: JoinHandle<()>,
+    local_addr: Option<SocketAddr>,
+}
+
+impl TlsIncoming {
+    /// Starts accepting on `listener` (must be called within a tokio runtime).
+    pub fn new(listener: TcpListener, creds: &LiveCredentials) -> Self {
+        Self::with_stats(listener, creds, Arc::default(), HANDSHAKE_TIMEOUT)
+    }
+
+    /// [`TlsIncoming::new`], counting handshakes into `stats`, each bounded by `timeout`.
+    pub fn with_stats(
+        listener: TcpListener,
+        creds: &LiveCredentials,
+        stats: Arc<HandshakeStats>,
+        timeout: Duration,
+    ) -> Self {
+        let mut config = (*creds.server_config()).clone();
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let local_addr = listener.local_addr().ok();
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        let task = tokio::spawn(accept_loop(listener, acceptor, tx, stats, timeout));
+        Self {
+            rx,
+            task,
+            local_addr,
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+}
+
+impl Stream for TlsIncoming {
+    type Item = Result<TlsStream<TcpStream>, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|conn| conn.map(Ok))
+    }
+}
+
+impl Drop for TlsIncoming {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for TlsIncoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIncoming")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<TlsStream<TcpStream>>,
+    stats: Arc<HandshakeStats>,
+    timeout: Duration,
+) {
+    // Dropped with this task (on abort too), which aborts every pending handshake.
+    let mut handshakes = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = tx.closed() => break,
+            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let (acceptor, tx, stats) = (acceptor.clone(), tx.clone(), stats.clone());
+                    handshakes.spawn(async move {
+                        match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => {
+                                stats.record_ok();
+                                let _ = tx.send(tls).await;
+                            }
+                            Ok(Err(e)) => {
+                                stats.record_failed();
+                                tracing::debug!(%peer, error = %e, "tls handshake failed");
+                            }
+                            Err(_) => {
+                                stats.record_failed();
+                                tracing::debug!(%peer, "tls handshake timed out");
+                            }
+                        }
+                    });
+                }
+                Err(e) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Serves `router` over mTLS on `listener` until `shutdown` completes, then stops
+/// accepting and waits for open connections to finish their requests.
+///
+/// The server presents the node's current leaf and requires a client certificate that
+/// verifies against its current `server_roots`; credential swaps apply to every new
+/// connection. Handlers read the caller's identity with [`peer_node_id`].
+pub async fn serve_tls<F>(
+    router: Router,
+    listener: TcpListener,
+    creds: Arc<LiveCredentials>,
+    shutdown: F,
+) -> Result<(), TransportError>
+where
+    F: Future<Output = ()>,
+{
+    let incoming = TlsIncoming::new(listener, &creds);
+    router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Serves `router` in plaintext on `listener` until `shutdown` completes. Refuses a
+/// listener that is not bound to a loopback address: plaintext is for local use only.
+pub async fn serve_plain<F>(
+    router: Router,
+    listener: TcpListener,
+    shutdown: F,
+) -> Result<(), TransportError>
+where
+    F: Future<Output = ()>,
+{
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        return Err(TransportError::NotLoopback {
+            addr: addr.to_string(),
+        });
+    }
+    router
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The node id (certificate CN) of the verified client that sent `req`, when it came
+/// over a connection accepted by [`serve_tls`] or [`TlsIncoming`]; `None` otherwise
+/// (plaintext, or a certificate without exactly one CN).
+pub fn peer_node_id<T>(req: &tonic::Request<T>) -> Option<String> {
+    let certs = req.peer_certs()?;
+    node_id_from_cert(certs.first()?)
+}
