@@ -2,5 +2,6 @@
 //!
 //! * [`scheduler`]: the sans-IO state machine deciding which step may run next;
 
+pub mod driver;
 pub mod journal;
 pub mod scheduler;

@@ -1,0 +1,464 @@
+//! Talking to agents: the [`AgentApi`] trait, its gRPC implementation over
+//! `rollover.v1.Agent`, error classification and exponential backoff, and the
+//! executor's own data-plane handshake (for links whose client is `@executor`).
+//!
+//! Transient errors (UNAVAILABLE, DEADLINE_EXCEEDED, connection errors) are retried
+//! with exponential backoff; permanent ones (INVALID_ARGUMENT, FAILED_PRECONDITION,
+//! PERMISSION_DENIED, ...) fail the step at once.
+
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rollover_proto::v1;
+use rollover_proto::v1::agent_client::AgentClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::{Channel, Endpoint};
+
+/// An agent call that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentError {
+    /// The gRPC code, when there was an answer (or tonic's mapping of a transport
+    /// failure).
+    pub code: tonic::Code,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl AgentError {
+    /// An error with this code and message.
+    pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
+        AgentError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Whether trying again may help: the agent was unreachable or slow, or the
+    /// connection broke. Everything else is the agent refusing: permanent.
+    pub fn is_transient(&self) -> bool {
+        use tonic::Code::*;
+        matches!(
+            self.code,
+            Unavailable | DeadlineExceeded | Unknown | Cancelled | ResourceExhausted | Aborted
+        )
+    }
+
+    /// Whether the agent may have acted on the call although it failed (the answer
+    /// may have been lost). A refusal proves it did not.
+    pub fn maybe_applied(&self) -> bool {
+        self.is_transient()
+    }
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+impl From<tonic::Status> for AgentError {
+    fn from(s: tonic::Status) -> Self {
+        let mut message = s.message().to_string();
+        if message.is_empty() {
+            message = format!("{s}");
+        }
+        if let Some(source) = std::error::Error::source(&s) {
+            message = format!("{message}: {source}");
+        }
+        AgentError::new(s.code(), message)
+    }
+}
+
+/// One node's agent, as the executor uses it.
+pub trait AgentApi: Send + Sync {
+    /// The node's current trust and certificates.
+    fn get_state(&self) -> BoxFuture<'_, Result<v1::AgentState, AgentError>>;
+    /// A CSR for the new generation.
+    fn create_csr(
+        &self,
+        request: v1::CreateCsrRequest,
+    ) -> BoxFuture<'_, Result<v1::CreateCsrResponse, AgentError>>;
+    /// Apply (or undo) one step.
+    fn apply_step(
+        &self,
+        request: v1::ApplyStepRequest,
+    ) -> BoxFuture<'_, Result<v1::ApplyStepResponse, AgentError>>;
+    /// Probe a link from this node (as the client) to a peer.
+    fn probe(
+        &self,
+        request: v1::ProbeRequest,
+    ) -> BoxFuture<'_, Result<v1::ProbeResponse, AgentError>>;
+}
+
+/// Finds the agent of a node.
+pub trait AgentConnector: Send + Sync {
+    /// The agent of `node_id`, whose topology address is `address`. Connecting may
+    /// be lazy: errors then surface on the first call.
+    fn connect(
+        &self,
+        node_id: &str,
+        address: Option<&str>,
+    ) -> Result<Arc<dyn AgentApi>, AgentError>;
+}
+
+/// Makes a channel to an agent: `(address, node id) -> Channel`. Used for mTLS
+/// (e.g. a closure around `rollover_transport::tls_channel`).
+pub type ChannelFactory =
+    Arc<dyn Fn(&str, &str) -> Result<Channel, String> + Send + Sync + 'static>;
+
+/// Agents over gRPC.
+#[derive(Clone)]
+pub struct GrpcConnector {
+    factory: Option<ChannelFactory>,
+    timeout: Duration,
+}
+
+impl GrpcConnector {
+    /// Plaintext HTTP/2 (loopback and tests only).
+    pub fn plaintext() -> Self {
+        GrpcConnector {
+            factory: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Channels made by `factory` (e.g. mTLS with the executor's credentials).
+    pub fn with_channels(factory: ChannelFactory) -> Self {
+        GrpcConnector {
+            factory: Some(factory),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Deadline of every call (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// `host:port` or a URI, as an `http://` URI.
+pub fn http_uri(address: &str) -> String {
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    }
+}
+
+impl AgentConnector for GrpcConnector {
+    fn connect(
+        &self,
+        node_id: &str,
+        address: Option<&str>,
+    ) -> Result<Arc<dyn AgentApi>, AgentError> {
+        let Some(address) = address else {
+            return Err(AgentError::new(
+                tonic::Code::InvalidArgument,
+                format!("node `{node_id}` has no agent address in the topology"),
+            ));
+        };
+        let channel = match &self.factory {
+            Some(factory) => factory(address, node_id)
+                .map_err(|e| AgentError::new(tonic::Code::Unavailable, e))?,
+            None => Endpoint::from_shared(http_uri(address))
+                .map_err(|e| {
+                    AgentError::new(
+                        tonic::Code::InvalidArgument,
+                        format!("node `{node_id}`: bad agent address `{address}`: {e}"),
+                    )
+                })?
+                .connect_timeout(Duration::from_secs(5))
+                .tcp_nodelay(true)
+                .connect_lazy(),
+        };
+        Ok(Arc::new(GrpcAgent {
+            client: AgentClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+            timeout: self.timeout,
+        }))
+    }
+}
+
+/// One agent over gRPC.
+#[derive(Clone)]
+pub struct GrpcAgent {
+    client: AgentClient<Channel>,
+    timeout: Duration,
+}
+
+impl GrpcAgent {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        request
+    }
+}
+
+impl AgentApi for GrpcAgent {
+    fn get_state(&self) -> BoxFuture<'_, Result<v1::AgentState, AgentError>> {
+        Box::pin(async move {
+            let mut client = self.client.clone();
+            Ok(client
+                .get_state(self.request(v1::GetStateRequest {}))
+                .await?
+                .into_inner())
+        })
+    }
+
+    fn create_csr(
+        &self,
+        request: v1::CreateCsrRequest,
+    ) -> BoxFuture<'_, Result<v1::CreateCsrResponse, AgentError>> {
+        Box::pin(async move {
+            let mut client = self.client.clone();
+            Ok(client.create_csr(self.request(request)).await?.into_inner())
+        })
+    }
+
+    fn apply_step(
+        &self,
+        request: v1::ApplyStepRequest,
+    ) -> BoxFuture<'_, Result<v1::ApplyStepResponse, AgentError>> {
+        Box::pin(async move {
+            let mut client = self.client.clone();
+            Ok(client.apply_step(self.request(request)).await?.into_inner())
+        })
+    }
+
+    fn probe(
+        &self,
+        request: v1::ProbeRequest,
+    ) -> BoxFuture<'_, Result<v1::ProbeResponse, AgentError>> {
+        Box::pin(async move {
+            let mut client = self.client.clone();
+            Ok(client.probe(self.request(request)).await?.into_inner())
+        })
+    }
+}
+
+/// Exponential backoff with jitter for transient errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay before the second attempt.
+    pub initial: Duration,
+    /// Longest delay between attempts.
+    pub max_delay: Duration,
+    /// Attempts in all before giving up (at least 1).
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    /// 50 ms doubling to 5 s, 10 attempts (about 20 s of trying).
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_millis(50),
+            max_delay: Duration::from_secs(5),
+            max_attempts: 10,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after failed attempt number `attempt` (1-based): `initial * 2^(a-1)`
+    /// capped at `max_delay`, with up to 25 % random jitter taken off.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .initial
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let base = exp.min(self.max_delay);
+        let jitter = RandomState::new().hash_one(attempt) % 256;
+        base - base.mul_f64(jitter as f64 / 1024.0)
+    }
+
+    /// Whether another attempt follows failed attempt number `attempt` with `error`.
+    pub fn should_retry(&self, attempt: u32, error: &AgentError) -> bool {
+        error.is_transient() && attempt < self.max_attempts.max(1)
+    }
+
+    /// Run `call` until it succeeds, fails permanently, or attempts run out;
+    /// `on_retry(attempt, error)` is told of every failure that will be retried.
+    pub async fn run<T, F>(
+        &self,
+        mut call: F,
+        mut on_retry: impl FnMut(u32, &AgentError),
+    ) -> Result<T, AgentError>
+    where
+        F: AsyncFnMut() -> Result<T, AgentError>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) if self.should_retry(attempt, &e) => {
+                    on_retry(attempt, &e);
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The executor's own probe of a link `@executor -> peer`: a real mTLS handshake to
+/// the peer's data-plane server with the executor's current client credentials,
+/// then `ping\n` / `pong\n` (with TLS 1.3 a rejected client certificate only shows
+/// when reading). Returns the TLS or I/O error as text.
+pub async fn tls_probe(
+    config: Arc<rustls::ClientConfig>,
+    peer_id: &str,
+    peer_address: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let work = async {
+        let name = rollover_pki::node_dns_name(peer_id);
+        let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| format!("invalid server name {name}: {e}"))?;
+        let tcp = tokio::net::TcpStream::connect(peer_address)
+            .await
+            .map_err(|e| format!("connect {peer_address}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let mut tls = tokio_rustls::TlsConnector::from(config)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        tls.write_all(b"ping\n")
+            .await
+            .map_err(|e| format!("TLS write: {e}"))?;
+        tls.flush().await.map_err(|e| format!("TLS write: {e}"))?;
+        let mut answer = [0u8; 5];
+        tls.read_exact(&mut answer)
+            .await
+            .map_err(|e| format!("TLS read: {e}"))?;
+        if &answer != b"pong\n" {
+            return Err(format!(
+                "unexpected answer {:?}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn codes_are_classified() {
+        for code in [tonic::Code::Unavailable, tonic::Code::DeadlineExceeded] {
+            assert!(AgentError::new(code, "x").is_transient());
+        }
+        for code in [
+            tonic::Code::InvalidArgument,
+            tonic::Code::FailedPrecondition,
+            tonic::Code::PermissionDenied,
+        ] {
+            assert!(!AgentError::new(code, "x").is_transient());
+        }
+        let e = AgentError::from(tonic::Status::failed_precondition(
+            "atomic node cannot stage",
+        ));
+        assert_eq!(
+            e.to_string(),
+            "FailedPrecondition: atomic node cannot stage"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_attempts: 5,
+        };
+        let within = |d: Duration, base: u64| {
+            let base = Duration::from_millis(base);
+            d <= base && d >= base.mul_f64(0.75)
+        };
+        assert!(within(p.backoff(1), 100));
+        assert!(within(p.backoff(2), 200));
+        assert!(within(p.backoff(3), 400));
+        assert!(within(p.backoff(9), 1000));
+        assert!(within(p.backoff(200), 1000));
+        let transient = AgentError::new(tonic::Code::Unavailable, "down");
+        assert!(p.should_retry(4, &transient));
+        assert!(!p.should_retry(5, &transient));
+        assert!(!p.should_retry(1, &AgentError::new(tonic::Code::InvalidArgument, "no")));
+    }
+
+    #[tokio::test]
+    async fn run_retries_transient_errors_only() {
+        let p = RetryPolicy {
+            initial: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_attempts: 5,
+        };
+        let calls = AtomicU32::new(0);
+        let mut retries = 0;
+        let got = p
+            .run(
+                async || {
+                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n < 3 {
+                        Err(AgentError::new(tonic::Code::Unavailable, "down"))
+                    } else {
+                        Ok(n)
+                    }
+                },
+                |_, _| retries += 1,
+            )
+            .await;
+        assert_eq!(got, Ok(3));
+        assert_eq!(retries, 2);
+
+        let calls = AtomicU32::new(0);
+        let got: Result<(), _> = p
+            .run(
+                async || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err(AgentError::new(
+                        tonic::Code::PermissionDenied,
+                        "not @executor",
+                    ))
+                },
+                |_, _| {},
+            )
+            .await;
+        assert_eq!(got.unwrap_err().code, tonic::Code::PermissionDenied);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn unreachable_agent_is_transient() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let agent = GrpcConnector::plaintext()
+            .timeout(Duration::from_secs(2))
+            .connect("gw", Some(&address))
+            .unwrap();
+        let e = agent.get_state().await.unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        assert!(
+            GrpcConnector::plaintext()
+                .connect("gw", None)
+                .err()
+                .unwrap()
+                .message
+                .contains("no agent address")
+        );
+    }
+}
