@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use rollover_proto::v1;
 use rollover_proto::v1::agent_client::AgentClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// An agent call that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +119,7 @@ pub struct GrpcConnector {
 }
 
 impl GrpcConnector {
-    /// Plaintext HTTP/2 (loopback and tests only).
+    /// Plaintext HTTP/2, to loopback addresses only (tests, local demos).
     pub fn plaintext() -> Self {
         GrpcConnector {
             factory: None,
@@ -127,7 +127,17 @@ impl GrpcConnector {
         }
     }
 
-    /// Channels made by `factory` (e.g. mTLS with the executor's credentials).
+    /// mTLS with the executor's own credentials (`@executor`, anchored in the
+    /// control CA): every new connection handshakes with the credentials current at
+    /// that moment, and verifies the agent as `node_dns_name(node id)`.
+    pub fn tls(creds: Arc<rollover_pki::LiveCredentials>) -> Self {
+        Self::with_channels(Arc::new(move |address: &str, node_id: &str| {
+            rollover_transport::tls_channel(address, creds.clone(), node_id)
+                .map_err(|e| e.to_string())
+        }))
+    }
+
+    /// Channels made by `factory`.
     pub fn with_channels(factory: ChannelFactory) -> Self {
         GrpcConnector {
             factory: Some(factory),
@@ -139,15 +149,6 @@ impl GrpcConnector {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
-    }
-}
-
-/// `host:port` or a URI, as an `http://` URI.
-pub fn http_uri(address: &str) -> String {
-    if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
     }
 }
 
@@ -164,19 +165,15 @@ impl AgentConnector for GrpcConnector {
             ));
         };
         let channel = match &self.factory {
-            Some(factory) => factory(address, node_id)
-                .map_err(|e| AgentError::new(tonic::Code::Unavailable, e))?,
-            None => Endpoint::from_shared(http_uri(address))
-                .map_err(|e| {
-                    AgentError::new(
-                        tonic::Code::InvalidArgument,
-                        format!("node `{node_id}`: bad agent address `{address}`: {e}"),
-                    )
-                })?
-                .connect_timeout(Duration::from_secs(5))
-                .tcp_nodelay(true)
-                .connect_lazy(),
-        };
+            Some(factory) => factory(address, node_id),
+            None => rollover_transport::plain_channel(address).map_err(|e| e.to_string()),
+        }
+        .map_err(|e| {
+            AgentError::new(
+                tonic::Code::InvalidArgument,
+                format!("node `{node_id}`: agent address `{address}`: {e}"),
+            )
+        })?;
         Ok(Arc::new(GrpcAgent {
             client: AgentClient::new(channel)
                 .max_decoding_message_size(64 << 20)
@@ -318,17 +315,9 @@ pub async fn tls_probe(
     timeout: Duration,
 ) -> Result<(), String> {
     let work = async {
-        let name = rollover_pki::node_dns_name(peer_id);
-        let server_name = rustls::pki_types::ServerName::try_from(name.clone())
-            .map_err(|e| format!("invalid server name {name}: {e}"))?;
-        let tcp = tokio::net::TcpStream::connect(peer_address)
+        let mut tls = rollover_transport::connect_tls(peer_address, config, peer_id)
             .await
-            .map_err(|e| format!("connect {peer_address}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let mut tls = tokio_rustls::TlsConnector::from(config)
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake: {e}"))?;
+            .map_err(|e| e.to_string())?;
         tls.write_all(b"ping\n")
             .await
             .map_err(|e| format!("TLS write: {e}"))?;

@@ -4,4 +4,5 @@
 
 pub mod driver;
 pub mod journal;
+pub mod metrics;
 pub mod scheduler;
