@@ -1,1 +1,32 @@
-//! Placeholder: filled in by its issue.
+//! One node of the fleet: its state directory, its data-plane mTLS server and
+//! client, and the `rollover.v1.Agent` gRPC service through which the executor
+//! rotates it (MODEL §2, §3, §6; docs/DESIGN.md "Agent").
+//!
+//! * [`bootstrap`] / [`bootstrap_control`]: enrol a node before any rotation.
+//! * [`Agent::start`] -> [`AgentHandle`]: serve a node in process (tests, the
+//!   simulator and `rollover agent` run the same code); [`run`] is `rollover agent`.
+//! * [`machine`]: the pure step state machine (which credential set each step
+//!   leaves, what may come next, undo).
+//!
+//! Private keys are made in the state directory and never leave it: CreateCsr
+//! returns a CSR, ApplyStep brings certificates only.
+
+mod agent;
+mod bootstrap;
+mod dataplane;
+mod error;
+pub mod machine;
+mod node;
+mod run;
+mod service;
+mod store;
+
+pub use agent::{Agent, AgentConfig, AgentHandle, AgentMetrics, ControlCreds, SHUTDOWN_GRACE};
+pub use bootstrap::{
+    bootstrap, bootstrap_control, has_control_credentials, is_bootstrapped, single_root_credentials,
+};
+pub use dataplane::LINE_TIMEOUT;
+pub use error::AgentError;
+pub use rollover_core::EXECUTOR_ID;
+pub use run::{RunOptions, read_root, run};
+pub use store::{CONTROL_FILE, CONTROL_KEY_FILE, KEYS_DIR, NODE_FILE};

@@ -1,0 +1,416 @@
+//! A running agent: its configuration, the shared state behind its servers, and the
+//! handle that reports on it and stops it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rollover_core::state::Mode;
+use rollover_pki::LiveCredentials;
+use rollover_proto::v1;
+use rollover_proto::v1::agent_server::AgentServer;
+use rollover_transport::{HANDSHAKE_TIMEOUT, HandshakeStats, TlsIncoming, base_router};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+
+use crate::node::{CsrKey, CsrLabel, NodeData, Outcome, StepRequest};
+use crate::service::AgentService;
+use crate::{AgentError, dataplane, store};
+
+/// How long [`AgentHandle::shutdown`] waits for open calls before cutting them off.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Which credentials the agent's control (gRPC) server uses.
+#[derive(Clone, Debug)]
+pub enum ControlCreds {
+    /// The control CA is the rotated CA: the control server uses the data plane's
+    /// live credentials and rotates with them (MODEL §6).
+    Rotated,
+    /// A separate, never rotated control CA, from the state directory
+    /// (see [`crate::bootstrap_control`]).
+    StateDir,
+    /// A separate control CA, given in process.
+    Separate(Arc<LiveCredentials>),
+}
+
+/// What an agent is and where it listens.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The node id; must match the state directory's.
+    pub id: String,
+    /// The node's mode; must match the state directory's.
+    pub mode: Mode,
+    /// The state directory, made by [`crate::bootstrap`].
+    pub state_dir: PathBuf,
+    /// Where the data-plane mTLS server listens (port 0: any free port).
+    pub data_listen: SocketAddr,
+    /// Where the Agent gRPC (control) server listens (port 0: any free port).
+    pub control_listen: SocketAddr,
+    /// The control server's credentials.
+    pub control: ControlCreds,
+}
+
+/// Counters since the agent started, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentMetrics {
+    /// ApplyStep calls that changed the node (undos included, repeats not).
+    pub applies: u64,
+    /// Probes that completed a handshake and a ping/pong.
+    pub probes_ok: u64,
+    /// Probes that failed.
+    pub probes_failed: u64,
+    /// Data-plane handshakes accepted.
+    pub data_handshakes_ok: u64,
+    /// Data-plane handshakes refused or timed out.
+    pub data_handshakes_failed: u64,
+    /// Control-server handshakes accepted.
+    pub control_handshakes_ok: u64,
+    /// Control-server handshakes refused or timed out.
+    pub control_handshakes_failed: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    applies: AtomicU64,
+    probes_ok: AtomicU64,
+    probes_failed: AtomicU64,
+}
+
+/// The state shared by the agent's servers and its handle.
+pub(crate) struct Inner {
+    pub id: String,
+    pub mode: Mode,
+    dir: PathBuf,
+    /// The data plane's live credentials.
+    pub creds: Arc<LiveCredentials>,
+    node: Mutex<NodeData>,
+    /// Serializes the operations that change the node.
+    op: tokio::sync::Mutex<()>,
+    counters: Counters,
+    data_stats: Arc<HandshakeStats>,
+    control_stats: Arc<HandshakeStats>,
+    pub data_addr: SocketAddr,
+}
+
+impl Inner {
+    fn node(&self) -> MutexGuard<'_, NodeData> {
+        self.node
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn snapshot(&self) -> Result<v1::AgentState, AgentError> {
+        Ok(self.node().to_proto(Some(self.data_addr.to_string()))?)
+    }
+
+    /// CreateCsr: a CSR for the key of `label`, made and persisted if new.
+    pub async fn create_csr(&self, label: CsrLabel) -> Result<Vec<u8>, AgentError> {
+        let _op = self.op.lock().await;
+        let current = self.node().clone();
+        let key = match current.csr_key(&label, store::key_file_name)? {
+            CsrKey::Existing(key) => key,
+            CsrKey::Fresh { key, next } => {
+                let (dir, stored, k) = (self.dir.clone(), (*next).clone(), key.clone());
+                blocking(move || {
+                    let file = stored.pending.as_ref().map(|p| p.key_file.clone());
+                    store::write_key(&dir, &file.unwrap_or_default(), &k)?;
+                    store::save_node(&dir, &stored)?;
+                    store::remove_other_keys(&dir, &stored.key_files())
+                })
+                .await?;
+                *self.node() = *next;
+                tracing::info!(ca = %label.ca_name, generation = label.generation, "made a key for a new generation");
+                key
+            }
+        };
+        Ok(key.csr_der(&self.id)?.to_vec())
+    }
+
+    /// ApplyStep: whether the node changed, and its state after the call.
+    pub async fn apply_step(&self, req: StepRequest) -> Result<(bool, v1::AgentState), AgentError> {
+        let _op = self.op.lock().await;
+        let current = self.node().clone();
+        let next = match current.apply(&req)? {
+            Outcome::Repeat => {
+                tracing::info!("repeat of an applied step: nothing to do");
+                return Ok((false, self.snapshot()?));
+            }
+            Outcome::Changed(next) => *next,
+        };
+        let set = next.credential_set()?;
+        // Persist first, then swap: a crash in between restarts into the new state.
+        persist(&self.dir, next.clone()).await?;
+        if let Err(e) = self.creds.swap(set) {
+            persist(&self.dir, current).await?;
+            return Err(e.into());
+        }
+        let keep: Vec<String> = next.key_files().into_iter().map(String::from).collect();
+        let state = machine_state(&next);
+        *self.node() = next;
+        self.counters.applies.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.clone();
+        if let Err(e) = blocking(move || {
+            let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+            store::remove_other_keys(&dir, &keep)
+        })
+        .await
+        {
+            tracing::warn!(error = %e, "could not remove unused keys");
+        }
+        tracing::info!(%state, "step applied");
+        Ok((true, self.snapshot()?))
+    }
+
+    /// Probe: a real handshake and ping/pong with a peer's data plane.
+    pub async fn probe(&self, peer_id: &str, peer_address: &str) -> v1::ProbeResponse {
+        let answer = dataplane::probe(&self.creds, peer_id, peer_address).await;
+        let counter = if answer.ok {
+            &self.counters.probes_ok
+        } else {
+            &self.counters.probes_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+}
+
+fn machine_state(node: &NodeData) -> String {
+    crate::machine::state(node.mode, node.done()).to_string()
+}
+
+async fn persist(dir: &std::path::Path, node: NodeData) -> Result<(), AgentError> {
+    let dir = dir.to_path_buf();
+    blocking(move || store::save_node(&dir, &node)).await
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AgentError::Server(format!("state directory task: {e}")))?
+}
+
+/// One node's agent.
+#[derive(Debug)]
+pub struct Agent;
+
+impl Agent {
+    /// Loads the node from `config.state_dir`, binds both listeners and serves: the
+    /// data plane (mTLS ping/pong) and the Agent gRPC service over mTLS with gRPC
+    /// health and reflection. Control calls are accepted from `@executor` only.
+    pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
+        let dir = config.state_dir.clone();
+        let node = blocking(move || store::load_node(&dir)).await?;
+        if node.id != config.id {
+            return Err(AgentError::ConfigMismatch(format!(
+                "id {:?} given, but {} holds node {:?}",
+                config.id,
+                config.state_dir.display(),
+                node.id
+            )));
+        }
+        if node.mode != config.mode {
+            return Err(AgentError::ConfigMismatch(format!(
+                "mode {} given, but node {:?} in {} is {}",
+                config.mode,
+                node.id,
+                config.state_dir.display(),
+                node.mode
+            )));
+        }
+        let creds = LiveCredentials::new(node.credential_set()?)?;
+        let control_creds = match config.control {
+            ControlCreds::Rotated => creds.clone(),
+            ControlCreds::Separate(c) => c,
+            ControlCreds::StateDir => {
+                let dir = config.state_dir.clone();
+                let set = blocking(move || store::load_control(&dir))
+                    .await?
+                    .ok_or_else(|| {
+                        AgentError::ConfigMismatch(format!(
+                            "{} has no control credentials ({}): bootstrap them with a control CA",
+                            config.state_dir.display(),
+                            store::CONTROL_FILE
+                        ))
+                    })?;
+                LiveCredentials::new(set)?
+            }
+        };
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::Bind { addr, source })
+        };
+        let data_listener = bind(config.data_listen).await?;
+        let control_listener = bind(config.control_listen).await?;
+        let data_addr = data_listener
+            .local_addr()
+            .map_err(|e| AgentError::io(&config.state_dir, e))?;
+        let control_addr = control_listener
+            .local_addr()
+            .map_err(|e| AgentError::io(&config.state_dir, e))?;
+
+        let state = machine_state(&node);
+        let inner = Arc::new(Inner {
+            id: node.id.clone(),
+            mode: node.mode,
+            dir: config.state_dir.clone(),
+            creds: creds.clone(),
+            node: Mutex::new(node),
+            op: tokio::sync::Mutex::new(()),
+            counters: Counters::default(),
+            data_stats: Arc::default(),
+            control_stats: Arc::default(),
+            data_addr,
+        });
+
+        let (stop, stopped) = watch::channel(false);
+        let (failed_tx, failed) = watch::channel(None);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(dataplane::serve(
+            data_listener,
+            creds,
+            inner.data_stats.clone(),
+            stopped.clone(),
+        )));
+
+        let (router, reporter) = base_router(&mut Server::builder())?;
+        reporter.set_serving::<AgentServer<AgentService>>().await;
+        let router = router.add_service(AgentServer::new(AgentService::new(inner.clone())));
+        let incoming = TlsIncoming::with_stats(
+            control_listener,
+            &control_creds,
+            inner.control_stats.clone(),
+            HANDSHAKE_TIMEOUT,
+        );
+        let mut control_stopped = stopped;
+        let signal = async move {
+            let _ = control_stopped.wait_for(|s| *s).await;
+        };
+        let id = inner.id.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+                tracing::error!(node = %id, error = %e, "control server failed");
+                let _ = failed_tx.send(Some(e.to_string()));
+            }
+        }));
+        tracing::info!(node = %inner.id, mode = %inner.mode, %state, data = %data_addr, control = %control_addr, "agent started");
+        Ok(AgentHandle {
+            inner,
+            control_addr,
+            stop,
+            failed,
+            tasks,
+        })
+    }
+}
+
+/// A running agent. Dropping it stops every task of the agent at once;
+/// [`AgentHandle::shutdown`] stops gracefully.
+pub struct AgentHandle {
+    inner: Arc<Inner>,
+    control_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    failed: watch::Receiver<Option<String>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl AgentHandle {
+    /// The node id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The node's mode.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    /// Where the data-plane mTLS server listens.
+    pub fn data_addr(&self) -> SocketAddr {
+        self.inner.data_addr
+    }
+
+    /// Where the Agent gRPC server listens.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
+    /// Steps applied or undone since the node's state began (persisted; repeats not
+    /// counted), as GetState's `applied_step_count`.
+    pub fn applied_count(&self) -> u64 {
+        self.inner.node().applied_count
+    }
+
+    /// The node's state, as GetState answers it.
+    pub fn state(&self) -> v1::AgentState {
+        self.inner
+            .snapshot()
+            .expect("a loaded node's state always has its generations")
+    }
+
+    /// Counters since the agent started.
+    pub fn metrics(&self) -> AgentMetrics {
+        let c = &self.inner.counters;
+        AgentMetrics {
+            applies: c.applies.load(Ordering::Relaxed),
+            probes_ok: c.probes_ok.load(Ordering::Relaxed),
+            probes_failed: c.probes_failed.load(Ordering::Relaxed),
+            data_handshakes_ok: self.inner.data_stats.ok(),
+            data_handshakes_failed: self.inner.data_stats.failed(),
+            control_handshakes_ok: self.inner.control_stats.ok(),
+            control_handshakes_failed: self.inner.control_stats.failed(),
+        }
+    }
+
+    /// The data plane's live credentials (what the node's handshakes use now).
+    pub fn credentials(&self) -> Arc<LiveCredentials> {
+        self.inner.creds.clone()
+    }
+
+    /// Completes if a server of the agent stops with an error, with that error.
+    pub async fn failed(&mut self) -> AgentError {
+        let failure = self.failed.wait_for(Option::is_some).await;
+        AgentError::Server(match failure {
+            Ok(f) => f.clone().unwrap_or_default(),
+            Err(_) => "agent stopped".into(),
+        })
+    }
+
+    /// Stops accepting, lets open calls finish (up to [`SHUTDOWN_GRACE`]), then stops
+    /// every task.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut self.tasks);
+        let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+        let all = futures::future::join_all(tasks);
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            tracing::warn!(node = %self.inner.id, "shutdown grace period over: cutting off open connections");
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
+        }
+        tracing::info!(node = %self.inner.id, "agent stopped");
+    }
+}
+
+impl Drop for AgentHandle {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle")
+            .field("id", &self.inner.id)
+            .field("data_addr", &self.inner.data_addr)
+            .field("control_addr", &self.control_addr)
+            .finish_non_exhaustive()
+    }
+}

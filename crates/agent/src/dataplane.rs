@@ -1,0 +1,181 @@
+//! The node's data plane: an mTLS listener that answers `ping\n` with `pong\n`, and
+//! probes, its client half.
+//!
+//! Both use the node's live credentials, so every handshake follows the node's
+//! current MODEL §3 state. With TLS 1.3 the client finishes its handshake before the
+//! server has checked the client's certificate, so a probe only counts as ok once the
+//! `pong` has been read back.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rollover_pki::{LiveCredentials, fingerprint};
+use rollover_proto::v1::ProbeResponse;
+use rollover_transport::{HANDSHAKE_TIMEOUT, HandshakeStats, connect_tls};
+use rustls::SignatureScheme;
+use rustls::client::ResolvesClientCert;
+use rustls::sign::CertifiedKey;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+/// How long either side waits for the other's line.
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest line either side reads.
+const MAX_LINE: u64 = 64;
+
+/// Accepts data-plane connections until `stop` turns true (or its sender is gone).
+/// Connections still open then are dropped with the task.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    creds: Arc<LiveCredentials>,
+    stats: Arc<HandshakeStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(creds.server_config());
+    let mut conns = JoinSet::new();
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            () = &mut stopping => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    conns.spawn(answer(acceptor.clone(), tcp, peer, stats.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "data plane accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn answer(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    stats: Arc<HandshakeStats>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => {
+            stats.record_ok();
+            tls
+        }
+        Ok(Err(e)) => {
+            stats.record_failed();
+            tracing::debug!(%peer, error = %e, "data plane handshake refused");
+            return;
+        }
+        Err(_) => {
+            stats.record_failed();
+            tracing::debug!(%peer, "data plane handshake timed out");
+            return;
+        }
+    };
+    let mut stream = BufReader::new(tls);
+    let mut line = String::new();
+    let mut limited = (&mut stream).take(MAX_LINE);
+    let read = limited.read_line(&mut line);
+    if let Ok(Ok(_)) = tokio::time::timeout(LINE_TIMEOUT, read).await
+        && line == "ping\n"
+    {
+        let tls = stream.get_mut();
+        let _ = tls.write_all(b"pong\n").await;
+        let _ = tls.shutdown().await;
+    }
+}
+
+/// Dials `peer_id`'s data plane at `peer_address` as a client with `creds`, sends
+/// `ping`, expects `pong`.
+pub(crate) async fn probe(
+    creds: &LiveCredentials,
+    peer_id: &str,
+    peer_address: &str,
+) -> ProbeResponse {
+    let base = creds.client_config();
+    let recorder = Arc::new(Recording {
+        inner: base.client_auth_cert_resolver.clone(),
+        chosen: Mutex::new(None),
+    });
+    let mut config = (*base).clone();
+    config.client_auth_cert_resolver = recorder.clone();
+
+    let mut peer_presented = String::new();
+    let outcome = async {
+        let tls = connect_tls(peer_address, Arc::new(config), peer_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+            peer_presented = fingerprint(cert);
+        }
+        let mut stream = BufReader::new(tls);
+        let exchange = async {
+            stream.get_mut().write_all(b"ping\n").await?;
+            stream.get_mut().flush().await?;
+            let mut line = String::new();
+            (&mut stream).take(MAX_LINE).read_line(&mut line).await?;
+            Ok::<_, std::io::Error>(line)
+        };
+        match tokio::time::timeout(LINE_TIMEOUT, exchange).await {
+            Ok(Ok(line)) if line == "pong\n" => Ok(()),
+            Ok(Ok(line)) if line.is_empty() => Err("connection closed before pong".to_string()),
+            Ok(Ok(line)) => Err(format!("expected pong, got {line:?}")),
+            Ok(Err(e)) => Err(format!("tls with {peer_address}: {e}")),
+            Err(_) => Err(format!(
+                "no pong from {peer_address} within {LINE_TIMEOUT:?}"
+            )),
+        }
+    }
+    .await;
+    let local_presented = recorder
+        .chosen
+        .lock()
+        .map(|c| {
+            c.as_ref()
+                .and_then(|k| k.cert.first())
+                .map(|c| fingerprint(c))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    ProbeResponse {
+        ok: outcome.is_ok(),
+        error: outcome.err().unwrap_or_default(),
+        peer_presented_fingerprint: peer_presented,
+        local_presented_fingerprint: local_presented,
+    }
+}
+
+/// Delegates to the live resolver and remembers which leaf it chose.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn ResolvesClientCert>,
+    chosen: Mutex<Option<Arc<CertifiedKey>>>,
+}
+
+impl ResolvesClientCert for Recording {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        let chosen = self.inner.resolve(root_hint_subjects, sigschemes);
+        if let Ok(mut slot) = self.chosen.lock() {
+            slot.clone_from(&chosen);
+        }
+        chosen
+    }
+
+    fn has_certs(&self) -> bool {
+        self.inner.has_certs()
+    }
+}

@@ -1,0 +1,423 @@
+//! One node's state for the rotated CA and the rules of ApplyStep and CreateCsr, with
+//! no I/O: every operation returns the next state, which the caller persists and then
+//! swaps into the live credentials.
+//!
+//! A node holds its `current` generation (root, leaf, key) and, during a rotation, the
+//! rotation's `new` generation and the ids of the steps applied so far. Its
+//! [`CredentialSet`] is derived from those by [`crate::machine`], so the live set is
+//! always exactly the MODEL §3 state of the steps done. The current generation is kept
+//! (unused once the rotation is complete) until the next rotation's first step, so
+//! every step, `retire` and `finalize` included, can be undone.
+
+use std::collections::BTreeMap;
+
+use rollover_core::state::{Action, Mode};
+use rollover_pki::{
+    CertificateDer, CredentialSet, HeldLeaf, LiveCredentials, NodeKey, fingerprint,
+    handshake_in_memory,
+};
+use rollover_proto::v1;
+use serde::{Deserialize, Serialize};
+
+use crate::AgentError;
+use crate::machine::{self, Generation, StepError};
+
+/// The CA generation a key was made for, as named in CreateCsr.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CsrLabel {
+    pub ca_name: String,
+    pub generation: u32,
+}
+
+/// A generation with where its key is stored.
+#[derive(Clone, Debug)]
+pub(crate) struct StoredGen {
+    pub material: Generation,
+    /// File name of the key under `keys/`.
+    pub key_file: String,
+    /// The CreateCsr request the key was made for (none for a bootstrap key).
+    pub label: Option<CsrLabel>,
+}
+
+/// A rotation the node has begun.
+#[derive(Clone, Debug)]
+pub(crate) struct Rotation {
+    pub id: String,
+    pub new: StoredGen,
+    /// Ids of the steps applied so far, in order.
+    pub steps: Vec<u64>,
+}
+
+/// A key made by CreateCsr, waiting for its certificate.
+#[derive(Clone, Debug)]
+pub(crate) struct Pending {
+    pub label: CsrLabel,
+    pub key: NodeKey,
+    pub key_file: String,
+}
+
+/// The last effect of a step on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LedgerEntry {
+    pub action: Action,
+    pub undone: bool,
+}
+
+/// Everything the agent persists about its node.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeData {
+    pub id: String,
+    pub mode: Mode,
+    pub current: StoredGen,
+    pub rotation: Option<Rotation>,
+    pub pending: Option<Pending>,
+    /// By (rotation id, step id): the step's action and whether it was last undone.
+    pub ledger: BTreeMap<(String, u64), LedgerEntry>,
+    /// Steps applied or undone (repeats not counted).
+    pub applied_count: u64,
+}
+
+/// ApplyStep, parsed.
+#[derive(Clone, Debug)]
+pub(crate) struct StepRequest {
+    pub rotation_id: String,
+    pub step_id: u64,
+    pub action: Action,
+    pub undo: bool,
+    pub new_root: Option<CertificateDer<'static>>,
+    pub new_leaf: Option<CertificateDer<'static>>,
+    pub old_root_fingerprint: Option<String>,
+}
+
+/// What ApplyStep does.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A repeat of the step's last effect: nothing changes.
+    Repeat,
+    /// The node's next state.
+    Changed(Box<NodeData>),
+}
+
+/// What CreateCsr does.
+#[derive(Debug)]
+pub(crate) enum CsrKey {
+    /// A key already made for this generation.
+    Existing(NodeKey),
+    /// A fresh key: the caller stores it under `key_file`, then persists `next`.
+    Fresh { key: NodeKey, next: Box<NodeData> },
+}
+
+impl NodeData {
+    /// A node that has just been bootstrapped with `current`.
+    pub fn new(id: String, mode: Mode, current: StoredGen) -> Self {
+        Self {
+            id,
+            mode,
+            current,
+            rotation: None,
+            pending: None,
+            ledger: BTreeMap::new(),
+            applied_count: 0,
+        }
+    }
+
+    /// Steps of the current rotation applied (0 when none is under way).
+    pub fn done(&self) -> usize {
+        self.rotation.as_ref().map_or(0, |r| r.steps.len())
+    }
+
+    /// The live credentials for the node's state (MODEL §3).
+    pub fn credential_set(&self) -> Result<CredentialSet, StepError> {
+        machine::credential_set(
+            machine::state(self.mode, self.done()),
+            &self.current.material,
+            self.rotation.as_ref().map(|r| &r.new.material),
+        )
+    }
+
+    /// Key files the state refers to (every other file under `keys/` is garbage).
+    pub fn key_files(&self) -> Vec<&str> {
+        let mut files = vec![self.current.key_file.as_str()];
+        files.extend(self.rotation.as_ref().map(|r| r.new.key_file.as_str()));
+        files.extend(self.pending.as_ref().map(|p| p.key_file.as_str()));
+        files
+    }
+
+    /// CreateCsr: the key for `label`, reused if one was made for it already.
+    pub fn csr_key(
+        &self,
+        label: &CsrLabel,
+        key_file: impl FnOnce(&NodeKey) -> String,
+    ) -> Result<CsrKey, AgentError> {
+        if let Some(p) = self.pending.as_ref().filter(|p| &p.label == label) {
+            return Ok(CsrKey::Existing(p.key.clone()));
+        }
+        if let Some(r) = self
+            .rotation
+            .as_ref()
+            .filter(|r| r.new.label.as_ref() == Some(label))
+        {
+            return Ok(CsrKey::Existing(r.new.material.leaf.key.clone()));
+        }
+        let key = NodeKey::generate(self.current.material.leaf.key.alg())?;
+        let mut next = self.clone();
+        next.pending = Some(Pending {
+            label: label.clone(),
+            key: key.clone(),
+            key_file: key_file(&key),
+        });
+        Ok(CsrKey::Fresh {
+            key,
+            next: Box::new(next),
+        })
+    }
+
+    /// ApplyStep: the next state, or why the step is refused.
+    pub fn apply(&self, req: &StepRequest) -> Result<Outcome, AgentError> {
+        let key = (req.rotation_id.clone(), req.step_id);
+        if let Some(entry) = self.ledger.get(&key) {
+            if entry.action != req.action {
+                return Err(AgentError::Precondition(format!(
+                    "step {} of rotation {:?} is {} on this node, not {}",
+                    req.step_id, req.rotation_id, entry.action, req.action
+                )));
+            }
+            if entry.undone == req.undo {
+                return Ok(Outcome::Repeat);
+            }
+        } else if req.undo {
+            return Err(AgentError::Precondition(format!(
+                "cannot undo step {} of rotation {:?}: it was never applied on this node",
+                req.step_id, req.rotation_id
+            )));
+        }
+        if req.action.mode() != self.mode {
+            return Err(StepError::WrongMode {
+                mode: self.mode,
+                action: req.action,
+            }
+            .into());
+        }
+        let mut next = if req.undo {
+            self.undo(req)?
+        } else {
+            self.forward(req)?
+        };
+        next.ledger.insert(
+            key,
+            LedgerEntry {
+                action: req.action,
+                undone: req.undo,
+            },
+        );
+        next.applied_count += 1;
+        Ok(Outcome::Changed(Box::new(next)))
+    }
+
+    fn forward(&self, req: &StepRequest) -> Result<NodeData, AgentError> {
+        let mut next = self.clone();
+        let first = self.mode.steps()[0];
+        let same = self.rotation.as_ref().filter(|r| r.id == req.rotation_id);
+        if req.action == first && same.is_none_or(|r| r.steps.is_empty()) {
+            if same.is_none()
+                && let Some(old) = next.rotation.take()
+            {
+                let (done, all) = (old.steps.len(), self.mode.steps().len());
+                if done == all {
+                    // The previous rotation is complete: its new generation is now the
+                    // node's current one, and the generation it replaced is let go.
+                    next.current = old.new;
+                } else if done > 0 {
+                    return Err(AgentError::Precondition(format!(
+                        "rotation {:?} is in progress on this node ({done} of {all} steps \
+                         done): finish or undo it before starting rotation {:?}",
+                        old.id, req.rotation_id
+                    )));
+                }
+            }
+            let (new, from_pending) = next.new_generation(req)?;
+            if from_pending {
+                next.pending = None;
+            }
+            next.rotation = Some(Rotation {
+                id: req.rotation_id.clone(),
+                new,
+                steps: Vec::new(),
+            });
+        }
+        let current_root = fingerprint(&next.current.material.root);
+        let rotation = match next.rotation.as_mut() {
+            Some(r) if r.id == req.rotation_id => r,
+            Some(r) => {
+                return Err(AgentError::Precondition(format!(
+                    "{} belongs to rotation {:?}, but this node is in rotation {:?}",
+                    req.action, req.rotation_id, r.id
+                )));
+            }
+            None => {
+                return Err(StepError::OutOfOrder {
+                    action: req.action,
+                    next: Some(first),
+                }
+                .into());
+            }
+        };
+        if let Some(root) = &req.new_root
+            && *root != rotation.new.material.root
+        {
+            return Err(AgentError::InvalidRequest(format!(
+                "new_root_der is not the new root of rotation {:?}",
+                req.rotation_id
+            )));
+        }
+        if let Some(old) = &req.old_root_fingerprint
+            && !old.eq_ignore_ascii_case(&current_root)
+        {
+            return Err(AgentError::Precondition(format!(
+                "old_root_fingerprint {old} is not this node's current root {current_root}"
+            )));
+        }
+        machine::check_apply(self.mode, rotation.steps.len(), req.action)?;
+        rotation.steps.push(req.step_id);
+        Ok(next)
+    }
+
+    fn undo(&self, req: &StepRequest) -> Result<NodeData, AgentError> {
+        let mut next = self.clone();
+        let rotation = match next.rotation.as_mut() {
+            Some(r) if r.id == req.rotation_id => r,
+            other => {
+                return Err(AgentError::Precondition(format!(
+                    "cannot undo a step of rotation {:?}: this node's rotation is {}",
+                    req.rotation_id,
+                    other.map_or("none".into(), |r| format!("{:?}", r.id))
+                )));
+            }
+        };
+        if let Some(&last) = rotation.steps.last()
+            && last != req.step_id
+        {
+            return Err(AgentError::Precondition(format!(
+                "cannot undo step {}: the node's last applied step is {last}",
+                req.step_id
+            )));
+        }
+        machine::check_undo(self.mode, rotation.steps.len(), req.action)?;
+        rotation.steps.pop();
+        Ok(next)
+    }
+
+    /// The new generation a first step brings: its root and leaf from the request,
+    /// with the key made for the leaf (pending, or the restarted rotation's). Checks
+    /// that the leaf is for that key and verifies, with a real handshake, under the
+    /// new root as this node, as both server and client. Says whether the key was the
+    /// pending one.
+    fn new_generation(&self, req: &StepRequest) -> Result<(StoredGen, bool), AgentError> {
+        let missing =
+            |field: &str| AgentError::InvalidRequest(format!("{} needs {field}", req.action));
+        let root = req
+            .new_root
+            .clone()
+            .ok_or_else(|| missing("new_root_der"))?;
+        let leaf = req
+            .new_leaf
+            .clone()
+            .ok_or_else(|| missing("issued_leaf_der"))?;
+        if root == self.current.material.root {
+            return Err(AgentError::InvalidRequest(
+                "new_root_der is the node's current root".into(),
+            ));
+        }
+        let spki = leaf_spki(&leaf)?;
+        let restarted = self
+            .rotation
+            .as_ref()
+            .filter(|r| r.id == req.rotation_id)
+            .map(|r| {
+                (
+                    &r.new.material.leaf.key,
+                    &r.new.key_file,
+                    r.new.label.clone(),
+                    false,
+                )
+            });
+        let pending = self
+            .pending
+            .as_ref()
+            .map(|p| (&p.key, &p.key_file, Some(p.label.clone()), true));
+        let (key, key_file, label, from_pending) = pending
+            .into_iter()
+            .chain(restarted)
+            .find(|(key, ..)| key.public_key_der() == spki)
+            .ok_or_else(|| {
+                AgentError::Precondition(
+                    "issued_leaf_der is not for a key this node made: call CreateCsr first".into(),
+                )
+            })?;
+        let held = HeldLeaf::new(leaf, key.clone());
+        let check = LiveCredentials::new(CredentialSet {
+            server_roots: vec![root.clone()],
+            client_roots: vec![root.clone()],
+            held: vec![held.clone()],
+            presents: Some(0),
+        })
+        .map_err(|e| AgentError::InvalidRequest(format!("new root or leaf: {e}")))?;
+        handshake_in_memory(check.client_config(), check.server_config(), &self.id).map_err(
+            |e| {
+                AgentError::InvalidRequest(format!(
+                    "issued_leaf_der does not verify under new_root_der as {:?}: {e}",
+                    self.id
+                ))
+            },
+        )?;
+        Ok((
+            StoredGen {
+                material: Generation { root, leaf: held },
+                key_file: key_file.clone(),
+                label,
+            },
+            from_pending,
+        ))
+    }
+
+    /// The node's state as GetState reports it.
+    pub fn to_proto(&self, data_address: Option<String>) -> Result<v1::AgentState, StepError> {
+        let set = self.credential_set()?;
+        let roots: Vec<&CertificateDer<'static>> = std::iter::once(&self.current.material.root)
+            .chain(self.rotation.as_ref().map(|r| &r.new.material.root))
+            .collect();
+        let fps =
+            |certs: &[CertificateDer<'static>]| certs.iter().map(|c| fingerprint(c)).collect();
+        Ok(v1::AgentState {
+            node_id: self.id.clone(),
+            mode: v1::NodeMode::from(self.mode).into(),
+            server_roots: fps(&set.server_roots),
+            client_roots: fps(&set.client_roots),
+            held_leaves: set
+                .held
+                .iter()
+                .map(|leaf| v1::HeldLeaf {
+                    fingerprint: fingerprint(&leaf.cert),
+                    issuer_root_fingerprint: roots
+                        .iter()
+                        .find(|r| leaf.is_issued_by(r))
+                        .map(|r| fingerprint(r))
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            presented_leaf_fingerprint: set
+                .presents
+                .map(|i| fingerprint(&set.held[i].cert))
+                .unwrap_or_default(),
+            applied_step_count: self.applied_count,
+            data_address,
+        })
+    }
+}
+
+/// The SubjectPublicKeyInfo of a leaf certificate.
+fn leaf_spki(leaf: &[u8]) -> Result<Vec<u8>, AgentError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| AgentError::InvalidRequest(format!("issued_leaf_der: {e}")))?;
+    Ok(cert.public_key().raw.to_vec())
+}

@@ -1,0 +1,94 @@
+//! `rollover agent`: the library side of the command (the CLI parses the arguments).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rollover_core::state::Mode;
+use rollover_pki::{RootCa, Validity};
+
+use crate::{Agent, AgentConfig, AgentError, ControlCreds, bootstrap, bootstrap_control, store};
+
+/// The arguments of `rollover agent --id ID --mode bundle|atomic --listen ADDR
+/// --data-listen ADDR --state DIR [--bootstrap-ca FILE] [--control-ca FILE]`.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// `--id`: the node id.
+    pub id: String,
+    /// `--mode`: bundle (default) or atomic.
+    pub mode: Mode,
+    /// `--listen`: the Agent gRPC (control) server's address.
+    pub listen: SocketAddr,
+    /// `--data-listen`: the data-plane mTLS server's address.
+    pub data_listen: SocketAddr,
+    /// `--state`: the state directory.
+    pub state: PathBuf,
+    /// `--bootstrap-ca`: a root PEM (certificate and key, as `rollover pki init`
+    /// writes it) to enrol the node with if the state directory holds none yet.
+    /// Demo/dev only. Ignored when the node is already enrolled.
+    pub bootstrap_ca: Option<PathBuf>,
+    /// `--control-ca`: a separate control CA's PEM (certificate and key) to get the
+    /// node's control leaf from, if the state directory holds none yet. Without it,
+    /// and without earlier control credentials, the control CA is the rotated CA.
+    pub control_ca: Option<PathBuf>,
+}
+
+/// Runs `rollover agent` until `shutdown` completes (or a server fails): enrols the
+/// node if asked and needed, starts it, then stops it gracefully.
+///
+/// The control server uses the control credentials in the state directory when
+/// there are some (from `--control-ca`, now or earlier), else the rotated CA's.
+pub async fn run<F>(options: RunOptions, shutdown: F) -> Result<(), AgentError>
+where
+    F: Future<Output = ()>,
+{
+    let dir = options.state.as_path();
+    if let Some(ca_file) = &options.bootstrap_ca {
+        if store::is_bootstrapped(dir) {
+            tracing::info!(dir = %dir.display(), "node already enrolled: --bootstrap-ca ignored");
+        } else {
+            bootstrap(
+                dir,
+                &options.id,
+                options.mode,
+                &read_root(ca_file)?,
+                Validity::default(),
+            )?;
+        }
+    }
+    let has_control = dir.join(store::CONTROL_FILE).is_file();
+    if let Some(ca_file) = &options.control_ca {
+        if has_control {
+            tracing::info!(dir = %dir.display(), "control credentials present: --control-ca ignored");
+        } else {
+            bootstrap_control(dir, &options.id, &read_root(ca_file)?, Validity::default())?;
+        }
+    }
+    let control = if dir.join(store::CONTROL_FILE).is_file() {
+        ControlCreds::StateDir
+    } else {
+        ControlCreds::Rotated
+    };
+    let mut handle = Agent::start(AgentConfig {
+        id: options.id,
+        mode: options.mode,
+        state_dir: options.state,
+        data_listen: options.data_listen,
+        control_listen: options.listen,
+        control,
+    })
+    .await?;
+    tokio::select! {
+        () = shutdown => {
+            handle.shutdown().await;
+            Ok(())
+        }
+        e = handle.failed() => Err(e),
+    }
+}
+
+/// A root (certificate and key) from a PEM file.
+pub fn read_root(path: &Path) -> Result<RootCa, AgentError> {
+    let text = std::fs::read_to_string(path).map_err(|e| AgentError::io(path, e))?;
+    RootCa::from_pem(&text).map_err(|e| AgentError::state(path, e))
+}

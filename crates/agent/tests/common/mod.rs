@@ -1,0 +1,146 @@
+//! Fixtures: roots, agents on 127.0.0.1 port 0, and an `@executor` test client.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rollover_agent::{
+    Agent, AgentConfig, AgentHandle, ControlCreds, EXECUTOR_ID, bootstrap, single_root_credentials,
+};
+use rollover_core::state::{Action, Mode};
+use rollover_pki::{KeyAlg, LiveCredentials, RootCa, Validity};
+use rollover_proto::v1::agent_client::AgentClient;
+use rollover_proto::v1::{
+    AgentState, ApplyStepRequest, ApplyStepResponse, CreateCsrRequest, GetStateRequest,
+    ProbeRequest, ProbeResponse, StepAction,
+};
+use rollover_transport::tls_channel;
+use tonic::Status;
+use tonic::transport::Channel;
+
+pub const CA: &str = "corp-root";
+pub const ROTATION: &str = "rot-1";
+
+/// Runs a test body, failing it if it takes more than a minute.
+pub async fn bounded<F: Future<Output = ()>>(body: F) {
+    tokio::time::timeout(Duration::from_secs(60), body)
+        .await
+        .expect("test finished within a minute");
+}
+
+pub fn root(name: &str, generation: u32) -> RootCa {
+    RootCa::generate(name, generation, KeyAlg::EcdsaP256, Validity::default()).unwrap()
+}
+
+pub fn localhost() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Bootstraps `id` in `dir` from `old` (unless already there) and starts it.
+pub async fn start_agent(
+    dir: &Path,
+    id: &str,
+    mode: Mode,
+    old: &RootCa,
+    control: ControlCreds,
+) -> AgentHandle {
+    if !rollover_agent::is_bootstrapped(dir) {
+        bootstrap(dir, id, mode, old, Validity::default()).unwrap();
+    }
+    Agent::start(AgentConfig {
+        id: id.into(),
+        mode,
+        state_dir: dir.to_path_buf(),
+        data_listen: localhost(),
+        control_listen: localhost(),
+        control,
+    })
+    .await
+    .unwrap()
+}
+
+/// Control credentials of `id` from the control CA.
+pub fn control_creds(id: &str, control_ca: &RootCa) -> Arc<LiveCredentials> {
+    LiveCredentials::new(single_root_credentials(id, control_ca, Validity::default()).unwrap())
+        .unwrap()
+}
+
+/// A test stand-in for the executor: it calls agents as `creds` (an `@executor` leaf,
+/// or another identity to test refusals), on a fresh channel per call so every call
+/// handshakes with the credentials current at that moment.
+pub struct Executor {
+    pub creds: Arc<LiveCredentials>,
+    pub new_root: RootCa,
+    pub old_fingerprint: String,
+}
+
+impl Executor {
+    pub fn client(&self, agent: &AgentHandle) -> AgentClient<Channel> {
+        let addr = agent.control_addr().to_string();
+        AgentClient::new(tls_channel(&addr, self.creds.clone(), agent.id()).unwrap())
+    }
+
+    pub async fn state(&self, agent: &AgentHandle) -> Result<AgentState, Status> {
+        Ok(self
+            .client(agent)
+            .get_state(GetStateRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// Applies (or undoes) `action` as step `step_id`; the first step of a mode
+    /// first gets a CSR from the agent and issues its leaf from the new root.
+    pub async fn step(
+        &self,
+        agent: &AgentHandle,
+        step_id: u64,
+        action: Action,
+        undo: bool,
+    ) -> Result<ApplyStepResponse, Status> {
+        let mut client = self.client(agent);
+        let mut request = ApplyStepRequest {
+            rotation_id: ROTATION.into(),
+            step_id,
+            action: StepAction::from(action).into(),
+            old_root_fingerprint: self.old_fingerprint.clone(),
+            undo,
+            ..Default::default()
+        };
+        if matches!(action, Action::Stage | Action::Switch) && !undo {
+            let csr = client
+                .create_csr(CreateCsrRequest {
+                    ca_name: CA.into(),
+                    generation: 2,
+                })
+                .await?
+                .into_inner()
+                .csr_der;
+            let leaf = self
+                .new_root
+                .issue_leaf(&csr, agent.id(), Validity::default())
+                .unwrap();
+            request.new_root_der = self.new_root.cert_der().to_vec();
+            request.issued_leaf_der = leaf.to_vec();
+        }
+        Ok(client.apply_step(request).await?.into_inner())
+    }
+
+    /// Has `client` probe `server`'s data plane.
+    pub async fn probe(&self, client: &AgentHandle, server: &AgentHandle) -> ProbeResponse {
+        self.client(client)
+            .probe(ProbeRequest {
+                peer_id: server.id().into(),
+                peer_address: server.data_addr().to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+pub fn executor_id() -> &'static str {
+    EXECUTOR_ID
+}
