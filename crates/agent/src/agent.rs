@@ -282,7 +282,7 @@ impl Agent {
         let (router, reporter) = base_router(&mut Server::builder())?;
         reporter.set_serving::<AgentServer<AgentService>>().await;
         let router = router.add_service(AgentServer::new(AgentService::new(inner.clone())));
-        let incoming = TlsIncoming::with_stats(
+        let mut incoming = TlsIncoming::with_stats(
             control_listener,
             &control_creds,
             inner.control_stats.clone(),
@@ -293,7 +293,11 @@ impl Agent {
             let _ = control_stopped.wait_for(|s| *s).await;
         };
         let id = inner.id.clone();
+        let closer = incoming.closer();
         tasks.push(tokio::spawn(async move {
+            // Held by this task: when it ends or is aborted, every control connection
+            // still open is cut, so no call reaches a stopped agent.
+            let _closer = closer;
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
                 tracing::error!(node = %id, error = %e, "control server failed");
                 let _ = failed_tx.send(Some(e.to_string()));

@@ -7,8 +7,9 @@
 //!
 //! * Servers: [`serve_tls`] (or [`TlsIncoming`] with tonic's `serve_with_incoming*`)
 //!   accepts TCP, runs the TLS handshake off the accept loop, and hands tonic
-//!   `tokio_rustls::server::TlsStream`s, for which tonic implements `Connected`: a
-//!   handler reads the caller's verified identity with [`peer_node_id`].
+//!   [`ServerTlsStream`]s (tokio-rustls streams with tonic's TLS connection info, which
+//!   a [`ConnectionCloser`] can cut off): a handler reads the caller's verified
+//!   identity with [`peer_node_id`].
 //!   [`base_router`] starts every server with gRPC health and reflection.
 //! * Clients: [`tls_channel`] makes a lazy tonic `Channel` whose connector dials TCP
 //!   and runs the TLS handshake with the credentials current at connect time,
@@ -24,7 +25,8 @@ mod services;
 pub use client::{CONNECT_TIMEOUT, connect_tls, plain_channel, tls_channel};
 pub use error::TransportError;
 pub use server::{
-    HANDSHAKE_TIMEOUT, HandshakeStats, TlsIncoming, peer_node_id, serve_plain, serve_tls,
+    ConnectionCloser, HANDSHAKE_TIMEOUT, HandshakeStats, ServerTlsStream, TlsIncoming,
+    peer_node_id, serve_plain, serve_tls,
 };
 pub use services::base_router;
 

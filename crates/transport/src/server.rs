@@ -4,7 +4,14 @@
 //! its TLS handshake in a task of its own (bounded by [`HANDSHAKE_TIMEOUT`]), so a slow
 //! or silent client never holds up the next accept; only completed handshakes reach
 //! tonic. Dropping the stream (tonic does so on shutdown) stops the loop and every
-//! handshake still running: nothing is left behind.
+//! handshake still running.
+//!
+//! tonic runs each accepted connection in a task of its own, which outlives the
+//! server future if that is aborted or dropped. So that nothing is left behind, every
+//! connection is a [`ServerTlsStream`] tied to the incoming's [`ConnectionCloser`]:
+//! when the closer is dropped, every connection still open fails its next read or
+//! write, and tonic's task ends. [`serve_tls`] holds the closer for as long as it
+//! runs.
 
 use std::future::Future;
 use std::io;
@@ -16,14 +23,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rollover_pki::{LiveCredentials, node_id_from_cert};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::server::Router;
+use tonic::transport::server::{Connected, Router, TcpConnectInfo, TlsConnectInfo};
 
 use crate::{ALPN_H2, TransportError};
 
@@ -69,9 +77,10 @@ impl HandshakeStats {
 /// live certificate resolver and client verifier, so credential swaps still apply to
 /// every new handshake.
 pub struct TlsIncoming {
-    rx: mpsc::Receiver<TlsStream<TcpStream>>,
+    rx: mpsc::Receiver<ServerTlsStream>,
     task: JoinHandle<()>,
     local_addr: Option<SocketAddr>,
+    closer: Option<watch::Sender<bool>>,
 }
 
 impl TlsIncoming {
@@ -92,12 +101,22 @@ impl TlsIncoming {
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let local_addr = listener.local_addr().ok();
         let (tx, rx) = mpsc::channel(BACKLOG);
-        let task = tokio::spawn(accept_loop(listener, acceptor, tx, stats, timeout));
+        let (closer, closed) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, acceptor, tx, stats, timeout, closed));
         Self {
             rx,
             task,
             local_addr,
+            closer: Some(closer),
         }
+    }
+
+    /// The closer of every connection this stream accepts (first call only; `None`
+    /// afterwards). Hold it for as long as the server runs: dropping it (or calling
+    /// [`ConnectionCloser::close`]) fails every connection still open. Without it,
+    /// connections end only when their clients close them.
+    pub fn closer(&mut self) -> Option<ConnectionCloser> {
+        self.closer.take().map(ConnectionCloser)
     }
 
     /// The address the listener is bound to.
@@ -107,7 +126,7 @@ impl TlsIncoming {
 }
 
 impl Stream for TlsIncoming {
-    type Item = Result<TlsStream<TcpStream>, io::Error>;
+    type Item = Result<ServerTlsStream, io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.poll_recv(cx).map(|conn| conn.map(Ok))
@@ -128,12 +147,131 @@ impl std::fmt::Debug for TlsIncoming {
     }
 }
 
+/// Closes every connection of a [`TlsIncoming`] when dropped (see
+/// [`TlsIncoming::closer`]).
+#[derive(Debug)]
+#[must_use = "dropping the closer closes every connection at once"]
+pub struct ConnectionCloser(watch::Sender<bool>);
+
+impl ConnectionCloser {
+    /// Fails every connection still open on its next read or write.
+    pub fn close(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Drop for ConnectionCloser {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+type Closed = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A server-side TLS connection from [`TlsIncoming`]: a tokio-rustls stream that
+/// fails once its [`ConnectionCloser`] closes. tonic sees the same connection info as
+/// for a plain tokio-rustls stream, so `Request::peer_certs` and [`peer_node_id`] work.
+pub struct ServerTlsStream {
+    inner: TlsStream<TcpStream>,
+    /// Completes when the closer fires; `None` once it has.
+    closed: Option<Closed>,
+}
+
+impl ServerTlsStream {
+    fn new(inner: TlsStream<TcpStream>, mut closed: watch::Receiver<bool>) -> Self {
+        let closed: Closed = Box::pin(async move {
+            // A closer dropped without closing (never taken) never closes.
+            if closed.wait_for(|c| *c).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        });
+        Self {
+            inner,
+            closed: Some(closed),
+        }
+    }
+
+    /// The underlying tokio-rustls stream.
+    pub fn get_ref(&self) -> &TlsStream<TcpStream> {
+        &self.inner
+    }
+
+    /// `Err` once the closer has fired.
+    fn check_open(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match &mut self.closed {
+            None => Err(closed_error()),
+            Some(closed) => match closed.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.closed = None;
+                    Err(closed_error())
+                }
+                Poll::Pending => Ok(()),
+            },
+        }
+    }
+}
+
+fn closed_error() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "server stopped")
+}
+
+impl AsyncRead for ServerTlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check_open(cx)?;
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ServerTlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check_open(cx)?;
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check_open(cx)?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl Connected for ServerTlsStream {
+    type ConnectInfo = TlsConnectInfo<TcpConnectInfo>;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+impl std::fmt::Debug for ServerTlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTlsStream")
+            .field("open", &self.closed.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    tx: mpsc::Sender<TlsStream<TcpStream>>,
+    tx: mpsc::Sender<ServerTlsStream>,
     stats: Arc<HandshakeStats>,
     timeout: Duration,
+    closed: watch::Receiver<bool>,
 ) {
     // Dropped with this task (on abort too), which aborts every pending handshake.
     let mut handshakes = JoinSet::new();
@@ -145,11 +283,12 @@ async fn accept_loop(
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
                     let (acceptor, tx, stats) = (acceptor.clone(), tx.clone(), stats.clone());
+                    let closed = closed.clone();
                     handshakes.spawn(async move {
                         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                             Ok(Ok(tls)) => {
                                 stats.record_ok();
-                                let _ = tx.send(tls).await;
+                                let _ = tx.send(ServerTlsStream::new(tls, closed)).await;
                             }
                             Ok(Err(e)) => {
                                 stats.record_failed();
@@ -187,7 +326,9 @@ pub async fn serve_tls<F>(
 where
     F: Future<Output = ()>,
 {
-    let incoming = TlsIncoming::new(listener, &creds);
+    let mut incoming = TlsIncoming::new(listener, &creds);
+    // Dropped when this future ends or is dropped: no connection outlives the server.
+    let _closer = incoming.closer();
     router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

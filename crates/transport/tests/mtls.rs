@@ -76,8 +76,10 @@ impl Agent for WhoAmI {
     ) -> Result<Response<ApplyStepResponse>, Status> {
         Err(Status::unimplemented("test"))
     }
+    /// Slow on purpose: stands for a call in flight when the server goes away.
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
-        Err(Status::unimplemented("test"))
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(Response::new(ProbeResponse::default()))
     }
 }
 
@@ -239,4 +241,28 @@ async fn plaintext_is_loopback_only() {
     let (router, _) = base_router(&mut Server::builder()).unwrap();
     let err = serve_plain(router, listener, async {}).await.unwrap_err();
     assert!(matches!(err, TransportError::NotLoopback { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn no_connection_outlives_an_aborted_server() {
+    let ca = root(1);
+    let server = start(Some(creds(&ca, "srv"))).await;
+    let channel = tls_channel(&server.addr, creds(&ca, "c"), "srv").unwrap();
+    assert_eq!(whoami(channel.clone()).await.unwrap(), "c");
+
+    // A call in flight when the server task is aborted is cut off, not served by a
+    // connection task left behind.
+    let in_flight = tokio::spawn(async move {
+        AgentClient::new(channel)
+            .probe(ProbeRequest::default())
+            .await
+            .map(|_| ())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.task.abort();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("the call in flight ends with the server")
+        .unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
 }
