@@ -1,1 +1,26 @@
-//! Placeholder: filled in by its issue.
+//! The rollover simulator: hundreds to thousands of in-process agents (the real agent
+//! code: rustls servers and clients with live-swapped credentials) rotated by the real
+//! planner and executor over gRPC on loopback, with real TLS 1.3 mutual handshakes on
+//! every link while the rotation runs, and a report of every failure (MODEL §10).
+//!
+//! * [`setup`]: roots, bootstrapped agents, the executor's credentials, foreign CAs;
+//! * [`services`]: planner and executor on loopback;
+//! * [`prober`]: background and final handshakes;
+//! * [`observe`]: what was seen (failures, the step running, coverage);
+//! * [`checks`]: the end state behind `all_new`;
+//! * [`run`]: [`simulate`], tying it together;
+//! * [`handshake_rate`]: the bare-handshake baseline for the speed target.
+
+pub mod checks;
+pub mod error;
+pub mod handshake_rate;
+pub mod observe;
+pub mod options;
+pub mod prober;
+pub mod run;
+pub mod services;
+pub mod setup;
+
+pub use error::SimError;
+pub use options::{Progress, ProgressFn, SimOptions};
+pub use run::{SimOutcome, simulate};

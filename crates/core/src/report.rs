@@ -30,6 +30,48 @@ pub struct SimReport {
     pub handshakes_per_second: f64,
     /// Every node ends on the new key only.
     pub all_new: bool,
+    /// The seed of the probe schedule (and of the interleaving of a given plan).
+    #[serde(default)]
+    pub seed: u64,
+    /// How the plan was made (`waves`, `claim`, or a given plan's own).
+    #[serde(default)]
+    pub strategy: String,
+    /// Steps in the plan.
+    #[serde(default)]
+    pub steps: usize,
+    /// Waves in the plan's partial order.
+    #[serde(default)]
+    pub waves: u32,
+    /// Links the plan declares as disruptions.
+    #[serde(default)]
+    pub declared_disruptions: usize,
+    /// Handshakes made right after steps, on every link touching the stepped node.
+    #[serde(default)]
+    pub probes_after_steps: u64,
+    /// Handshakes on random links while steps ran.
+    #[serde(default)]
+    pub background_handshakes: u64,
+    /// Links under other CAs (simulated with their own CA, never touched).
+    #[serde(default)]
+    pub foreign_links: usize,
+    /// Final handshakes on every link with the old root withdrawn, and how many failed.
+    #[serde(default)]
+    pub final_handshakes: u64,
+    /// Final handshakes that failed.
+    #[serde(default)]
+    pub final_failed: u64,
+    /// Nodes that refused a client holding only an old-root leaf, out of those tried.
+    #[serde(default)]
+    pub old_key_refused: u64,
+    /// Nodes tried with an old-root client.
+    #[serde(default)]
+    pub old_key_checks: u64,
+    /// Nodes whose trust, held and presented certificates are all under the new root.
+    #[serde(default)]
+    pub nodes_on_new_only: u64,
+    /// How the rotation ended (e.g. `succeeded`), or why it stopped.
+    #[serde(default)]
+    pub outcome: String,
 }
 
 /// One failed handshake.

@@ -1,0 +1,151 @@
+//! Handshakes the simulator makes itself: on random links while steps run (so
+//! interleavings inside a wave are exercised), and on every link at the end.
+//!
+//! A rotated link is handshaken over loopback TCP from the client agent's live
+//! credentials to the server agent's real data-plane listener, exactly as the agents'
+//! own probes do; a link under another CA is handshaken in memory with its own CA's
+//! static credentials.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rollover_core::synth::Lcg;
+use rollover_core::{Fleet, Link};
+use rollover_executor::driver::tls_probe;
+use rollover_pki::handshake_in_memory;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::observe::{Observer, Source};
+use crate::setup::SimFleet;
+
+/// Deadline of one simulator handshake.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Background handshakes in flight at once.
+const WORKERS: usize = 8;
+
+/// Picks recorded for reproducibility checks.
+const SCHEDULE_KEPT: usize = 10_000;
+
+/// A link the simulator can handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeLink {
+    /// A link of the rotated CA, and whether the plan declares it disrupted.
+    Rotated(Link, bool),
+    /// A link under another CA: (client, server, CA).
+    Foreign(String, String, String),
+}
+
+/// Every link the simulator probes: rotated links (self-links included) then
+/// foreign ones.
+pub fn probe_links(
+    fleet: &Fleet,
+    sim: &SimFleet,
+    declared: &rustc_hash::FxHashSet<Link>,
+) -> Vec<ProbeLink> {
+    fleet
+        .links
+        .iter()
+        .map(|&l| ProbeLink::Rotated(l, declared.contains(&l)))
+        .chain(
+            sim.foreign_links
+                .iter()
+                .map(|(c, s, ca)| ProbeLink::Foreign(c.clone(), s.clone(), ca.clone())),
+        )
+        .collect()
+}
+
+/// One handshake on `link`; `Err` carries the TLS or I/O error.
+pub async fn handshake(fleet: &Fleet, sim: &SimFleet, link: &ProbeLink) -> Result<(), String> {
+    match link {
+        ProbeLink::Rotated(l, _) => {
+            let Some(addr) = sim.data_addr(l.server) else {
+                return Err(format!("{} serves nothing", fleet.id(l.server)));
+            };
+            let config = sim.client_creds(fleet, l.client).client_config();
+            tls_probe(config, fleet.id(l.server), &addr.to_string(), PROBE_TIMEOUT).await
+        }
+        ProbeLink::Foreign(c, s, ca) => {
+            let client = sim.foreign.get(&(c.clone(), ca.clone()));
+            let server = sim.foreign.get(&(s.clone(), ca.clone()));
+            match (client, server) {
+                (Some(client), Some(server)) => {
+                    handshake_in_memory(client.client_config(), server.server_config(), s)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                _ => Err(format!("no credentials for {c} -> {s} under {ca}")),
+            }
+        }
+    }
+}
+
+/// Names of a probe link's ends.
+pub fn ends<'a>(fleet: &'a Fleet, link: &'a ProbeLink) -> (&'a str, &'a str, bool) {
+    match link {
+        ProbeLink::Rotated(l, declared) => (fleet.id(l.client), fleet.id(l.server), *declared),
+        ProbeLink::Foreign(c, s, _) => (c.as_str(), s.as_str(), false),
+    }
+}
+
+/// Probe random links at `rate` per second until `stop` turns true; returns the
+/// sequence of links picked (the first [`SCHEDULE_KEPT`]), which depends on the seed
+/// only.
+pub async fn background(
+    fleet: Arc<Fleet>,
+    sim: Arc<SimFleet>,
+    links: Arc<Vec<ProbeLink>>,
+    observer: Arc<Observer>,
+    seed: u64,
+    rate: u32,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<usize> {
+    let mut schedule = Vec::new();
+    if rate == 0 || links.is_empty() {
+        return schedule;
+    }
+    let (tx, rx) = mpsc::channel::<usize>(WORKERS * 2);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut workers = JoinSet::new();
+    for _ in 0..WORKERS {
+        let (fleet, sim, links, observer, rx) = (
+            fleet.clone(),
+            sim.clone(),
+            links.clone(),
+            observer.clone(),
+            rx.clone(),
+        );
+        workers.spawn(async move {
+            loop {
+                let Some(pick) = rx.lock().await.recv().await else {
+                    break;
+                };
+                let link = &links[pick];
+                let result = handshake(&fleet, &sim, link).await;
+                let (client, server, declared) = ends(&fleet, link);
+                observer.handshake(Source::Background, client, server, result, declared, None);
+            }
+        });
+    }
+    let mut rng = Lcg::new(seed ^ 0x5eed_cafe);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = stop.changed() => continue,
+            _ = ticker.tick() => {}
+        }
+        let pick = rng.below(links.len() as u32) as usize;
+        if schedule.len() < SCHEDULE_KEPT {
+            schedule.push(pick);
+        }
+        tokio::select! {
+            _ = stop.changed() => continue,
+            sent = tx.send(pick) => if sent.is_err() { break },
+        }
+    }
+    drop(tx);
+    while workers.join_next().await.is_some() {}
+    schedule
+}

@@ -1,0 +1,353 @@
+//! One simulated rotation, end to end: stand the fleet up, start the services, start
+//! the rotation through the executor's API, watch its events while the background
+//! prober runs, then check the end state and write the report.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rollover_core::report::{REPORT_FORMAT, SimReport};
+use rollover_core::{Document, Fleet, Plan, PlanOrder, Topology, Verdict, linearize, verify};
+use rollover_proto::v1;
+use rollover_proto::v1::rotation_event::Event;
+
+use crate::checks::{FinalChecks, final_handshakes, new_only};
+use crate::error::SimError;
+use crate::observe::{Observer, Source};
+use crate::options::SimOptions;
+use crate::prober::{background, probe_links};
+use crate::services::Services;
+use crate::setup::{SimFleet, start_fleet};
+
+/// Longest a simulated rotation may take before it is reported stuck.
+pub const ROTATION_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// What a simulation produced.
+#[derive(Debug, Clone)]
+pub struct SimOutcome {
+    /// The report of MODEL §10.
+    pub report: SimReport,
+    /// The plan the executor ran.
+    pub plan: Plan,
+    /// The verifier's verdict on that plan.
+    pub verdict: Verdict,
+    /// The background probe schedule (link indices, first picks), for reproducibility.
+    pub probe_schedule: Vec<usize>,
+}
+
+impl SimOutcome {
+    /// Exit status the CLI uses: no undeclared failure and every node on the new key.
+    pub fn passed(&self) -> bool {
+        self.report.failed_undeclared == 0 && self.report.all_new
+    }
+}
+
+/// Simulate a rotation of `topology`.
+pub async fn simulate(topology: &Topology, options: SimOptions) -> Result<SimOutcome, SimError> {
+    let fleet = Arc::new(Fleet::new(topology));
+    let given = match &options.plan {
+        Some(plan) => {
+            let order = PlanOrder::resolve(plan, &fleet, &Document::new("<plan>", ""))?;
+            Some(linearize(plan, &order, options.seed))
+        }
+        None => None,
+    };
+    let temp;
+    let dir = match &options.work_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new().prefix("rollover-sim-").tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let progress = |phase: &str| {
+        if let Some(p) = &options.progress {
+            p(&crate::options::Progress {
+                phase: phase.to_string(),
+                ..Default::default()
+            });
+        }
+    };
+    progress("starting agents");
+    let sim = Arc::new(start_fleet(topology, &fleet, &dir).await?);
+    progress("starting planner and executor");
+    let services = Services::start(&dir, sim.executor_creds.clone()).await?;
+    let result = rotate(topology, &fleet, &sim, &services, given, &options).await;
+    services.shutdown().await;
+    if let Ok(sim) = Arc::try_unwrap(sim) {
+        sim.shutdown().await;
+    }
+    result
+}
+
+async fn rotate(
+    topology: &Topology,
+    fleet: &Arc<Fleet>,
+    sim: &Arc<SimFleet>,
+    services: &Services,
+    given: Option<Plan>,
+    options: &SimOptions,
+) -> Result<SimOutcome, SimError> {
+    let mut client = services.executor.clone();
+    let observe_only = given.is_some();
+    let request = v1::StartRotationRequest {
+        topology: Some(v1::TopologySource {
+            source: Some(v1::topology_source::Source::Topology(
+                (&sim.addressed_topology(topology, fleet)).into(),
+            )),
+        }),
+        plan: given.as_ref().map(|plan| v1::PlanSource {
+            source: Some(v1::plan_source::Source::Plan(plan.into())),
+        }),
+        options: Some(v1::RotationOptions {
+            max_concurrency: if observe_only {
+                1
+            } else {
+                options.max_concurrency
+            },
+            probe: true,
+            dry_run: false,
+            strategy: v1::Strategy::from(options.strategy) as i32,
+            start_node: options.start.clone(),
+            ..Default::default()
+        }),
+    };
+    let started = Instant::now();
+    let response = client.start_rotation(request).await?.into_inner();
+    let wire_plan = response
+        .plan
+        .ok_or_else(|| SimError::Rpc("StartRotation returned no plan".into()))?;
+    let plan = Plan::try_from(wire_plan).map_err(|e| SimError::Rpc(e.to_string()))?;
+    let order = PlanOrder::resolve(&plan, fleet, &Document::new("<plan>", ""))?;
+    let verdict = verify(fleet, &plan, &order);
+    tracing::info!(rotation = %response.rotation_id, steps = plan.steps.len(), waves = verdict.waves, safe = verdict.safe, "simulated rotation started");
+
+    let observer = Arc::new(Observer::new(
+        plan.steps.len() as u64,
+        options.max_failures_listed,
+        options.progress.clone(),
+    ));
+    let links = Arc::new(probe_links(fleet, sim, &order.disrupted));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let prober = tokio::spawn(background(
+        fleet.clone(),
+        sim.clone(),
+        links.clone(),
+        observer.clone(),
+        options.seed,
+        options.probe_rate,
+        stopped,
+    ));
+
+    let watched = tokio::time::timeout(
+        ROTATION_DEADLINE,
+        watch(&mut client, &response.rotation_id, &observer),
+    )
+    .await;
+    let rotation_seconds = started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let probe_schedule = prober.await.unwrap_or_default();
+    let handshakes_during = observer.total.load(Ordering::Relaxed);
+    let outcome = match watched {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            let _ = client
+                .abort(v1::AbortRequest {
+                    rotation_id: response.rotation_id.clone(),
+                    reason: "simulation deadline".into(),
+                })
+                .await;
+            return Err(SimError::Stuck(format!(
+                "no end after {}s",
+                ROTATION_DEADLINE.as_secs()
+            )));
+        }
+    };
+
+    observer.report_progress("final checks", plan.steps.len() as u64);
+    final_handshakes(fleet, sim, &links, &observer).await;
+    let checks = new_only(fleet, sim).await?;
+    let report = build_report(
+        fleet,
+        sim,
+        &plan,
+        &verdict,
+        &observer,
+        &checks,
+        options,
+        &outcome,
+        rotation_seconds,
+        handshakes_during,
+    );
+    Ok(SimOutcome {
+        report,
+        plan,
+        verdict,
+        probe_schedule,
+    })
+}
+
+/// Follow the rotation's events until it finishes; returns its outcome.
+async fn watch(
+    client: &mut rollover_proto::v1::executor_client::ExecutorClient<tonic::transport::Channel>,
+    rotation_id: &str,
+    observer: &Observer,
+) -> Result<String, SimError> {
+    let mut stream = client
+        .watch_rotation(v1::WatchRotationRequest {
+            rotation_id: rotation_id.to_string(),
+            from_sequence: 0,
+        })
+        .await?
+        .into_inner();
+    while let Some(event) = stream.message().await? {
+        match event.event {
+            Some(Event::StepStarted(e)) if !e.undo => {
+                if let Some(step) = e.step {
+                    observer.step_started(
+                        step.id,
+                        format!(
+                            "{} {} (step {})",
+                            action_name(step.action),
+                            step.node,
+                            step.id
+                        ),
+                    );
+                }
+            }
+            Some(Event::StepDone(e)) if !e.undo => {
+                if let Some(step) = e.step {
+                    observer.step_done(step.id, &step.node);
+                }
+            }
+            Some(Event::ProbeResult(p)) => {
+                let result = if p.ok { Ok(()) } else { Err(p.error.clone()) };
+                observer.handshake(
+                    Source::AfterStep,
+                    &p.client,
+                    &p.server,
+                    result,
+                    p.declared_disruption,
+                    p.after_step_id,
+                );
+            }
+            Some(Event::Paused(p)) => {
+                // A rotation of the planner's plan pauses only on a real problem: stop
+                // and report it rather than wait for an operator.
+                let _ = client
+                    .abort(v1::AbortRequest {
+                        rotation_id: rotation_id.to_string(),
+                        reason: format!("simulation stops on pause: {}", p.reason),
+                    })
+                    .await;
+                return Ok(format!("paused: {}", p.reason));
+            }
+            Some(Event::Finished(f)) => {
+                let state = v1::RotationState::try_from(f.outcome)
+                    .map(|s| {
+                        s.as_str_name()
+                            .trim_start_matches("ROTATION_STATE_")
+                            .to_lowercase()
+                    })
+                    .unwrap_or_else(|_| "unknown".into());
+                return Ok(if f.message.is_empty() {
+                    state
+                } else {
+                    format!("{state}: {}", f.message)
+                });
+            }
+            _ => {}
+        }
+    }
+    Err(SimError::Rpc(
+        "the event stream ended before the rotation finished".into(),
+    ))
+}
+
+fn action_name(action: i32) -> String {
+    v1::StepAction::try_from(action)
+        .map(|a| {
+            a.as_str_name()
+                .trim_start_matches("STEP_ACTION_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| "?".into())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    fleet: &Fleet,
+    sim: &SimFleet,
+    plan: &Plan,
+    verdict: &Verdict,
+    observer: &Observer,
+    checks: &FinalChecks,
+    options: &SimOptions,
+    outcome: &str,
+    rotation_seconds: f64,
+    handshakes_during: u64,
+) -> SimReport {
+    // Coverage: for every step done, the links touching its node probed right after.
+    let mut touching: HashMap<&str, Vec<(String, String)>> = HashMap::new();
+    for l in fleet.links.iter().filter(|l| !l.is_self()) {
+        let pair = (
+            fleet.id(l.client).to_string(),
+            fleet.id(l.server).to_string(),
+        );
+        touching
+            .entry(fleet.id(l.client))
+            .or_default()
+            .push(pair.clone());
+        touching.entry(fleet.id(l.server)).or_default().push(pair);
+    }
+    let (mut expected, mut covered) = (0u64, 0u64);
+    for (step, node) in observer.done_steps() {
+        let probed = observer.probed_after(step);
+        for pair in touching.get(node.as_str()).into_iter().flatten() {
+            expected += 1;
+            covered += u64::from(probed.contains(pair));
+        }
+    }
+    let coverage = if expected == 0 {
+        1.0
+    } else {
+        covered as f64 / expected as f64
+    };
+    let all_new = outcome.starts_with("succeeded")
+        && observer.final_failed.load(Ordering::Relaxed) == 0
+        && checks.nodes_on_new_only == checks.nodes_checked
+        && checks.old_key_refused == checks.old_key_checks;
+    SimReport {
+        format: REPORT_FORMAT.to_string(),
+        nodes: fleet.len(),
+        links: fleet.links.len() + sim.foreign_links.len(),
+        handshakes_total: observer.total.load(Ordering::Relaxed),
+        handshakes_failed: observer.failed.load(Ordering::Relaxed),
+        failed_undeclared: observer.failed_undeclared.load(Ordering::Relaxed),
+        failures: observer.failures(),
+        links_probed_every_step: coverage,
+        rotation_seconds,
+        handshakes_per_second: if rotation_seconds > 0.0 {
+            handshakes_during as f64 / rotation_seconds
+        } else {
+            0.0
+        },
+        all_new,
+        seed: options.seed,
+        strategy: plan.strategy.clone().unwrap_or_default(),
+        steps: plan.steps.len(),
+        waves: verdict.waves,
+        declared_disruptions: plan.disruptions.len(),
+        probes_after_steps: observer.after_steps.load(Ordering::Relaxed),
+        background_handshakes: observer.background.load(Ordering::Relaxed),
+        foreign_links: sim.foreign_links.len(),
+        final_handshakes: observer.final_total.load(Ordering::Relaxed),
+        final_failed: observer.final_failed.load(Ordering::Relaxed),
+        old_key_refused: checks.old_key_refused,
+        old_key_checks: checks.old_key_checks,
+        nodes_on_new_only: checks.nodes_on_new_only,
+        outcome: outcome.to_string(),
+    }
+}
