@@ -59,6 +59,9 @@ enum Command {
     /// Check that a plan keeps every undeclared link up.
     #[command(long_about = cmd::verify::LONG_ABOUT, after_help = cmd::verify::EXAMPLES)]
     Verify(cmd::verify::VerifyArgs),
+    /// Rotate a topology across in-process agents doing real TLS handshakes.
+    #[command(long_about = cmd::simulate::LONG_ABOUT, after_help = cmd::simulate::EXAMPLES)]
+    Simulate(cmd::simulate::SimulateArgs),
 }
 
 impl Command {
@@ -66,6 +69,7 @@ impl Command {
         match self {
             Command::Plan(args) => cmd::plan::run(args),
             Command::Verify(args) => cmd::verify::run(args),
+            Command::Simulate(args) => cmd::simulate::run(args),
         }
     }
 }

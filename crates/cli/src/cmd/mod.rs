@@ -2,4 +2,5 @@
 //! returns the exit status or an error for `main` to report.
 
 pub mod plan;
+pub mod simulate;
 pub mod verify;

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 use rollover_core::{Fleet, PlanOptions, Strategy, Topology, planner, verify_plan};
 
 use crate::render;
-use crate::status::Status;
+use crate::status::{BadInput, Status};
 use crate::{input, output};
 
 /// The long help of the command.
@@ -20,7 +20,8 @@ the new key before their servers start presenting it, runs independent steps in
 parallel waves (the fewest possible), and, when constrained `atomic` nodes form a cycle
 that no order can keep up, declares the fewest links as disruptions and says why.
 `claim` reproduces the source design's literal one-node-at-a-time order, for comparison;
-check it with `rollover verify`.
+check it with `rollover verify`. `naive` lets every node switch at once: the negative
+control, unsafe whenever target nodes are linked.
 
 Formats:
   text   the plan by wave, its disruptions and a summary line
@@ -69,15 +70,9 @@ pub enum StrategyArg {
     Waves,
     /// The source design's literal order, one node at a time (may be unsafe).
     Claim,
-}
-
-impl From<StrategyArg> for Strategy {
-    fn from(s: StrategyArg) -> Strategy {
-        match s {
-            StrategyArg::Waves => Strategy::Waves,
-            StrategyArg::Claim => Strategy::Claim,
-        }
-    }
+    /// Every node switches at once with no cross-node order: the negative control
+    /// for `verify` and `simulate --plan` (unsafe whenever target nodes are linked).
+    Naive,
 }
 
 /// `--format` of `plan`.
@@ -105,13 +100,26 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Status> {
         "parsed topology"
     );
     let started = Instant::now();
-    let options = PlanOptions {
-        strategy: args.strategy.into(),
-        start: args.start.clone(),
+    let strategy = match args.strategy {
+        StrategyArg::Waves => Some(Strategy::Waves),
+        StrategyArg::Claim => Some(Strategy::Claim),
+        StrategyArg::Naive => None,
     };
-    let plan = planner::plan(&fleet, &options)?;
+    let plan = match strategy {
+        Some(strategy) => planner::plan(
+            &fleet,
+            &PlanOptions {
+                strategy,
+                start: args.start.clone(),
+            },
+        )?,
+        None if args.start.is_some() => {
+            return Err(BadInput("`--start` only applies to the `claim` strategy".into()).into());
+        }
+        None => rollover_core::plan_naive(&fleet),
+    };
     tracing::info!(
-        strategy = options.strategy.as_str(),
+        strategy = plan.strategy.as_deref().unwrap_or_default(),
         steps = plan.steps.len(),
         waves = plan.wave_count(),
         disruptions = plan.disruptions.len(),
