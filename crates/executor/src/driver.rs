@@ -281,13 +281,14 @@ impl RetryPolicy {
 
     /// Run `call` until it succeeds, fails permanently, or attempts run out;
     /// `on_retry(attempt, error)` is told of every failure that will be retried.
-    pub async fn run<T, F>(
+    pub async fn run<T, F, Fut>(
         &self,
         mut call: F,
         mut on_retry: impl FnMut(u32, &AgentError),
     ) -> Result<T, AgentError>
     where
-        F: AsyncFnMut() -> Result<T, AgentError>,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AgentError>>,
     {
         let mut attempt = 1;
         loop {
@@ -399,7 +400,7 @@ mod tests {
         let mut retries = 0;
         let got = p
             .run(
-                async || {
+                || async {
                     let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
                     if n < 3 {
                         Err(AgentError::new(tonic::Code::Unavailable, "down"))
@@ -416,7 +417,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let got: Result<(), _> = p
             .run(
-                async || {
+                || async {
                     calls.fetch_add(1, Ordering::SeqCst);
                     Err(AgentError::new(
                         tonic::Code::PermissionDenied,

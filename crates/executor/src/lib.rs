@@ -1,8 +1,382 @@
-//! The rollover executor: runs rotations across a fleet's agents.
+//! The rollover executor: runs rotations across a fleet's agents (DESIGN.md,
+//! "Executor").
 //!
 //! * [`scheduler`]: the sans-IO state machine deciding which step may run next;
+//! * [`journal`]: the durable record (redb) every transition is committed to first;
+//! * [`driver`]: agents over gRPC, retries, the executor's own TLS probe;
+//! * [`rotation`]: running one rotation (preparation, steps, probes, rollback);
+//! * [`service`]: the `rollover.v1.Executor` gRPC service;
+//! * [`metrics`]: Prometheus counters and the `--metrics` endpoint.
+//!
+//! [`Executor::open`] resumes every unfinished rotation found in the journal;
+//! [`serve`] runs the gRPC service until shutdown.
 
 pub mod driver;
 pub mod journal;
 pub mod metrics;
+pub mod rotation;
 pub mod scheduler;
+pub mod service;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rollover_core::{Fleet, Plan, PlanOrder, Topology, Verdict};
+use rollover_pki::{KeyAlg, LiveCredentials};
+use rollover_proto::v1::executor_server::ExecutorServer;
+use rollover_proto::v1::planner_client::PlannerClient;
+use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
+use tonic::transport::Channel;
+
+pub use driver::{AgentApi, AgentConnector, AgentError, GrpcConnector, RetryPolicy};
+pub use journal::{Journal, MemJournal, RedbJournal};
+pub use metrics::Metrics;
+pub use service::ExecutorService;
+
+use crate::journal::{Committer, DocKind, JournalError};
+use crate::rotation::{Ctx, Rotation};
+
+/// Largest gRPC message the executor accepts or sends (plans of big fleets).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// What can stop the executor from starting or serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The journal could not be opened or read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A journaled rotation could not be rebuilt.
+    #[error("rotation {id}: {message}")]
+    Rotation {
+        /// The rotation.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The executor's journaled identity could not be restored.
+    #[error("executor credentials: {0}")]
+    Identity(String),
+    /// The planner address is unusable.
+    #[error("planner: {0}")]
+    Planner(String),
+    /// Serving failed.
+    #[error("serve: {0}")]
+    Serve(String),
+}
+
+/// How to build an [`Executor`].
+pub struct ExecutorConfig {
+    /// The state directory (`--state DIR`); the journal is `DIR/executor.redb`.
+    pub state_dir: PathBuf,
+    /// Use this journal instead of the one in `state_dir` (tests).
+    pub journal: Option<Arc<dyn Journal>>,
+    /// The planner, for rotations started without a plan.
+    pub planner: Option<PlannerClient<Channel>>,
+    /// How to reach agents; default: mTLS with `own_creds` if set, else plaintext
+    /// (loopback only).
+    pub connector: Option<Arc<dyn AgentConnector>>,
+    /// The executor's own credentials (`@executor`) on the control channel. When a
+    /// rotation's control CA is the rotated CA, its `@executor` steps swap them.
+    pub own_creds: Option<Arc<LiveCredentials>>,
+    /// Retries of agent calls.
+    pub retry: RetryPolicy,
+    /// Deadline of the executor's own probes.
+    pub probe_timeout: Duration,
+    /// Key algorithm of new roots and of the executor's keys.
+    pub key_alg: KeyAlg,
+    /// Lifetime of new roots (default 10 years).
+    pub root_validity: Duration,
+    /// Lifetime of issued leaves (default 1 year).
+    pub leaf_validity: Duration,
+    /// Agents asked for their state at once when a rotation starts.
+    pub prepare_concurrency: usize,
+    /// Shared counters (a fresh set by default).
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl ExecutorConfig {
+    /// Defaults around a state directory.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        ExecutorConfig {
+            state_dir: state_dir.into(),
+            journal: None,
+            planner: None,
+            connector: None,
+            own_creds: None,
+            retry: RetryPolicy::default(),
+            probe_timeout: Duration::from_secs(10),
+            key_alg: KeyAlg::default(),
+            root_validity: Duration::from_secs(10 * 365 * 24 * 3600),
+            leaf_validity: Duration::from_secs(365 * 24 * 3600),
+            prepare_concurrency: 64,
+            metrics: None,
+        }
+    }
+
+    /// Use the planner at `url` (`host:port` or `http://host:port`, loopback,
+    /// plaintext).
+    pub fn planner_url(mut self, url: &str) -> Result<Self, ExecutorError> {
+        let channel = rollover_transport::plain_channel(url)
+            .map_err(|e| ExecutorError::Planner(e.to_string()))?;
+        self.planner = Some(
+            PlannerClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
+        Ok(self)
+    }
+}
+
+/// The executor: rotations, their runners, the journal. Cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<Ctx>,
+    planner: Option<PlannerClient<Channel>>,
+    rotations: Mutex<HashMap<String, Arc<Rotation>>>,
+    runners: Mutex<Vec<AbortHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for runner in self.runners.lock().expect("runners lock").drain(..) {
+            runner.abort();
+        }
+    }
+}
+
+fn open_redb(dir: &std::path::Path) -> Result<RedbJournal, JournalError> {
+    // A previous executor on the same directory in this process may still be
+    // letting go of the file (its tasks are being dropped): wait a little.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match RedbJournal::open(dir) {
+            Err(e) if e.0.contains("already open") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
+impl Executor {
+    /// Open the journal and resume every unfinished rotation in it (steps started but
+    /// not done are sent again). Must be called within a tokio runtime.
+    pub fn open(config: ExecutorConfig) -> Result<Executor, ExecutorError> {
+        let journal: Arc<dyn Journal> = match config.journal {
+            Some(j) => j,
+            None => Arc::new(open_redb(&config.state_dir)?),
+        };
+        if let (Some(creds), Some(bytes)) = (&config.own_creds, journal.identity()?) {
+            let set = rotation::decode_identity(&bytes).map_err(ExecutorError::Identity)?;
+            creds
+                .swap(set)
+                .map_err(|e| ExecutorError::Identity(e.to_string()))?;
+            tracing::info!("executor credentials restored from the journal");
+        }
+        let connector: Arc<dyn AgentConnector> = match (config.connector, &config.own_creds) {
+            (Some(c), _) => c,
+            (None, Some(creds)) => Arc::new(GrpcConnector::tls(creds.clone())),
+            (None, None) => Arc::new(GrpcConnector::plaintext()),
+        };
+        let ctx = Arc::new(Ctx {
+            committer: Committer::start(journal.clone()),
+            connector,
+            own_creds: config.own_creds,
+            metrics: config.metrics.unwrap_or_default(),
+            retry: config.retry,
+            probe_timeout: config.probe_timeout,
+            key_alg: config.key_alg,
+            root_validity: config.root_validity,
+            leaf_validity: config.leaf_validity,
+            prepare_concurrency: config.prepare_concurrency,
+        });
+        let executor = Executor {
+            inner: Arc::new(Inner {
+                ctx: ctx.clone(),
+                planner: config.planner,
+                rotations: Mutex::new(HashMap::new()),
+                runners: Mutex::new(Vec::new()),
+            }),
+        };
+        let mut metas = journal.rotations()?;
+        metas.sort_by_key(|m| m.created_ms);
+        for meta in metas {
+            let id = meta.id.clone();
+            let fail = |message: String| ExecutorError::Rotation {
+                id: id.clone(),
+                message,
+            };
+            let doc = |kind| -> Result<Vec<u8>, ExecutorError> {
+                journal
+                    .document(&id, kind)?
+                    .ok_or_else(|| fail(format!("missing {kind:?} document")))
+            };
+            let topology: Topology = serde_json::from_slice(&doc(DocKind::Topology)?)
+                .map_err(|e| fail(e.to_string()))?;
+            let plan: Plan =
+                serde_json::from_slice(&doc(DocKind::Plan)?).map_err(|e| fail(e.to_string()))?;
+            let verdict: Verdict =
+                serde_json::from_slice(&doc(DocKind::Verdict)?).map_err(|e| fail(e.to_string()))?;
+            let fleet = Fleet::new(&topology);
+            let order =
+                PlanOrder::resolve(&plan, &fleet, &rollover_core::Document::new("<plan>", ""))
+                    .map_err(|e| fail(e.to_string()))?;
+            let terminal = meta.state.is_terminal();
+            let rotation =
+                Rotation::build(ctx.clone(), meta, topology, plan, fleet, order, verdict)
+                    .map_err(|e| fail(e.message))?;
+            rotation.load_progress().map_err(fail)?;
+            if terminal {
+                executor.insert(rotation);
+            } else {
+                tracing::info!(rotation_id = %id, "resuming rotation from the journal");
+                executor.insert_and_run(rotation);
+            }
+        }
+        Ok(executor)
+    }
+
+    /// The executor's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.inner.ctx.metrics.clone()
+    }
+
+    fn insert(&self, rotation: Arc<Rotation>) {
+        self.inner
+            .rotations
+            .lock()
+            .expect("rotations lock")
+            .insert(rotation.id.clone(), rotation);
+    }
+
+    fn insert_and_run(&self, rotation: Arc<Rotation>) {
+        self.insert(rotation.clone());
+        self.spawn_runner(rotation);
+    }
+
+    fn spawn_runner(&self, rotation: Arc<Rotation>) {
+        let handle = tokio::spawn(rotation.run());
+        let mut runners = self.inner.runners.lock().expect("runners lock");
+        runners.retain(|r| !r.is_finished());
+        runners.push(handle.abort_handle());
+    }
+
+    /// Stop every runner (rotations stay journaled, to resume on the next open).
+    pub fn shutdown(&self) {
+        for runner in self.inner.runners.lock().expect("runners lock").drain(..) {
+            runner.abort();
+        }
+    }
+
+    fn new_rotation_id(&self) -> String {
+        let random = RandomState::new().hash_one(rotation::now_ms()) as u32;
+        format!("r{:012x}{random:08x}", rotation::now_ms())
+    }
+
+    /// The generation of the next root of `ca`: one past the highest known (from
+    /// earlier rotations of it, and the executor's own roots named `<ca> gen N`); when
+    /// none is known, minutes since the Unix epoch, so the new root's subject cannot
+    /// collide with a bootstrap root's.
+    fn next_generation(&self, ca: &str) -> u32 {
+        let mut known: Option<u32> = None;
+        let mut see = |g: u32| known = Some(known.map_or(g, |k| k.max(g)));
+        for r in self
+            .inner
+            .rotations
+            .lock()
+            .expect("rotations lock")
+            .values()
+        {
+            let meta = r.snapshot().meta;
+            if meta.ca == ca {
+                see(meta.generation);
+            }
+        }
+        if let Some(creds) = &self.inner.ctx.own_creds {
+            let set = creds.current();
+            for root in set.server_roots.iter().chain(&set.client_roots) {
+                if let Some(g) = rollover_pki::node_id_from_cert(root)
+                    .and_then(|cn| cn.strip_prefix(&format!("{ca} gen ")).map(str::to_string))
+                    .and_then(|g| g.parse().ok())
+                {
+                    see(g);
+                }
+            }
+        }
+        match known {
+            Some(g) => g.saturating_add(1),
+            None => (rotation::now_ms() / 60_000) as u32,
+        }
+    }
+}
+
+/// The Executor gRPC server for `executor`, with generous message limits.
+pub fn executor_server(executor: Executor) -> ExecutorServer<ExecutorService> {
+    ExecutorServer::new(ExecutorService::new(executor))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// How [`serve`] listens.
+pub struct ServeOptions {
+    /// Serve mTLS with these credentials (`@executor`'s); plaintext (loopback only)
+    /// when `None`.
+    pub tls: Option<Arc<LiveCredentials>>,
+    /// Serve Prometheus metrics over HTTP here (`--metrics ADDR`).
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Serve the Executor (plus health and reflection) on `listener` until `shutdown`:
+/// `rollover serve executor --listen ADDR --planner URL --state DIR`.
+pub async fn serve<F>(
+    listener: TcpListener,
+    executor: Executor,
+    options: ServeOptions,
+    shutdown: F,
+) -> Result<(), ExecutorError>
+where
+    F: std::future::Future<Output = ()>,
+{
+    let metrics_task = match options.metrics {
+        Some(addr) => {
+            let (bound, task) = metrics::spawn_metrics(addr, executor.metrics())
+                .await
+                .map_err(|e| ExecutorError::Serve(format!("metrics on {addr}: {e}")))?;
+            tracing::info!(%bound, "executor metrics listening");
+            Some(task)
+        }
+        None => None,
+    };
+    let mut server = tonic::transport::Server::builder();
+    let (router, reporter) = rollover_transport::base_router(&mut server)
+        .map_err(|e| ExecutorError::Serve(e.to_string()))?;
+    reporter
+        .set_serving::<ExecutorServer<ExecutorService>>()
+        .await;
+    let router = router.add_service(executor_server(executor.clone()));
+    let addr = listener.local_addr().ok();
+    let result = match options.tls {
+        Some(creds) => {
+            tracing::info!(?addr, "executor listening (mTLS)");
+            rollover_transport::serve_tls(router, listener, creds, shutdown).await
+        }
+        None => {
+            tracing::info!(?addr, "executor listening (plaintext)");
+            rollover_transport::serve_plain(router, listener, shutdown).await
+        }
+    };
+    executor.shutdown();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    result.map_err(|e| ExecutorError::Serve(e.to_string()))
+}

@@ -1,0 +1,494 @@
+//! The `rollover.v1.Executor` gRPC service over an [`Executor`].
+//!
+//! Unknown rotation ids are NOT_FOUND; bad input is INVALID_ARGUMENT with a message
+//! naming the field; a control call that does not apply to the rotation's state is
+//! FAILED_PRECONDITION.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use rollover_core::{Document, Fleet, Plan, PlanOrder, Topology};
+use rollover_proto::convert::{self, PLAN_ORIGIN};
+use rollover_proto::v1;
+use rollover_proto::v1::executor_server::Executor as ExecutorApi;
+use rollover_proto::v1::rotation_event::Event;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::Executor;
+use crate::journal::{RotationMeta, State, StoredOptions};
+use crate::rotation::{Control, Rotation, Snapshot, now_ms};
+
+/// The gRPC face of an [`Executor`].
+#[derive(Clone)]
+pub struct ExecutorService {
+    executor: Executor,
+}
+
+impl ExecutorService {
+    /// Serve `executor`.
+    pub fn new(executor: Executor) -> Self {
+        ExecutorService { executor }
+    }
+}
+
+fn state_to_wire(state: State) -> v1::RotationState {
+    match state {
+        State::Pending => v1::RotationState::Pending,
+        State::Running => v1::RotationState::Running,
+        State::Paused => v1::RotationState::Paused,
+        State::RollingBack => v1::RotationState::RollingBack,
+        State::Succeeded => v1::RotationState::Succeeded,
+        State::Failed => v1::RotationState::Failed,
+        State::Aborted => v1::RotationState::Aborted,
+        State::RolledBack => v1::RotationState::RolledBack,
+    }
+}
+
+fn timestamp(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+fn options_to_wire(o: &StoredOptions) -> v1::RotationOptions {
+    let strategy = match o.strategy.as_deref() {
+        Some("claim") => v1::Strategy::Claim,
+        Some("waves") => v1::Strategy::Waves,
+        _ => v1::Strategy::Unspecified,
+    };
+    v1::RotationOptions {
+        max_concurrency: o.max_concurrency,
+        probe: o.probe,
+        dry_run: o.dry_run,
+        strategy: strategy as i32,
+        start_node: o.start_node.clone(),
+    }
+}
+
+/// The wire status of a rotation.
+pub fn status_of(rotation: &Rotation, include_plan: bool) -> v1::RotationStatus {
+    let Snapshot {
+        meta,
+        steps_done,
+        steps_running,
+        current_wave,
+        probes_total,
+        probes_failed,
+    } = rotation.snapshot();
+    v1::RotationStatus {
+        id: meta.id.clone(),
+        state: state_to_wire(meta.state) as i32,
+        ca: meta.ca.clone(),
+        steps_total: rotation.plan.steps.len() as u32,
+        steps_done,
+        steps_running,
+        current_wave,
+        waves_total: rotation.waves_total(),
+        paused_reason: if meta.state == State::Paused {
+            meta.paused_reason.clone()
+        } else {
+            None
+        },
+        error: meta.error.clone(),
+        probes_total,
+        probes_failed,
+        dry_run: meta.options.dry_run,
+        created_at: Some(timestamp(meta.created_ms)),
+        updated_at: Some(timestamp(meta.updated_ms)),
+        last_sequence: rotation.last_sequence(),
+        options: Some(options_to_wire(&meta.options)),
+        plan: include_plan.then(|| v1::Plan::from(&rotation.plan)),
+    }
+}
+
+fn unsafe_reason(verdict: &rollover_core::Verdict) -> String {
+    let shown: Vec<String> = verdict
+        .broken
+        .iter()
+        .take(5)
+        .map(|b| {
+            format!(
+                "{} -> {} ({}: {})",
+                b.client,
+                b.server,
+                convert::describe_witness(&b.steps),
+                b.reason
+            )
+        })
+        .collect();
+    let more = verdict.broken.len().saturating_sub(shown.len());
+    let more = if more > 0 {
+        format!("; and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "the given plan is unsafe: {} undeclared link(s) can break: {}{more}; Resume to run it as is, or Abort",
+        verdict.undeclared_count,
+        shown.join("; ")
+    )
+}
+
+impl Executor {
+    /// Accept a rotation and start it in the background (StartRotation).
+    pub async fn start_rotation(
+        &self,
+        request: v1::StartRotationRequest,
+    ) -> Result<v1::StartRotationResponse, Status> {
+        let source = request
+            .topology
+            .ok_or_else(|| Status::invalid_argument("topology: required"))?;
+        let topology: Topology = convert::topology_from_source(&source)
+            .map_err(|e| Status::invalid_argument(format!("topology: {e}")))?;
+        let options = request.options.unwrap_or_default();
+        let strategy = convert::strategy_from_i32(options.strategy)
+            .map_err(|e| Status::invalid_argument(format!("options.strategy: {e}")))?;
+        let given = request.plan.is_some();
+        let plan_doc = match request.plan.as_ref().and_then(|p| p.source.as_ref()) {
+            Some(v1::plan_source::Source::Document(d)) => Some(d.clone()),
+            _ => None,
+        };
+        let plan: Plan = match &request.plan {
+            Some(source) => convert::plan_from_source(source)
+                .map_err(|e| Status::invalid_argument(format!("plan: {e}")))?,
+            None => {
+                self.ask_planner(&topology, strategy, options.start_node.clone())
+                    .await?
+            }
+        };
+        let fleet = Fleet::new(&topology);
+        let doc = match &plan_doc {
+            Some(d) => convert::core_document(d, PLAN_ORIGIN)
+                .map_err(|e| Status::invalid_argument(format!("plan: {e}")))?,
+            None => Document::new(PLAN_ORIGIN, ""),
+        };
+        let order = PlanOrder::resolve(&plan, &fleet, &doc)
+            .map_err(|e| Status::invalid_argument(format!("plan: {e}")))?;
+        let verdict = rollover_core::verify(&fleet, &plan, &order);
+        let paused_reason = (!verdict.safe).then(|| unsafe_reason(&verdict));
+        if !given && !verdict.safe {
+            tracing::error!("the planner's plan is unsafe; starting paused");
+        }
+        let now = now_ms();
+        let meta = RotationMeta {
+            id: self.new_rotation_id(),
+            ca: topology.ca.clone(),
+            state: if paused_reason.is_some() {
+                State::Paused
+            } else {
+                State::Pending
+            },
+            rolling_back: false,
+            paused_reason,
+            error: None,
+            options: StoredOptions {
+                max_concurrency: options.max_concurrency,
+                probe: options.probe,
+                dry_run: options.dry_run,
+                strategy: (!given).then(|| strategy.as_str().to_string()),
+                start_node: options.start_node.clone(),
+            },
+            generation: self.next_generation(&topology.ca),
+            created_ms: now,
+            updated_ms: now,
+            finished_ms: None,
+        };
+        let rotation = Rotation::build(
+            self.inner.ctx.clone(),
+            meta,
+            topology,
+            plan,
+            fleet,
+            order,
+            verdict,
+        )
+        .map_err(|e| Status::invalid_argument(format!("topology: {}", e.message)))?;
+        rotation
+            .create_records()
+            .await
+            .map_err(|e| Status::internal(format!("cannot journal the rotation: {e}")))?;
+        let response = v1::StartRotationResponse {
+            rotation_id: rotation.id.clone(),
+            plan: Some(v1::Plan::from(&rotation.plan)),
+        };
+        tracing::info!(rotation_id = %rotation.id, steps = rotation.plan.steps.len(), given, "rotation accepted");
+        self.insert_and_run(rotation);
+        Ok(response)
+    }
+
+    async fn ask_planner(
+        &self,
+        topology: &Topology,
+        strategy: rollover_core::Strategy,
+        start_node: Option<String>,
+    ) -> Result<Plan, Status> {
+        let Some(mut planner) = self.inner.planner.clone() else {
+            return Err(Status::failed_precondition(
+                "plan: none given and no planner configured",
+            ));
+        };
+        let request = v1::PlanRequest {
+            topology: Some(v1::TopologySource {
+                source: Some(v1::topology_source::Source::Topology(v1::Topology::from(
+                    topology,
+                ))),
+            }),
+            strategy: v1::Strategy::from(strategy) as i32,
+            start_node,
+        };
+        let response = planner
+            .plan(request)
+            .await
+            .map_err(|s| Status::new(s.code(), format!("planner: {}", s.message())))?
+            .into_inner();
+        let plan = response
+            .plan
+            .ok_or_else(|| Status::internal("planner: answered without a plan"))?;
+        Plan::try_from(plan).map_err(|e| Status::internal(format!("planner: bad plan: {e}")))
+    }
+
+    fn rotation(&self, id: &str) -> Result<Arc<Rotation>, Status> {
+        if id.is_empty() {
+            return Err(Status::invalid_argument("rotation_id: required"));
+        }
+        self.inner
+            .rotations
+            .lock()
+            .expect("rotations lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("rotation_id: no rotation `{id}`")))
+    }
+
+    /// The status of one rotation (GetRotation).
+    pub fn get_rotation(&self, id: &str, include_plan: bool) -> Result<v1::RotationStatus, Status> {
+        Ok(status_of(&*self.rotation(id)?, include_plan))
+    }
+
+    /// Every rotation, newest first (ListRotations).
+    pub fn list_rotations(&self, active_only: bool) -> Vec<v1::RotationStatus> {
+        let mut all: Vec<Arc<Rotation>> = self
+            .inner
+            .rotations
+            .lock()
+            .expect("rotations lock")
+            .values()
+            .cloned()
+            .collect();
+        all.retain(|r| !active_only || !r.snapshot().meta.state.is_terminal());
+        all.sort_by_key(|r| {
+            let m = r.snapshot().meta;
+            std::cmp::Reverse((m.created_ms, m.id))
+        });
+        all.iter().map(|r| status_of(r, false)).collect()
+    }
+
+    /// Pause, Resume, Abort or Rollback a rotation.
+    pub async fn control(&self, id: &str, control: Control) -> Result<v1::RotationStatus, Status> {
+        let rotation = self.rotation(id)?;
+        let state = rotation.snapshot().meta.state;
+        let name = match &control {
+            Control::Pause(_) => "Pause",
+            Control::Resume => "Resume",
+            Control::Abort(_) => "Abort",
+            Control::Rollback(_) => "Rollback",
+        };
+        if let Control::Rollback(_) = control
+            && matches!(state, State::RollingBack | State::RolledBack)
+        {
+            return Ok(status_of(&rotation, false));
+        }
+        if rotation.control(control.clone()).await.is_some() {
+            return Ok(status_of(&rotation, false));
+        }
+        // No runner: the rotation is terminal (or just became so).
+        let state = rotation.snapshot().meta.state;
+        match control {
+            Control::Rollback(reason) if state != State::RolledBack => {
+                rotation
+                    .restart_for_rollback(&reason)
+                    .await
+                    .map_err(|e| Status::internal(format!("cannot journal the rollback: {e}")))?;
+                self.spawn_runner(rotation.clone());
+                Ok(status_of(&rotation, false))
+            }
+            Control::Rollback(_) => Ok(status_of(&rotation, false)),
+            _ => Err(Status::failed_precondition(format!(
+                "{name}: rotation `{id}` is {:?}, which is final",
+                state_to_wire(state)
+            ))),
+        }
+    }
+
+    /// A stream of a rotation's events from `from_sequence`, then live ones; it ends
+    /// after the Finished event.
+    pub fn watch(
+        &self,
+        id: &str,
+        from_sequence: u64,
+    ) -> Result<ReceiverStream<Result<v1::RotationEvent, Status>>, Status> {
+        let rotation = self.rotation(id)?;
+        let mut live = rotation.subscribe();
+        let journal = self.inner.ctx.committer.journal().clone();
+        let (tx, rx) = mpsc::channel(256);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let mut next = from_sequence.max(1);
+            // Replay from the journal up to (at least) `upto`; false once finished or
+            // the watcher left.
+            let replay = async |next: &mut u64, upto: u64| -> bool {
+                loop {
+                    let batch = match journal.events(&id, *next, 1024) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                            return false;
+                        }
+                    };
+                    if batch.is_empty() {
+                        return true;
+                    }
+                    for (seq, data) in batch {
+                        let Ok(event) =
+                            <v1::RotationEvent as prost::Message>::decode(data.as_slice())
+                        else {
+                            continue;
+                        };
+                        *next = seq + 1;
+                        let finished = matches!(event.event, Some(Event::Finished(_)));
+                        if tx.send(Ok(event)).await.is_err() || finished {
+                            return false;
+                        }
+                    }
+                    if *next > upto {
+                        return true;
+                    }
+                }
+            };
+            if !replay(&mut next, u64::MAX).await {
+                return;
+            }
+            loop {
+                match live.recv().await {
+                    Ok(event) => {
+                        if event.sequence < next {
+                            continue;
+                        }
+                        if event.sequence > next && !replay(&mut next, event.sequence - 1).await {
+                            return;
+                        }
+                        if event.sequence < next {
+                            continue;
+                        }
+                        next = event.sequence + 1;
+                        let finished = matches!(event.event, Some(Event::Finished(_)));
+                        if tx.send(Ok((*event).clone())).await.is_err() || finished {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if !replay(&mut next, u64::MAX).await {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::RotationEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ExecutorApi for ExecutorService {
+    async fn start_rotation(
+        &self,
+        request: Request<v1::StartRotationRequest>,
+    ) -> Result<Response<v1::StartRotationResponse>, Status> {
+        self.executor
+            .start_rotation(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type WatchRotationStream = EventStream;
+
+    async fn watch_rotation(
+        &self,
+        request: Request<v1::WatchRotationRequest>,
+    ) -> Result<Response<Self::WatchRotationStream>, Status> {
+        let r = request.into_inner();
+        let stream = self.executor.watch(&r.rotation_id, r.from_sequence)?;
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_rotation(
+        &self,
+        request: Request<v1::GetRotationRequest>,
+    ) -> Result<Response<v1::RotationStatus>, Status> {
+        let r = request.into_inner();
+        self.executor
+            .get_rotation(&r.rotation_id, r.include_plan)
+            .map(Response::new)
+    }
+
+    async fn list_rotations(
+        &self,
+        request: Request<v1::ListRotationsRequest>,
+    ) -> Result<Response<v1::ListRotationsResponse>, Status> {
+        let rotations = self
+            .executor
+            .list_rotations(request.into_inner().active_only);
+        Ok(Response::new(v1::ListRotationsResponse { rotations }))
+    }
+
+    async fn pause(
+        &self,
+        request: Request<v1::PauseRequest>,
+    ) -> Result<Response<v1::RotationStatus>, Status> {
+        let r = request.into_inner();
+        self.executor
+            .control(&r.rotation_id, Control::Pause(r.reason))
+            .await
+            .map(Response::new)
+    }
+
+    async fn resume(
+        &self,
+        request: Request<v1::ResumeRequest>,
+    ) -> Result<Response<v1::RotationStatus>, Status> {
+        let r = request.into_inner();
+        self.executor
+            .control(&r.rotation_id, Control::Resume)
+            .await
+            .map(Response::new)
+    }
+
+    async fn abort(
+        &self,
+        request: Request<v1::AbortRequest>,
+    ) -> Result<Response<v1::RotationStatus>, Status> {
+        let r = request.into_inner();
+        self.executor
+            .control(&r.rotation_id, Control::Abort(r.reason))
+            .await
+            .map(Response::new)
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<v1::RollbackRequest>,
+    ) -> Result<Response<v1::RotationStatus>, Status> {
+        let r = request.into_inner();
+        self.executor
+            .control(&r.rotation_id, Control::Rollback(r.reason))
+            .await
+            .map(Response::new)
+    }
+}

@@ -1,0 +1,499 @@
+//! The executor against an in-memory fleet of fake agents that enforce MODEL §3 and
+//! check the handshake rule on every undeclared link after every applied step, with
+//! the real planner over gRPC.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use rollover_core::{Fleet, PlanOrder};
+use rollover_executor::rotation::Control;
+use rollover_executor::{Executor, ServeOptions};
+use rollover_proto::v1;
+use rollover_proto::v1::rotation_event::Event;
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+
+async fn planner() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(rollover_planner::serve(listener, std::future::pending()));
+    addr
+}
+
+fn request(topology: &rollover_core::Topology, probe: bool, max: u32) -> v1::StartRotationRequest {
+    v1::StartRotationRequest {
+        topology: Some(v1::TopologySource {
+            source: Some(v1::topology_source::Source::Topology(v1::Topology::from(
+                topology,
+            ))),
+        }),
+        plan: None,
+        options: Some(v1::RotationOptions {
+            max_concurrency: max,
+            probe,
+            ..Default::default()
+        }),
+    }
+}
+
+async fn events(executor: &Executor, id: &str) -> Vec<v1::RotationEvent> {
+    let stream = executor.watch(id, 0).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        stream.map(|e| e.unwrap()).collect(),
+    )
+    .await
+    .expect("the event stream ends after Finished")
+}
+
+use v1::RotationState as S;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotates_a_mixed_fleet_with_probes_and_a_contiguous_event_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(30, 7);
+    let world = World::new(&topology);
+    let executor = Executor::open(
+        config(dir.path(), &world)
+            .planner_url(&planner().await)
+            .unwrap(),
+    )
+    .unwrap();
+    let started = executor
+        .start_rotation(request(&topology, true, 4))
+        .await
+        .unwrap();
+    let id = started.rotation_id;
+    let status = wait_for(&executor, &id, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
+    assert_eq!(status.steps_done, status.steps_total);
+    assert_eq!(status.current_wave, status.waves_total);
+    assert!(
+        status.probes_total > 0 && status.probes_failed == 0,
+        "{status:?}"
+    );
+    world.assert_all(true);
+    world.assert_applied_once();
+
+    let log = events(&executor, &id).await;
+    for (i, e) in log.iter().enumerate() {
+        assert_eq!(e.sequence, i as u64 + 1);
+        assert_eq!(e.rotation_id, id);
+    }
+    let done = log
+        .iter()
+        .filter(|e| matches!(&e.event, Some(Event::StepDone(d)) if !d.undo))
+        .count();
+    assert_eq!(done as u32, status.steps_total);
+    assert!(matches!(
+        log.last().unwrap().event,
+        Some(Event::Finished(v1::Finished { outcome, .. })) if outcome == S::Succeeded as i32
+    ));
+    // Every step's probes came before anything that depends on it was started.
+    let plan: rollover_core::Plan = started.plan.unwrap().try_into().unwrap();
+    let fleet = Fleet::new(&topology);
+    let order = PlanOrder::resolve(&plan, &fleet, &rollover_core::Document::new("p", "")).unwrap();
+    let pos =
+        |pred: &dyn Fn(&Event) -> bool| log.iter().position(|e| pred(e.event.as_ref().unwrap()));
+    for (i, step) in plan.steps.iter().enumerate() {
+        let started_at =
+            pos(&|e| matches!(e, Event::StepStarted(s) if s.step.as_ref().unwrap().id == step.id))
+                .unwrap();
+        for &p in &order.preds[i] {
+            let pid = plan.steps[p as usize].id;
+            let last_probe = log.iter().rposition(
+                |e| matches!(&e.event, Some(Event::ProbeResult(r)) if r.after_step_id == Some(pid)),
+            );
+            let done_at =
+                pos(&|e| matches!(e, Event::StepDone(d) if d.step.as_ref().unwrap().id == pid))
+                    .unwrap();
+            assert!(
+                done_at < started_at,
+                "step {} started before {pid} was done",
+                step.id
+            );
+            if let Some(probe_at) = last_probe {
+                assert!(
+                    probe_at < started_at,
+                    "step {} started before {pid}'s probes",
+                    step.id
+                );
+            }
+        }
+    }
+    let text = executor.metrics().render();
+    assert!(
+        text.contains(&format!(
+            "rollover_executor_steps_done_total{{undo=\"false\"}} {}",
+            status.steps_total
+        )),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_executor_resumes_from_its_journal_and_applies_nothing_twice() {
+    for (seed, kill_after) in [(1u64, 3u32), (2, 11), (3, 25)] {
+        let dir = tempfile::tempdir().unwrap();
+        let topology = mixed_topology(20, seed);
+        let world = World::new(&topology);
+        *world.delay.lock().unwrap() = Duration::from_millis(2);
+        // Lost answers: applied on the agent, retried by the executor.
+        for node in ["n1", "n5"] {
+            world
+                .lose_answer_once
+                .lock()
+                .unwrap()
+                .insert(node.to_string());
+        }
+        let planner = planner().await;
+        let executor =
+            Executor::open(config(dir.path(), &world).planner_url(&planner).unwrap()).unwrap();
+        let id = executor
+            .start_rotation(request(&topology, seed % 2 == 0, 3))
+            .await
+            .unwrap()
+            .rotation_id;
+        loop {
+            let s = executor.get_rotation(&id, false).unwrap();
+            if s.steps_done >= kill_after || s.state == S::Succeeded as i32 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let before = executor.get_rotation(&id, false).unwrap();
+        executor.shutdown();
+        drop(executor);
+        let executor =
+            Executor::open(config(dir.path(), &world).planner_url(&planner).unwrap()).unwrap();
+        let status = wait_for(&executor, &id, &[S::Succeeded, S::Failed, S::Paused]).await;
+        assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
+        assert!(status.last_sequence > before.last_sequence);
+        world.assert_all(true);
+        world.assert_applied_once();
+        let log = events(&executor, &id).await;
+        for (i, e) in log.iter().enumerate() {
+            assert_eq!(e.sequence, i as u64 + 1, "no gaps across the restart");
+        }
+        executor.shutdown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_dispatch_and_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(15, 3);
+    let world = World::new(&topology);
+    *world.delay.lock().unwrap() = Duration::from_millis(3);
+    let executor = Executor::open(
+        config(dir.path(), &world)
+            .planner_url(&planner().await)
+            .unwrap(),
+    )
+    .unwrap();
+    let id = executor
+        .start_rotation(request(&topology, false, 1))
+        .await
+        .unwrap()
+        .rotation_id;
+    let paused = executor
+        .control(&id, Control::Pause("maintenance window".into()))
+        .await
+        .unwrap();
+    assert_eq!(paused.state, S::Paused as i32);
+    assert_eq!(paused.paused_reason.as_deref(), Some("maintenance window"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let a = executor.get_rotation(&id, false).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = executor.get_rotation(&id, false).unwrap();
+    assert_eq!(a.steps_done, b.steps_done, "nothing runs while paused");
+    assert_eq!(b.steps_running, 0);
+    assert!(b.steps_done < b.steps_total);
+    let resumed = executor.control(&id, Control::Resume).await.unwrap();
+    assert_ne!(resumed.state, S::Paused as i32);
+    let status = wait_for(&executor, &id, &[S::Succeeded, S::Failed]).await;
+    assert_eq!(status.state, S::Succeeded as i32);
+    world.assert_all(true);
+    let log = events(&executor, &id).await;
+    assert!(
+        log.iter().any(
+            |e| matches!(&e.event, Some(Event::Paused(p)) if p.reason == "maintenance window")
+        )
+    );
+    assert!(
+        log.iter()
+            .any(|e| matches!(e.event, Some(Event::Resumed(_))))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_returns_every_node_to_the_old_root_in_reverse_order() {
+    for probe in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let topology = mixed_topology(20, 11);
+        let world = World::new(&topology);
+        *world.delay.lock().unwrap() = Duration::from_millis(2);
+        let executor = Executor::open(
+            config(dir.path(), &world)
+                .planner_url(&planner().await)
+                .unwrap(),
+        )
+        .unwrap();
+        let id = executor
+            .start_rotation(request(&topology, probe, 4))
+            .await
+            .unwrap()
+            .rotation_id;
+        loop {
+            let s = executor.get_rotation(&id, false).unwrap();
+            if s.steps_done >= 15 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let s = executor
+            .control(&id, Control::Rollback("test".into()))
+            .await
+            .unwrap();
+        assert_eq!(s.state, S::RollingBack as i32);
+        let status = wait_for(&executor, &id, &[S::RolledBack, S::Failed, S::Paused]).await;
+        assert_eq!(status.state, S::RolledBack as i32, "{status:?}");
+        assert_eq!(status.steps_done, 0);
+        world.assert_all(false);
+        let log = events(&executor, &id).await;
+        assert!(
+            log.iter()
+                .any(|e| matches!(&e.event, Some(Event::StepDone(d)) if d.undo))
+        );
+        // A second rollback is a no-op; pausing a rolled-back rotation is refused.
+        executor
+            .control(&id, Control::Rollback(String::new()))
+            .await
+            .unwrap();
+        let e = executor
+            .control(&id, Control::Pause(String::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_probe_pauses_with_the_link_and_resume_reprobes() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(10, 5);
+    let world = World::new(&topology);
+    let fleet = Fleet::new(&topology);
+    let link = fleet
+        .links
+        .iter()
+        .find(|l| Some(l.client) != fleet.executor && !l.is_self())
+        .unwrap();
+    let (c, s) = (
+        fleet.id(link.client).to_string(),
+        fleet.id(link.server).to_string(),
+    );
+    world
+        .fail_probe_once
+        .lock()
+        .unwrap()
+        .insert((c.clone(), s.clone()));
+    let executor = Executor::open(
+        config(dir.path(), &world)
+            .planner_url(&planner().await)
+            .unwrap(),
+    )
+    .unwrap();
+    let id = executor
+        .start_rotation(request(&topology, true, 0))
+        .await
+        .unwrap()
+        .rotation_id;
+    let paused = wait_for(&executor, &id, &[S::Paused, S::Succeeded]).await;
+    assert_eq!(paused.state, S::Paused as i32);
+    let reason = paused.paused_reason.unwrap();
+    assert!(
+        reason.contains(&format!("{c} -> {s}")) && reason.contains("BadCertificate"),
+        "{reason}"
+    );
+    assert_eq!(paused.probes_failed, 1);
+    executor.control(&id, Control::Resume).await.unwrap();
+    let status = wait_for(&executor, &id, &[S::Succeeded, S::Failed]).await;
+    assert_eq!(status.state, S::Succeeded as i32);
+    world.assert_all(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_unknown_ids_and_unsafe_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(8, 9);
+    let world = World::new(&topology);
+    let executor = Executor::open(config(dir.path(), &world)).unwrap();
+    let e = executor
+        .start_rotation(v1::StartRotationRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().starts_with("topology"), "{}", e.message());
+    // No planner and no plan.
+    let e = executor
+        .start_rotation(request(&topology, false, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    let e = executor.get_rotation("nope", false).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = executor.control("nope", Control::Resume).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // A bad plan names the field.
+    let mut bad = request(&topology, false, 0);
+    bad.plan = Some(v1::PlanSource {
+        source: Some(v1::plan_source::Source::Document(v1::Document {
+            text: "{\"format\": \"rollover-plan/1\", \"ca\": \"other\", \"steps\": []}".into(),
+            format: 0,
+            origin: "p.json".into(),
+        })),
+    });
+    let e = executor.start_rotation(bad).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("ca"), "{}", e.message());
+
+    // An unsafe given plan starts paused with the verdict; Abort ends it.
+    let fleet = Fleet::new(&topology);
+    let naive = rollover_core::planner::plan_naive(&fleet);
+    let order = PlanOrder::resolve(&naive, &fleet, &rollover_core::Document::new("p", "")).unwrap();
+    assert!(!rollover_core::verify(&fleet, &naive, &order).safe);
+    let mut unsafe_req = request(&topology, false, 0);
+    unsafe_req.plan = Some(v1::PlanSource {
+        source: Some(v1::plan_source::Source::Plan(v1::Plan::from(&naive))),
+    });
+    let id = executor
+        .start_rotation(unsafe_req)
+        .await
+        .unwrap()
+        .rotation_id;
+    let status = wait_for(&executor, &id, &[S::Paused]).await;
+    assert!(status.paused_reason.unwrap().contains("unsafe"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        world
+            .applied
+            .iter()
+            .map(|a| a.load(Ordering::SeqCst))
+            .sum::<u64>(),
+        0
+    );
+    let s = executor
+        .control(&id, Control::Abort("no".into()))
+        .await
+        .unwrap();
+    assert_eq!(s.state, S::Aborted as i32);
+    let e = executor.control(&id, Control::Resume).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    let log = events(&executor, &id).await;
+    assert!(matches!(log[0].event, Some(Event::Paused(_))));
+    assert!(matches!(
+        log.last().unwrap().event,
+        Some(Event::Finished(_))
+    ));
+    assert_eq!(executor.list_rotations(true).len(), 0);
+    assert_eq!(executor.list_rotations(false).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_service_runs_a_given_plan_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(12, 4);
+    let world = World::new(&topology);
+    let executor = Executor::open(config(dir.path(), &world)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(rollover_executor::serve(
+        listener,
+        executor,
+        ServeOptions {
+            tls: None,
+            metrics: Some("127.0.0.1:0".parse().unwrap()),
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let fleet = Fleet::new(&topology);
+    let plan = rollover_core::plan_waves(&fleet);
+    let mut client = v1::executor_client::ExecutorClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut req = request(&topology, true, 0);
+    req.plan = Some(v1::PlanSource {
+        source: Some(v1::plan_source::Source::Document(v1::Document {
+            text: plan.to_json(),
+            format: v1::DocumentFormat::Json as i32,
+            origin: "plan.json".into(),
+        })),
+    });
+    let id = client
+        .start_rotation(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .rotation_id;
+    let mut stream = client
+        .watch_rotation(v1::WatchRotationRequest {
+            rotation_id: id.clone(),
+            from_sequence: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(e) = stream.next().await {
+        last = Some(e.unwrap());
+    }
+    assert!(
+        matches!(last.unwrap().event, Some(Event::Finished(f)) if f.outcome == S::Succeeded as i32)
+    );
+    let status = client
+        .get_rotation(v1::GetRotationRequest {
+            rotation_id: id.clone(),
+            include_plan: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.plan.unwrap().steps.len(), plan.steps.len());
+    // Replay from the middle.
+    let tail: Vec<_> = client
+        .watch_rotation(v1::WatchRotationRequest {
+            rotation_id: id.clone(),
+            from_sequence: status.last_sequence - 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collect()
+        .await;
+    assert_eq!(tail.len(), 2);
+    let list = client
+        .list_rotations(v1::ListRotationsRequest { active_only: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.rotations.len(), 1);
+    let e = client
+        .pause(v1::PauseRequest {
+            rotation_id: "missing".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    world.assert_all(true);
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
