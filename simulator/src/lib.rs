@@ -11,6 +11,7 @@
 //! * [`run`]: [`simulate`], tying it together;
 //! * [`handshake_rate`]: the bare-handshake baseline for the speed target.
 
+pub mod bench;
 pub mod checks;
 pub mod error;
 pub mod handshake_rate;

@@ -62,6 +62,9 @@ enum Command {
     /// Rotate a topology across in-process agents doing real TLS handshakes.
     #[command(long_about = cmd::simulate::LONG_ABOUT, after_help = cmd::simulate::EXAMPLES)]
     Simulate(cmd::simulate::SimulateArgs),
+    /// Measure handshake rates and memory per agent (figures, not pass/fail).
+    #[command(subcommand, long_about = cmd::bench::LONG_ABOUT, after_help = cmd::bench::EXAMPLES)]
+    Bench(cmd::bench::BenchArgs),
 }
 
 impl Command {
@@ -70,6 +73,7 @@ impl Command {
             Command::Plan(args) => cmd::plan::run(args),
             Command::Verify(args) => cmd::verify::run(args),
             Command::Simulate(args) => cmd::simulate::run(args),
+            Command::Bench(args) => cmd::bench::run(args),
         }
     }
 }

@@ -1,0 +1,87 @@
+//! `rollover bench`: figures for the simulator's targets, measured in one run (never
+//! a pass/fail timing test): handshake rates and memory per idle agent.
+
+use clap::Subcommand;
+use rollover_simulator::bench::{agent_memory, handshake_bench};
+
+use crate::output;
+use crate::status::Status;
+
+/// The long help of the command.
+pub const LONG_ABOUT: &str = "\
+Measure the simulator's speed and memory, in one run.
+
+`handshake` measures (a) bare rustls mutual handshakes per second between two
+in-process endpoints with the same key type (ECDSA P-256) and the same live-credential
+machinery, on as many threads as the machine has cores, then (b) the simulator's
+handshakes per second during a rotation of a generated fleet (loopback TCP, real
+agents, planner and executor running alongside), and prints both and their ratio
+(target: b >= 70% of a).
+
+`memory` starts N idle agents and prints the resident memory each one costs
+(target: under 200 KB).";
+
+/// Examples shown after the help.
+pub const EXAMPLES: &str = "\
+Examples:
+  rollover bench handshake
+  rollover bench handshake --nodes 1000 --seconds 5
+  rollover bench memory --agents 1000";
+
+/// What to measure.
+#[derive(Debug, Subcommand)]
+pub enum BenchArgs {
+    /// Bare handshakes per second against the simulator's, in one run.
+    Handshake {
+        /// Nodes of the generated fleet rotated for (b).
+        #[arg(long, default_value_t = 300)]
+        nodes: usize,
+        /// Seconds spent measuring (a).
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// Resident memory per idle agent.
+    Memory {
+        /// Agents to start.
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+    },
+}
+
+/// Run `rollover bench`.
+pub fn run(args: &BenchArgs) -> anyhow::Result<Status> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let text = match args {
+        BenchArgs::Handshake { nodes, seconds } => {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let bench = runtime.block_on(handshake_bench(*nodes, *seconds, threads))?;
+            let r = &bench.simulated.report;
+            format!(
+                "(a) bare in-process mutual handshakes: {:.0}/s ({} in {:.2} s on {} threads)\n\
+                 (b) simulator during a rotation:        {:.0}/s ({} handshakes in {:.2} s; {} nodes, {} links, {} steps, {} failed undeclared)\n\
+                 ratio b/a: {:.0}%\n",
+                bench.bare.per_second(),
+                bench.bare.handshakes,
+                bench.bare.seconds,
+                bench.bare.threads,
+                r.handshakes_per_second,
+                r.handshakes_total - r.final_handshakes,
+                r.rotation_seconds,
+                r.nodes,
+                r.links,
+                r.steps,
+                r.failed_undeclared,
+                bench.ratio() * 100.0
+            )
+        }
+        BenchArgs::Memory { agents } => {
+            let per_agent = runtime.block_on(agent_memory(*agents))?;
+            format!(
+                "{agents} idle agents: {:.0} KB resident memory per agent\n",
+                per_agent / 1024.0
+            )
+        }
+    };
+    output::write(None, &text)?;
+    Ok(Status::Success)
+}
