@@ -35,7 +35,6 @@ pub(crate) async fn serve(
     stats: Arc<HandshakeStats>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(creds.server_config());
     let mut conns = JoinSet::new();
     let stopping = async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -47,7 +46,9 @@ pub(crate) async fn serve(
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    conns.spawn(answer(acceptor.clone(), tcp, peer, stats.clone()));
+                    // The set current now serves this whole handshake.
+                    let acceptor = TlsAcceptor::from(creds.server_config());
+                    conns.spawn(answer(acceptor, tcp, peer, stats.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "data plane accept failed");

@@ -37,6 +37,8 @@ pub(crate) struct Compiled {
     pub(crate) client_verifier: Option<Arc<dyn ClientCertVerifier>>,
     /// Verifies servers against `client_roots`; `None` when there are none.
     pub(crate) server_verifier: Option<Arc<dyn ServerCertVerifier>>,
+    /// The provider handshake signatures are checked with.
+    pub(crate) provider: Arc<CryptoProvider>,
 }
 
 impl Compiled {
@@ -118,6 +120,7 @@ impl Compiled {
             hint_subjects,
             client_verifier,
             server_verifier,
+            provider: provider.clone(),
         })
     }
 }

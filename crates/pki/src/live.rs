@@ -1,11 +1,15 @@
-//! Live-swappable credentials: one rustls client and server config per node, built
-//! once, whose trust and certificates follow the node's current [`CredentialSet`].
+//! Live-swappable credentials: a node's current [`CredentialSet`], compiled together
+//! with the rustls client and server configs that handshake with exactly that set.
 //!
-//! [`LiveCredentials::swap`] validates and compiles a new set, then publishes it with
-//! one atomic pointer store. Every handshake that starts afterwards reads the new set
-//! through the custom resolvers and verifiers; established connections keep the keys
-//! they negotiated. Session resumption is disabled on both sides, since a resumed
-//! session would skip certificate checks against the new trust.
+//! [`LiveCredentials::swap`] validates and compiles a new set and its two configs,
+//! then publishes them with one atomic pointer store. A handshake takes the configs
+//! current when it starts ([`LiveCredentials::server_config`] per accepted connection,
+//! [`LiveCredentials::client_config`] per dial) and keeps them to the end, so the CA
+//! hints a server sends, the certificate it presents and the roots it verifies the
+//! client against always come from one set, even when a swap lands mid-handshake.
+//! Established connections keep the keys they negotiated. Session resumption is
+//! disabled on both sides, since a resumed session would skip certificate checks
+//! against the new trust.
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,80 +22,79 @@ use rustls::{ClientConfig, ServerConfig};
 
 use crate::compiled::Compiled;
 use crate::resolvers::{LiveClientResolver, LiveServerResolver};
-use crate::verifiers::{HintArena, LiveClientVerifier, LiveServerVerifier};
+use crate::verifiers::{LiveClientVerifier, LiveServerVerifier};
 use crate::{CredentialSet, PkiError};
 
-/// State shared by [`LiveCredentials`] and its resolvers and verifiers.
-pub(crate) struct Shared {
-    pub(crate) current: ArcSwap<Compiled>,
-    pub(crate) provider: Arc<CryptoProvider>,
-    pub(crate) hints: HintArena,
+/// One published credential set with the configs bound to it.
+struct Snapshot {
+    compiled: Arc<Compiled>,
+    server_config: Arc<ServerConfig>,
+    client_config: Arc<ClientConfig>,
+}
+
+impl Snapshot {
+    fn build(set: CredentialSet, provider: &Arc<CryptoProvider>) -> Result<Self, PkiError> {
+        let compiled = Arc::new(Compiled::build(set, provider)?);
+        let mut server_config = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(Arc::new(LiveClientVerifier(compiled.clone())))
+            .with_cert_resolver(Arc::new(LiveServerResolver(compiled.clone())));
+        server_config.session_storage = Arc::new(NoServerSessionStorage {});
+        server_config.send_tls13_tickets = 0;
+
+        let mut client_config = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(LiveServerVerifier(compiled.clone())))
+            .with_client_cert_resolver(Arc::new(LiveClientResolver(compiled.clone())));
+        client_config.resumption = Resumption::disabled();
+        Ok(Snapshot {
+            compiled,
+            server_config: Arc::new(server_config),
+            client_config: Arc::new(client_config),
+        })
+    }
 }
 
 /// A node's credentials for the rotated CA, swappable while serving.
 pub struct LiveCredentials {
-    shared: Arc<Shared>,
-    server_config: Arc<ServerConfig>,
-    client_config: Arc<ClientConfig>,
+    current: ArcSwap<Snapshot>,
+    provider: Arc<CryptoProvider>,
 }
 
 impl LiveCredentials {
     /// Validates `set` and builds the node's TLS 1.3, ring-backed configs around it.
     pub fn new(set: CredentialSet) -> Result<Arc<Self>, PkiError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let compiled = Compiled::build(set, &provider)?;
-        let hints = HintArena::default();
-        hints.intern(&compiled.hint_subjects);
-        let shared = Arc::new(Shared {
-            current: ArcSwap::from_pointee(compiled),
-            provider: provider.clone(),
-            hints,
-        });
-
-        let mut server_config = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(Arc::new(LiveClientVerifier(shared.clone())))
-            .with_cert_resolver(Arc::new(LiveServerResolver(shared.clone())));
-        server_config.session_storage = Arc::new(NoServerSessionStorage {});
-        server_config.send_tls13_tickets = 0;
-
-        let mut client_config = ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(LiveServerVerifier(shared.clone())))
-            .with_client_cert_resolver(Arc::new(LiveClientResolver(shared.clone())));
-        client_config.resumption = Resumption::disabled();
-
+        let snapshot = Snapshot::build(set, &provider)?;
         Ok(Arc::new(Self {
-            shared,
-            server_config: Arc::new(server_config),
-            client_config: Arc::new(client_config),
+            current: ArcSwap::from_pointee(snapshot),
+            provider,
         }))
     }
 
     /// Validates `set` and makes it current for every handshake that starts from now
     /// on. On error the previous set stays current.
     pub fn swap(&self, set: CredentialSet) -> Result<(), PkiError> {
-        let compiled = Compiled::build(set, &self.shared.provider)?;
-        self.shared.hints.intern(&compiled.hint_subjects);
-        self.shared.current.store(Arc::new(compiled));
+        let snapshot = Snapshot::build(set, &self.provider)?;
+        self.current.store(Arc::new(snapshot));
         tracing::debug!("credential set swapped");
         Ok(())
     }
 
     /// The set handshakes currently use.
     pub fn current(&self) -> Arc<CredentialSet> {
-        self.shared.current.load().set.clone()
+        self.current.load().compiled.set.clone()
     }
 
-    /// The node's server config (the same `Arc` every time).
+    /// The server config of the current set: take one per accepted connection.
     pub fn server_config(&self) -> Arc<ServerConfig> {
-        self.server_config.clone()
+        self.current.load().server_config.clone()
     }
 
-    /// The node's client config (the same `Arc` every time).
+    /// The client config of the current set: take one per dial.
     pub fn client_config(&self) -> Arc<ClientConfig> {
-        self.client_config.clone()
+        self.current.load().client_config.clone()
     }
 }
 
@@ -119,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn swap_changes_the_next_handshake_without_a_new_config() {
+    fn swap_changes_the_next_handshake_and_taken_configs_keep_their_set() {
         let (old, new) = (root(1, ALG), root(2, ALG));
         let client = LiveCredentials::new(single(&old, leaf(&old, "c", ALG))).unwrap();
         let server = LiveCredentials::new(single(&old, leaf(&old, "s", ALG))).unwrap();
@@ -131,8 +134,10 @@ mod tests {
         client.swap(single(&new, leaf(&new, "c", ALG))).unwrap();
         shake(&client, &server).unwrap();
 
-        assert!(Arc::ptr_eq(&client_config, &client.client_config()));
-        assert!(Arc::ptr_eq(&server_config, &server.server_config()));
+        // Configs taken before the swaps still handshake with the old set, start to
+        // finish: a handshake never mixes two sets.
+        handshake_in_memory(client_config.clone(), server_config.clone(), "s").unwrap();
+        assert!(handshake_in_memory(client_config, server.server_config(), "s").is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Certificate resolvers that read the current credentials on every handshake.
+//! Certificate resolvers bound to one compiled credential set.
 //!
 //! As a server a node presents its `presents` leaf. As a client it presents the held
 //! leaf whose issuer is among the CA names in the server's CertificateRequest, falling
@@ -12,19 +12,19 @@ use rustls::client::ResolvesClientCert;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::live::Shared;
+use crate::compiled::Compiled;
 
-/// Serves the current `presents` leaf; none means the handshake fails.
-pub(crate) struct LiveServerResolver(pub(crate) Arc<Shared>);
+/// Serves its set's `presents` leaf; none means the handshake fails.
+pub(crate) struct LiveServerResolver(pub(crate) Arc<Compiled>);
 
 impl ResolvesServerCert for LiveServerResolver {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.current.load().server_key.clone()
+        self.0.server_key.clone()
     }
 }
 
 /// Picks the held leaf the server will accept.
-pub(crate) struct LiveClientResolver(pub(crate) Arc<Shared>);
+pub(crate) struct LiveClientResolver(pub(crate) Arc<Compiled>);
 
 impl ResolvesClientCert for LiveClientResolver {
     fn resolve(
@@ -32,7 +32,7 @@ impl ResolvesClientCert for LiveClientResolver {
         root_hint_subjects: &[&[u8]],
         sigschemes: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        let current = self.0.current.load();
+        let current = &self.0;
         let usable = || {
             current
                 .client_keys
@@ -46,7 +46,7 @@ impl ResolvesClientCert for LiveClientResolver {
     }
 
     fn has_certs(&self) -> bool {
-        !self.0.current.load().client_keys.is_empty()
+        !self.0.client_keys.is_empty()
     }
 }
 

@@ -27,18 +27,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Nothing is dialled until the first call. Each new connection (the first, and any
 /// reconnect) dials TCP and handshakes with the credentials current at that moment:
-/// `creds.client_config()`'s live verifier and client-certificate resolver (plus ALPN
-/// `h2`), verifying the server's certificate as `node_dns_name(server_node_id)`.
+/// `creds.client_config()` of that moment (plus ALPN `h2`), verifying the server's certificate as `node_dns_name(server_node_id)`.
 pub fn tls_channel(
     addr: &str,
     creds: Arc<LiveCredentials>,
     server_node_id: &str,
 ) -> Result<Channel, TransportError> {
     let authority = authority(addr)?;
-    let mut config = (*creds.client_config()).clone();
-    config.alpn_protocols = vec![ALPN_H2.to_vec()];
     let connector = LiveTlsConnector {
-        config: Arc::new(config),
+        creds,
         server_name: server_name(server_node_id)?,
     };
     Ok(endpoint(&authority)?.connect_with_connector_lazy(connector))
@@ -116,7 +113,7 @@ async fn dial(
 /// The tower connector behind [`tls_channel`].
 #[derive(Clone)]
 struct LiveTlsConnector {
-    config: Arc<ClientConfig>,
+    creds: Arc<LiveCredentials>,
     server_name: ServerName<'static>,
 }
 
@@ -133,7 +130,10 @@ impl tower::Service<Uri> for LiveTlsConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let (config, name) = (self.config.clone(), self.server_name.clone());
+        // The set current at dial time, for the whole handshake.
+        let mut config = (*self.creds.client_config()).clone();
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        let (config, name) = (Arc::new(config), self.server_name.clone());
         Box::pin(async move {
             let authority = uri
                 .authority()

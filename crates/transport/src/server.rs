@@ -73,9 +73,9 @@ impl HandshakeStats {
 /// A stream of TLS connections accepted on a listener with a node's live server
 /// config; the incoming side of tonic's `serve_with_incoming*`.
 ///
-/// The config is `creds.server_config()` with ALPN `h2` added: a clone that shares the
-/// live certificate resolver and client verifier, so credential swaps still apply to
-/// every new handshake.
+/// Every connection is accepted with the config of the credential set current when it
+/// arrives (`creds.server_config()` with ALPN `h2` added), kept for its whole handshake,
+/// so credential swaps apply to every new handshake and never split one.
 pub struct TlsIncoming {
     rx: mpsc::Receiver<ServerTlsStream>,
     task: JoinHandle<()>,
@@ -85,24 +85,22 @@ pub struct TlsIncoming {
 
 impl TlsIncoming {
     /// Starts accepting on `listener` (must be called within a tokio runtime).
-    pub fn new(listener: TcpListener, creds: &LiveCredentials) -> Self {
+    pub fn new(listener: TcpListener, creds: &Arc<LiveCredentials>) -> Self {
         Self::with_stats(listener, creds, Arc::default(), HANDSHAKE_TIMEOUT)
     }
 
     /// [`TlsIncoming::new`], counting handshakes into `stats`, each bounded by `timeout`.
     pub fn with_stats(
         listener: TcpListener,
-        creds: &LiveCredentials,
+        creds: &Arc<LiveCredentials>,
         stats: Arc<HandshakeStats>,
         timeout: Duration,
     ) -> Self {
-        let mut config = (*creds.server_config()).clone();
-        config.alpn_protocols = vec![ALPN_H2.to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let creds = creds.clone();
         let local_addr = listener.local_addr().ok();
         let (tx, rx) = mpsc::channel(BACKLOG);
         let (closer, closed) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, acceptor, tx, stats, timeout, closed));
+        let task = tokio::spawn(accept_loop(listener, creds, tx, stats, timeout, closed));
         Self {
             rx,
             task,
@@ -267,7 +265,7 @@ impl std::fmt::Debug for ServerTlsStream {
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    creds: Arc<LiveCredentials>,
     tx: mpsc::Sender<ServerTlsStream>,
     stats: Arc<HandshakeStats>,
     timeout: Duration,
@@ -282,7 +280,10 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
-                    let (acceptor, tx, stats) = (acceptor.clone(), tx.clone(), stats.clone());
+                    let mut config = (*creds.server_config()).clone();
+                    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+                    let acceptor = TlsAcceptor::from(Arc::new(config));
+                    let (tx, stats) = (tx.clone(), stats.clone());
                     let closed = closed.clone();
                     handshakes.spawn(async move {
                         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
