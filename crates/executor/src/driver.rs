@@ -112,10 +112,14 @@ pub type ChannelFactory =
     Arc<dyn Fn(&str, &str) -> Result<Channel, String> + Send + Sync + 'static>;
 
 /// Agents over gRPC.
+///
+/// Channels are cached by (node, address): every rotation reuses the same HTTP/2
+/// connection to an agent.
 #[derive(Clone)]
 pub struct GrpcConnector {
     factory: Option<ChannelFactory>,
     timeout: Duration,
+    cache: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Channel>>>,
 }
 
 impl GrpcConnector {
@@ -124,6 +128,7 @@ impl GrpcConnector {
         GrpcConnector {
             factory: None,
             timeout: Duration::from_secs(10),
+            cache: Default::default(),
         }
     }
 
@@ -142,6 +147,7 @@ impl GrpcConnector {
         GrpcConnector {
             factory: Some(factory),
             timeout: Duration::from_secs(10),
+            cache: Default::default(),
         }
     }
 
@@ -164,6 +170,15 @@ impl AgentConnector for GrpcConnector {
                 format!("node `{node_id}` has no agent address in the topology"),
             ));
         };
+        let key = (node_id.to_string(), address.to_string());
+        if let Some(channel) = self.cache.lock().expect("channel cache").get(&key) {
+            return Ok(Arc::new(GrpcAgent {
+                client: AgentClient::new(channel.clone())
+                    .max_decoding_message_size(64 << 20)
+                    .max_encoding_message_size(64 << 20),
+                timeout: self.timeout,
+            }));
+        }
         let channel = match &self.factory {
             Some(factory) => factory(address, node_id),
             None => rollover_transport::plain_channel(address).map_err(|e| e.to_string()),
@@ -174,6 +189,10 @@ impl AgentConnector for GrpcConnector {
                 format!("node `{node_id}`: agent address `{address}`: {e}"),
             )
         })?;
+        self.cache
+            .lock()
+            .expect("channel cache")
+            .insert(key, channel.clone());
         Ok(Arc::new(GrpcAgent {
             client: AgentClient::new(channel)
                 .max_decoding_message_size(64 << 20)

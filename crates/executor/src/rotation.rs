@@ -650,6 +650,8 @@ impl Rotation {
             .collect();
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut recorded_pause = meta.paused_reason.clone();
+        // The step the last message was about (`None`: look at every step).
+        let mut touched: Option<StepIx> = None;
         loop {
             if let Err(e) = self
                 .sync_pause(
@@ -665,7 +667,7 @@ impl Rotation {
             for cmd in sched.drain() {
                 self.spawn(&mut tasks, &sched, cmd, &tx);
             }
-            self.update_status(&sched, &mut wave_left, &mut counted);
+            self.update_status(&sched, touched.take(), &mut wave_left, &mut counted);
             if let Some(outcome) = sched.outcome() {
                 let (state, message) = match outcome {
                     Outcome::Succeeded => (State::Succeeded, "every step done".to_string()),
@@ -689,6 +691,12 @@ impl Rotation {
                     }
                     continue;
                 }
+            };
+            touched = match &msg {
+                Msg::Applied { step, .. }
+                | Msg::ApplyFailed { step, .. }
+                | Msg::Probed { step, .. } => Some(*step),
+                Msg::Control(..) => None,
             };
             match msg {
                 Msg::Applied { step, undo } => {
@@ -763,7 +771,7 @@ impl Rotation {
                     {
                         tracing::error!(error = %e, "cannot record a pause or resume");
                     }
-                    self.update_status(&sched, &mut wave_left, &mut counted);
+                    self.update_status(&sched, None, &mut wave_left, &mut counted);
                     let _ = reply.send(());
                 }
             }
@@ -844,12 +852,22 @@ impl Rotation {
         .map_err(|e| e.to_string())
     }
 
-    fn update_status(&self, sched: &Scheduler, wave_left: &mut [u32], counted: &mut [bool]) {
-        for (i, seen) in counted.iter_mut().enumerate() {
-            if !*seen && sched.phase(i as StepIx, false) == Phase::Settled {
-                *seen = true;
+    fn update_status(
+        &self,
+        sched: &Scheduler,
+        touched: Option<StepIx>,
+        wave_left: &mut [u32],
+        counted: &mut [bool],
+    ) {
+        let mut count = |i: usize| {
+            if !counted[i] && sched.phase(i as StepIx, false) == Phase::Settled {
+                counted[i] = true;
                 wave_left[self.wave_of[i] as usize] -= 1;
             }
+        };
+        match touched {
+            Some(step) => count(step as usize),
+            None => (0..self.wave_of.len()).for_each(count),
         }
         let current_wave = wave_left
             .iter()
