@@ -90,7 +90,9 @@ async fn rotate(
     options: &SimOptions,
 ) -> Result<SimOutcome, SimError> {
     let mut client = services.executor.clone();
-    let observe_only = given.is_some();
+    // The simulator observes: probes still run after every step and still come before
+    // a step's dependents, but a failed one is reported instead of pausing.
+    let sequential = given.is_some();
     let request = v1::StartRotationRequest {
         topology: Some(v1::TopologySource {
             source: Some(v1::topology_source::Source::Topology(
@@ -101,7 +103,7 @@ async fn rotate(
             source: Some(v1::plan_source::Source::Plan(plan.into())),
         }),
         options: Some(v1::RotationOptions {
-            max_concurrency: if observe_only {
+            max_concurrency: if sequential {
                 1
             } else {
                 options.max_concurrency
@@ -110,7 +112,7 @@ async fn rotate(
             dry_run: false,
             strategy: v1::Strategy::from(options.strategy) as i32,
             start_node: options.start.clone(),
-            ..Default::default()
+            observe_only: true,
         }),
     };
     let started = Instant::now();
@@ -234,8 +236,8 @@ async fn watch(
                 );
             }
             Some(Event::Paused(p)) => {
-                // A rotation of the planner's plan pauses only on a real problem: stop
-                // and report it rather than wait for an operator.
+                // Observe-only rotations pause only on a real problem (an agent refusing
+                // a step): stop and report it rather than wait for an operator.
                 let _ = client
                     .abort(v1::AbortRequest {
                         rotation_id: rotation_id.to_string(),

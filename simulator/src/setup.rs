@@ -204,17 +204,20 @@ fn foreign_credentials(
         if !seen.insert(key.clone()) {
             continue;
         }
-        if !roots.contains_key(ca) {
-            roots.insert(
-                ca.to_string(),
-                RootCa::generate(ca, 0, KeyAlg::default(), Validity::default())?,
-            );
-        }
-        let root = &roots[ca];
+        let root = match roots.entry(ca.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(RootCa::generate(
+                ca,
+                0,
+                KeyAlg::default(),
+                Validity::default(),
+            )?),
+        };
         for node in [&link.client, &link.server] {
-            let k = (node.clone(), ca.to_string());
-            if !creds.contains_key(&k) {
-                creds.insert(k, endpoint(root, node, KeyAlg::default())?);
+            if let std::collections::hash_map::Entry::Vacant(e) =
+                creds.entry((node.clone(), ca.to_string()))
+            {
+                e.insert(endpoint(root, node, KeyAlg::default())?);
             }
         }
         links.push(key);

@@ -81,6 +81,9 @@ pub struct StoredOptions {
     /// The claim's start node, if any.
     #[serde(default)]
     pub start_node: Option<String>,
+    /// Never hold or pause on failed probes (simulations only).
+    #[serde(default)]
+    pub observe_only: bool,
 }
 
 /// The small, often rewritten part of a rotation's record.

@@ -724,8 +724,11 @@ impl Rotation {
                     let mut status = self.status.lock().expect("status lock");
                     status.probes_total += total;
                     status.probes_failed += failed;
+                    let observe_only = status.meta.options.observe_only;
                     drop(status);
-                    sched.probed(step, undo, result);
+                    // Observe-only (simulations): the failure is reported in its
+                    // ProbeResult event, and the rotation goes on.
+                    sched.probed(step, undo, if observe_only { Ok(()) } else { result });
                 }
                 Msg::Control(control, reply) => {
                     match control {

@@ -66,6 +66,7 @@ fn options_to_wire(o: &StoredOptions) -> v1::RotationOptions {
         dry_run: o.dry_run,
         strategy: strategy as i32,
         start_node: o.start_node.clone(),
+        observe_only: o.observe_only,
     }
 }
 
@@ -169,7 +170,11 @@ impl Executor {
         let order = PlanOrder::resolve(&plan, &fleet, &doc)
             .map_err(|e| Status::invalid_argument(format!("plan: {e}")))?;
         let verdict = rollover_core::verify(&fleet, &plan, &order);
-        let paused_reason = (!verdict.safe).then(|| unsafe_reason(&verdict));
+        let paused_reason =
+            (!verdict.safe && !options.observe_only).then(|| unsafe_reason(&verdict));
+        if options.observe_only && !verdict.safe {
+            tracing::warn!("running an unsafe plan in observe-only mode (simulation)");
+        }
         if !given && !verdict.safe {
             tracing::error!("the planner's plan is unsafe; starting paused");
         }
@@ -191,6 +196,7 @@ impl Executor {
                 dry_run: options.dry_run,
                 strategy: (!given).then(|| strategy.as_str().to_string()),
                 start_node: options.start_node.clone(),
+                observe_only: options.observe_only,
             },
             generation: self.next_generation(&topology.ca),
             created_ms: now,
