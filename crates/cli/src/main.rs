@@ -65,6 +65,21 @@ enum Command {
     /// Measure handshake rates and memory per agent (figures, not pass/fail).
     #[command(subcommand, long_about = cmd::bench::LONG_ABOUT, after_help = cmd::bench::EXAMPLES)]
     Bench(cmd::bench::BenchArgs),
+    /// Make a root CA (or a service leaf) for demos and bootstrap.
+    #[command(subcommand, long_about = cmd::pki::LONG_ABOUT, after_help = cmd::pki::EXAMPLES)]
+    Pki(cmd::pki::PkiArgs),
+    /// Run the planner or the executor as a server.
+    #[command(subcommand, long_about = cmd::serve::LONG_ABOUT, after_help = cmd::serve::EXAMPLES)]
+    Serve(cmd::serve::ServeArgs),
+    /// Run one node's agent.
+    #[command(long_about = cmd::agent::LONG_ABOUT, after_help = cmd::agent::EXAMPLES)]
+    Agent(cmd::agent::AgentArgs),
+    /// Start a rotation on an executor and follow it to its end.
+    #[command(long_about = cmd::rotate::LONG_ABOUT, after_help = cmd::rotate::EXAMPLES)]
+    Rotate(cmd::rotate::RotateArgs),
+    /// Show a rotation's status on an executor, or list its rotations.
+    #[command(long_about = cmd::status::LONG_ABOUT, after_help = cmd::status::EXAMPLES)]
+    Status(cmd::status::StatusArgs),
 }
 
 impl Command {
@@ -74,6 +89,11 @@ impl Command {
             Command::Verify(args) => cmd::verify::run(args),
             Command::Simulate(args) => cmd::simulate::run(args),
             Command::Bench(args) => cmd::bench::run(args),
+            Command::Pki(args) => cmd::pki::run(args),
+            Command::Serve(args) => cmd::serve::run(args),
+            Command::Agent(args) => cmd::agent::run(args),
+            Command::Rotate(args) => cmd::rotate::run(args),
+            Command::Status(args) => cmd::status::run(args),
         }
     }
 }

@@ -1,0 +1,123 @@
+//! `rollover agent`: one node of the fleet, as a process (`rollover_agent::run`).
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use rollover_core::state::Mode;
+
+use super::net;
+use crate::status::{BadInput, Status};
+
+/// The long help of the command.
+pub const LONG_ABOUT: &str = "\
+Run one node's agent until Ctrl-C or SIGTERM.
+
+The agent keeps the node's keys and certificates in --state DIR (owner-only), serves
+its data plane (mTLS, `ping`/`pong`) on --data-listen, and serves the Agent gRPC API on
+--listen, through which the executor rotates it: CSRs out, certificates in, steps
+applied exactly as MODEL section 3 says, probes of its links. Private keys never leave
+DIR.
+
+The control API accepts only the executor (`@executor`) over mTLS anchored in the
+control CA: the rotated CA itself (the topology says `control: {ca: <it>}`) unless the
+node was given a separate control CA with --control-ca.
+
+On the first start, --bootstrap-ca (a root with its key, e.g. from `rollover pki
+init`) enrols the node: a key made in DIR and a leaf issued from its CSR. Later starts
+resume from DIR and ignore it. Demo/dev only: a real fleet enrols with its own PKI.
+
+The topology's `address` of this node is the --listen address as the executor can
+reach it; peers probe the --data-listen address the agent reports.";
+
+/// Examples shown after the help.
+pub const EXAMPLES: &str = "\
+Examples:
+  rollover agent --id gw --mode bundle --listen 127.0.0.1:7101 \\
+      --data-listen 127.0.0.1:7201 --state ./gw --bootstrap-ca demo-root.pem
+  rollover agent --id meter-7 --mode atomic --listen 10.0.3.7:7443 \\
+      --data-listen 10.0.3.7:8443 --state /var/lib/rollover/meter-7";
+
+/// Arguments of `rollover agent`.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The node id, as in the topology.
+    #[arg(long, value_name = "ID")]
+    pub id: String,
+    /// What the node can hold (MODEL section 3).
+    #[arg(long, value_enum, default_value_t = ModeArg::Bundle)]
+    pub mode: ModeArg,
+    /// Where the Agent gRPC (control) API listens: the node's `address` in the topology.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// Where the data-plane mTLS server listens (peers' probes connect here).
+    #[arg(long, value_name = "ADDR")]
+    pub data_listen: String,
+    /// The node's state directory (keys, certificates, applied steps).
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// On the first start: the rotated CA's root (certificate and key) to enrol with.
+    #[arg(long, value_name = "FILE")]
+    pub bootstrap_ca: Option<PathBuf>,
+    /// On the first start: a separate, never rotated control CA (certificate and key).
+    #[arg(long, value_name = "FILE")]
+    pub control_ca: Option<PathBuf>,
+}
+
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Holds two roots and two leaves: steps stage, present, retire.
+    Bundle,
+    /// One server identity and one client-verification root: steps switch, finalize.
+    Atomic,
+}
+
+/// Run `rollover agent`.
+pub fn run(args: &AgentArgs) -> anyhow::Result<Status> {
+    if args.id.is_empty() || args.id.starts_with('@') {
+        return Err(BadInput(format!(
+            "--id {:?}: a node id must be non-empty and must not start with `@`",
+            args.id
+        ))
+        .into());
+    }
+    let listen = net::listen_addr("--listen", &args.listen)?;
+    let data_listen = net::listen_addr("--data-listen", &args.data_listen)?;
+    if args.bootstrap_ca.is_none() && !rollover_agent::is_bootstrapped(&args.state) {
+        return Err(BadInput(format!(
+            "{}: holds no node yet; on the first start pass --bootstrap-ca FILE (a root \
+             with its key, e.g. from `rollover pki init`) to enrol `{}`",
+            args.state.display(),
+            args.id
+        ))
+        .into());
+    }
+    let mode = match args.mode {
+        ModeArg::Bundle => Mode::Bundle,
+        ModeArg::Atomic => Mode::Atomic,
+    };
+    let options = rollover_agent::RunOptions {
+        id: args.id.clone(),
+        mode,
+        listen,
+        data_listen,
+        state: args.state.clone(),
+        bootstrap_ca: args.bootstrap_ca.clone(),
+        control_ca: args.control_ca.clone(),
+    };
+    let runtime = net::runtime()?;
+    let id = args.id.clone();
+    eprintln!(
+        "agent `{id}` ({mode}): control API on {listen}, data plane on {data_listen}, state {}",
+        args.state.display()
+    );
+    runtime
+        .block_on(rollover_agent::run(options, async {
+            let signal = net::shutdown_signal().await;
+            eprintln!("agent `{id}`: {signal} received, shutting down");
+        }))
+        .map_err(|e| anyhow::anyhow!("agent `{}`: {e}", args.id))?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    eprintln!("agent `{}` stopped", args.id);
+    Ok(Status::Success)
+}

@@ -1,0 +1,351 @@
+//! `rollover serve planner|executor`: the services of a rotation as long-running
+//! processes, shut down gracefully on Ctrl-C or SIGTERM.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Subcommand;
+use rollover_executor::{Executor, ExecutorConfig, ServeOptions};
+use rollover_pki::{CredentialSet, HeldLeaf, LiveCredentials, NodeKey, Validity};
+use rollover_proto::v1::planner_client::PlannerClient;
+
+use super::net::{self, ServerTls};
+use crate::status::{BadInput, Status};
+
+/// The long help of the command.
+pub const LONG_ABOUT: &str = "\
+Run the planner or the executor as a server, until Ctrl-C or SIGTERM.
+
+A rotation across separate processes needs a planner, an executor and one
+`rollover agent` per node. Both servers speak gRPC (with health and reflection):
+plaintext only on a loopback address and only without TLS flags; mTLS with
+--tls-cert, --tls-key and --client-ca (e.g. from `rollover pki issue`).";
+
+/// Examples shown after the help.
+pub const EXAMPLES: &str = "\
+Examples:
+  rollover serve planner --listen 127.0.0.1:7000
+  rollover serve executor --listen 127.0.0.1:7001 --planner 127.0.0.1:7000 \\
+      --state ./executor-state --bootstrap-ca demo-root.pem";
+
+const PLANNER_LONG_ABOUT: &str = "\
+Serve the Planner gRPC service (plan and verify rotations) until Ctrl-C or SIGTERM.
+
+Without TLS flags it serves plaintext, and only on a loopback address (anything else
+is refused). With --tls-cert, --tls-key and --client-ca it serves mTLS: it presents
+the certificate and accepts clients (the executor) whose certificates chain to the
+client CA.";
+
+const PLANNER_EXAMPLES: &str = "\
+Examples:
+  rollover serve planner --listen 127.0.0.1:7000
+  rollover serve planner --listen 0.0.0.0:7000 \\
+      --tls-cert planner.pem --tls-key planner-key.pem --client-ca ops-ca.pem";
+
+const EXECUTOR_LONG_ABOUT: &str = "\
+Serve the Executor gRPC service (run, watch and control rotations) until Ctrl-C or
+SIGTERM.
+
+The executor journals every rotation in --state DIR (`executor.redb`) and resumes the
+unfinished ones when it starts again. It reaches the agents over mTLS as `@executor`:
+on the first start, --bootstrap-ca (a root with its key, e.g. from `rollover pki
+init`: the rotated CA when the topology says `control: {ca: <it>}`, or the separate
+control CA the agents got with --control-ca) makes a key in DIR
+(`executor-key.pem`, mode 0600) and issues the executor's leaf from its CSR
+(`executor-cert.pem`, with the CA's certificate in `executor-ca.pem`). Later starts
+load them; when a rotation has rotated the executor's own identity, the journal's
+newer identity is used instead, so a restart never loses it.
+
+--planner is `host:port` (plaintext, loopback only) or `https://host:port`: mTLS with
+--tls-cert/--tls-key as the client identity, verifying the planner's certificate
+against --client-ca as the id --planner-id.
+
+API: plaintext only on a loopback --listen without TLS flags; mTLS with --tls-cert,
+--tls-key and --client-ca. --metrics ADDR serves Prometheus text over HTTP.";
+
+const EXECUTOR_EXAMPLES: &str = "\
+Examples:
+  rollover serve executor --listen 127.0.0.1:7001 --planner 127.0.0.1:7000 \\
+      --state ./executor-state --bootstrap-ca demo-root.pem
+  rollover serve executor --listen 127.0.0.1:7001 --planner 127.0.0.1:7000 \\
+      --state ./executor-state --metrics 127.0.0.1:9464";
+
+/// Which server.
+#[derive(Debug, Subcommand)]
+pub enum ServeArgs {
+    /// Serve the Planner (plan and verify rotations).
+    #[command(long_about = PLANNER_LONG_ABOUT, after_help = PLANNER_EXAMPLES)]
+    Planner(PlannerArgs),
+    /// Serve the Executor (run and watch rotations across agents).
+    #[command(long_about = EXECUTOR_LONG_ABOUT, after_help = EXECUTOR_EXAMPLES)]
+    Executor(ExecutorArgs),
+}
+
+/// Arguments of `rollover serve planner`.
+#[derive(Debug, clap::Args)]
+pub struct PlannerArgs {
+    /// Where to listen (`host:port`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    #[command(flatten)]
+    pub tls: ServerTls,
+}
+
+/// Arguments of `rollover serve executor`.
+#[derive(Debug, clap::Args)]
+pub struct ExecutorArgs {
+    /// Where to listen for the Executor API (`host:port`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// The planner: `host:port` (plaintext, loopback) or `https://host:port` (mTLS).
+    #[arg(long, value_name = "URL")]
+    pub planner: String,
+    /// The id (certificate CN) of the planner's certificate, for an https planner.
+    #[arg(long, value_name = "ID", default_value = "planner")]
+    pub planner_id: String,
+    /// The state directory: journal and the executor's own key (made owner-only).
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// On the first start: the CA (certificate and key PEM) to enrol `@executor` with.
+    #[arg(long, value_name = "FILE")]
+    pub bootstrap_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ServerTls,
+    /// Serve Prometheus metrics over plain HTTP here (`host:port`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+}
+
+/// Run `rollover serve`.
+pub fn run(args: &ServeArgs) -> anyhow::Result<Status> {
+    match args {
+        ServeArgs::Planner(args) => planner(args),
+        ServeArgs::Executor(args) => executor(args),
+    }
+}
+
+/// Check the address and the TLS flags: credentials for mTLS, or `None` for
+/// plaintext on loopback; plaintext elsewhere is refused.
+fn listen_plan(
+    what: &str,
+    addr: &str,
+    tls: &ServerTls,
+) -> anyhow::Result<(SocketAddr, Option<Arc<LiveCredentials>>)> {
+    let addr = net::listen_addr("--listen", addr)?;
+    let creds = tls.credentials()?;
+    if creds.is_none() && !addr.ip().is_loopback() {
+        return Err(net::plaintext_refused(what, addr));
+    }
+    Ok((addr, creds))
+}
+
+/// Run `serve` until a shutdown signal, then give open calls [`net::SHUTDOWN_GRACE`]
+/// to finish.
+async fn until_signal<S, Fut>(what: &str, serve: S) -> anyhow::Result<()>
+where
+    S: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let what = what.to_string();
+    let signal_what = what.clone();
+    let shutdown = Box::pin(async move {
+        let signal = net::shutdown_signal().await;
+        eprintln!("{signal_what}: {signal} received, shutting down");
+        let _ = tx.send(true);
+    });
+    let mut stopping = rx.clone();
+    let server = serve(shutdown);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        () = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::select! {
+                () = tokio::time::sleep(net::SHUTDOWN_GRACE) => {}
+                _ = net::shutdown_signal() => {}
+            }
+        } => {
+            eprintln!("{what}: open calls did not finish in time; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+fn planner(args: &PlannerArgs) -> anyhow::Result<Status> {
+    let (addr, creds) = listen_plan("planner", &args.listen, &args.tls)?;
+    let runtime = net::runtime()?;
+    runtime.block_on(async {
+        let listener = net::bind("--listen", addr).await?;
+        let bound = listener.local_addr()?;
+        until_signal("planner", |shutdown| async move {
+            match creds {
+                None => {
+                    eprintln!("planner listening on {bound} (plaintext, loopback only)");
+                    rollover_planner::serve(listener, shutdown).await?;
+                }
+                Some(creds) => {
+                    let (routes, _reporter) = rollover_planner::routes().await?;
+                    let mut server = tonic::transport::Server::builder();
+                    let router = server.add_routes(routes);
+                    eprintln!("planner listening on {bound} (mTLS)");
+                    rollover_transport::serve_tls(router, listener, creds, shutdown).await?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    eprintln!("planner stopped");
+    Ok(Status::Success)
+}
+
+/// The executor's own identity files in its state directory.
+pub const EXECUTOR_KEY_FILE: &str = "executor-key.pem";
+/// The executor's leaf (`CN=@executor`).
+pub const EXECUTOR_CERT_FILE: &str = "executor-cert.pem";
+/// The certificate of the CA the executor was enrolled with.
+pub const EXECUTOR_CA_FILE: &str = "executor-ca.pem";
+
+/// The executor's enrolment credentials: loaded from `dir`, or made from
+/// `bootstrap_ca` on the first start.
+fn executor_identity(dir: &Path, bootstrap_ca: Option<&Path>) -> anyhow::Result<CredentialSet> {
+    let (key_path, cert_path, ca_path) = (
+        dir.join(EXECUTOR_KEY_FILE),
+        dir.join(EXECUTOR_CERT_FILE),
+        dir.join(EXECUTOR_CA_FILE),
+    );
+    let enrolled = key_path.is_file() && cert_path.is_file() && ca_path.is_file();
+    if enrolled {
+        if bootstrap_ca.is_some() {
+            eprintln!(
+                "executor already enrolled in {}: --bootstrap-ca ignored",
+                dir.display()
+            );
+        }
+        let key = NodeKey::from_pem(&net::read_text(&key_path)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?;
+        let leaf = net::certificates(&cert_path)?.swap_remove(0);
+        let roots = net::certificates(&ca_path)?;
+        return Ok(CredentialSet {
+            server_roots: roots.clone(),
+            client_roots: roots,
+            held: vec![HeldLeaf::new(leaf, key)],
+            presents: Some(0),
+        });
+    }
+    let Some(ca_file) = bootstrap_ca else {
+        return Err(BadInput(format!(
+            "{}: no executor credentials yet; on the first start pass --bootstrap-ca FILE \
+             (a root with its key, e.g. from `rollover pki init`) to enrol `@executor`",
+            dir.display()
+        ))
+        .into());
+    };
+    let ca =
+        rollover_agent::read_root(ca_file).map_err(|e| BadInput(format!("--bootstrap-ca: {e}")))?;
+    let id = rollover_agent::EXECUTOR_ID;
+    let key = NodeKey::generate(rollover_pki::KeyAlg::default())?;
+    let csr = key.csr_der(id)?;
+    let leaf = ca
+        .issue_leaf(&csr, id, Validity::default())
+        .map_err(|e| anyhow::anyhow!("cannot issue the executor's leaf: {e}"))?;
+    let cert_pem = |der: &[u8]| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+    // The key last: a directory holding all three files is a complete enrolment.
+    net::write_public(&ca_path, &cert_pem(ca.cert_der()), true)?;
+    net::write_public(&cert_path, &cert_pem(&leaf), true)?;
+    net::write_private(&key_path, &key.to_pem(), true)?;
+    tracing::info!(root = %ca.fingerprint(), dir = %dir.display(), "executor enrolled");
+    eprintln!(
+        "executor enrolled as `{id}` by root {} (key in {})",
+        ca.fingerprint(),
+        key_path.display()
+    );
+    Ok(CredentialSet {
+        server_roots: vec![ca.cert_der().clone()],
+        client_roots: vec![ca.cert_der().clone()],
+        held: vec![HeldLeaf::new(leaf, key)],
+        presents: Some(0),
+    })
+}
+
+fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
+    let (addr, api_creds) = listen_plan("executor", &args.listen, &args.tls)?;
+    let metrics = args
+        .metrics
+        .as_deref()
+        .map(|m| net::listen_addr("--metrics", m))
+        .transpose()?;
+    net::private_dir(&args.state)?;
+    let identity = executor_identity(&args.state, args.bootstrap_ca.as_deref())?;
+    let own_creds = LiveCredentials::new(identity).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the executor's credentials are unusable: {e}",
+            args.state.display()
+        )
+    })?;
+    let runtime = net::runtime()?;
+    // Channels (the planner's) are made lazily but need the runtime to exist.
+    let entered = runtime.enter();
+    let mut config = ExecutorConfig::new(&args.state);
+    if args.planner.starts_with("https://") {
+        let Some(creds) = &api_creds else {
+            return Err(BadInput(format!(
+                "--planner {}: an https planner needs --tls-cert, --tls-key and --client-ca \
+                 (the executor's client identity and the CA of the planner's certificate)",
+                args.planner
+            ))
+            .into());
+        };
+        let channel =
+            rollover_transport::tls_channel(&args.planner, creds.clone(), &args.planner_id)
+                .map_err(|e| BadInput(format!("--planner {}: {e}", args.planner)))?;
+        config.planner = Some(
+            PlannerClient::new(channel)
+                .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(rollover_executor::MAX_MESSAGE_BYTES),
+        );
+    } else {
+        config = config.planner_url(&args.planner).map_err(|e| {
+            BadInput(format!(
+                "--planner {}: {e} (use https://host:port with --tls-cert, --tls-key and \
+                 --client-ca for a planner elsewhere)",
+                args.planner
+            ))
+        })?;
+    }
+    config.own_creds = Some(own_creds);
+    runtime.block_on(async {
+        let executor = Executor::open(config).map_err(|e| {
+            anyhow::anyhow!("{}: cannot open the executor: {e}", args.state.display())
+        })?;
+        let listener = net::bind("--listen", addr).await?;
+        let bound = listener.local_addr()?;
+        let mode = if api_creds.is_some() {
+            "mTLS"
+        } else {
+            "plaintext, loopback only"
+        };
+        eprintln!(
+            "executor listening on {bound} ({mode}); planner {}; state {}",
+            args.planner,
+            args.state.display()
+        );
+        let options = ServeOptions {
+            tls: api_creds,
+            metrics,
+        };
+        until_signal("executor", |shutdown| async move {
+            rollover_executor::serve(listener, executor, options, shutdown).await?;
+            Ok(())
+        })
+        .await
+    })?;
+    drop(entered);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    eprintln!("executor stopped; unfinished rotations resume on the next start");
+    Ok(Status::Success)
+}

@@ -1,0 +1,209 @@
+//! `rollover status`: one rotation's status on an executor, or every rotation it knows.
+
+use std::time::Duration;
+
+use rollover_proto::v1;
+use serde_json::{Value, json};
+
+use super::net::{self, ClientTls};
+use super::rotate::state_name;
+use crate::output;
+use crate::status::Status;
+
+/// The long help of the command.
+pub const LONG_ABOUT: &str = "\
+Show a rotation's status on a running executor, or list every rotation it knows
+(newest first).
+
+The status says where the rotation is (PENDING, RUNNING, PAUSED, ROLLING_BACK, or the
+end: SUCCEEDED, FAILED, ABORTED, ROLLED_BACK), how many steps are done and running,
+the current wave, the probes run and failed, and why it paused or failed. It is read
+from the executor's journal, so it survives executor restarts.
+
+Exit status: 0 when the executor answered, 1 when it could not be reached, 2 for an
+unknown rotation id.";
+
+/// Examples shown after the help.
+pub const EXAMPLES: &str = "\
+Examples:
+  rollover status --executor 127.0.0.1:7001
+  rollover status --executor 127.0.0.1:7001 r0195e1c2a3b4f00d9e8a7
+  rollover status --executor 127.0.0.1:7001 --active --json";
+
+/// Arguments of `rollover status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The executor: `host:port` (plaintext, loopback) or `https://host:port` (mTLS).
+    #[arg(long, value_name = "URL")]
+    pub executor: String,
+    /// The rotation's id (as `rollover rotate` printed it); without it, list all.
+    #[arg(value_name = "ROTATION")]
+    pub rotation: Option<String>,
+    /// When listing: only rotations not yet finished.
+    #[arg(long, conflicts_with = "rotation")]
+    pub active: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tls: ClientTls,
+}
+
+/// Run `rollover status`.
+pub fn run(args: &StatusArgs) -> anyhow::Result<Status> {
+    let runtime = net::runtime()?;
+    let text = runtime.block_on(query(args))?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    output::write(None, &text)?;
+    Ok(Status::Success)
+}
+
+async fn query(args: &StatusArgs) -> anyhow::Result<String> {
+    let url = args.executor.as_str();
+    let mut client = net::executor_client(url, &args.tls)?;
+    match &args.rotation {
+        Some(id) => {
+            let status = client
+                .get_rotation(v1::GetRotationRequest {
+                    rotation_id: id.clone(),
+                    include_plan: false,
+                })
+                .await
+                .map_err(|s| net::call_error("executor", url, s))?
+                .into_inner();
+            Ok(if args.json {
+                format!("{:#}\n", status_json(&status))
+            } else {
+                detail(&status)
+            })
+        }
+        None => {
+            let list = client
+                .list_rotations(v1::ListRotationsRequest {
+                    active_only: args.active,
+                })
+                .await
+                .map_err(|s| net::call_error("executor", url, s))?
+                .into_inner();
+            Ok(if args.json {
+                let all: Vec<Value> = list.rotations.iter().map(status_json).collect();
+                format!("{:#}\n", Value::from(all))
+            } else {
+                table(url, args.active, &list.rotations)
+            })
+        }
+    }
+}
+
+fn time(t: Option<&prost_types::Timestamp>) -> String {
+    t.map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
+fn options_text(options: Option<&v1::RotationOptions>) -> String {
+    let Some(o) = options else {
+        return "-".into();
+    };
+    let mut parts = vec![if o.max_concurrency == 0 {
+        "no concurrency limit".to_string()
+    } else {
+        format!("max concurrency {}", o.max_concurrency)
+    }];
+    parts.push(if o.probe { "probes on" } else { "probes off" }.to_string());
+    if o.dry_run {
+        parts.push("dry run".into());
+    }
+    parts.join(", ")
+}
+
+/// One rotation, a few lines.
+fn detail(s: &v1::RotationStatus) -> String {
+    let mut out = format!("rotation {}: {}\n", s.id, state_name(s.state));
+    out.push_str(&format!("  ca:       {}\n", s.ca));
+    out.push_str(&format!(
+        "  steps:    {}/{} done, {} running; wave {} of {}\n",
+        s.steps_done,
+        s.steps_total,
+        s.steps_running,
+        s.current_wave.min(s.waves_total),
+        s.waves_total
+    ));
+    out.push_str(&format!(
+        "  probes:   {} run, {} failed\n",
+        s.probes_total, s.probes_failed
+    ));
+    out.push_str(&format!(
+        "  options:  {}\n",
+        options_text(s.options.as_ref())
+    ));
+    out.push_str(&format!(
+        "  created:  {}\n  updated:  {}\n",
+        time(s.created_at.as_ref()),
+        time(s.updated_at.as_ref())
+    ));
+    if let Some(reason) = &s.paused_reason {
+        out.push_str(&format!("  paused:   {reason}\n"));
+    }
+    if let Some(error) = &s.error {
+        out.push_str(&format!("  error:    {error}\n"));
+    }
+    out
+}
+
+/// Every rotation, one line each.
+fn table(url: &str, active: bool, all: &[v1::RotationStatus]) -> String {
+    if all.is_empty() {
+        let which = if active {
+            "active rotations"
+        } else {
+            "rotations"
+        };
+        return format!("no {which} on the executor at {url}\n");
+    }
+    let id_width = all.iter().map(|s| s.id.len()).max().unwrap_or(2).max(2);
+    let ca_width = all.iter().map(|s| s.ca.len()).max().unwrap_or(2).max(2);
+    let mut out = format!(
+        "{:id_width$}  {:12}  {:ca_width$}  {:>9}  {:>6}  {:>6}  {:>6}  UPDATED\n",
+        "ID", "STATE", "CA", "STEPS", "WAVE", "PROBES", "FAILED"
+    );
+    for s in all {
+        out.push_str(&format!(
+            "{:id_width$}  {:12}  {:ca_width$}  {:>9}  {:>6}  {:>6}  {:>6}  {}\n",
+            s.id,
+            state_name(s.state),
+            s.ca,
+            format!("{}/{}", s.steps_done, s.steps_total),
+            format!("{}/{}", s.current_wave.min(s.waves_total), s.waves_total),
+            s.probes_total,
+            s.probes_failed,
+            time(s.updated_at.as_ref())
+        ));
+    }
+    out
+}
+
+/// A rotation's status as JSON.
+fn status_json(s: &v1::RotationStatus) -> Value {
+    json!({
+        "id": s.id,
+        "state": state_name(s.state).to_lowercase(),
+        "ca": s.ca,
+        "steps_total": s.steps_total,
+        "steps_done": s.steps_done,
+        "steps_running": s.steps_running,
+        "current_wave": s.current_wave,
+        "waves_total": s.waves_total,
+        "paused_reason": s.paused_reason,
+        "error": s.error,
+        "probes_total": s.probes_total,
+        "probes_failed": s.probes_failed,
+        "dry_run": s.dry_run,
+        "created_at": s.created_at.as_ref().map(ToString::to_string),
+        "updated_at": s.updated_at.as_ref().map(ToString::to_string),
+        "last_sequence": s.last_sequence,
+        "options": s.options.as_ref().map(|o| json!({
+            "max_concurrency": o.max_concurrency,
+            "probe": o.probe,
+            "dry_run": o.dry_run,
+        })),
+    })
+}
