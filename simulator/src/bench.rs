@@ -45,11 +45,14 @@ impl HandshakeBench {
 
 /// (a) bare handshakes on `threads` threads for `seconds`, then (b) a simulated
 /// rotation of a layered fleet of `nodes` nodes (fan-out 5, 30% atomic) with the
-/// background prober unthrottled.
+/// background prober unthrottled and at most `max_concurrency` steps in flight (the
+/// fewer, the more of the machine the handshakes get rather than the rotation's own
+/// work: CSRs, issuing, fsynced state, journal).
 pub async fn handshake_bench(
     nodes: usize,
     seconds: f64,
     threads: usize,
+    max_concurrency: u32,
 ) -> Result<HandshakeBench, SimError> {
     let bare = tokio::task::spawn_blocking(move || {
         bare_handshake_rate(Duration::from_secs_f64(seconds), threads)
@@ -65,6 +68,7 @@ pub async fn handshake_bench(
     });
     let options = SimOptions {
         probe_rate: 1_000_000,
+        max_concurrency,
         ..SimOptions::default()
     };
     let simulated = simulate(&topology, options).await?;

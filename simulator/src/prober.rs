@@ -1,10 +1,12 @@
 //! Handshakes the simulator makes itself: on random links while steps run (so
 //! interleavings inside a wave are exercised), and on every link at the end.
 //!
-//! A rotated link is handshaken over loopback TCP from the client agent's live
-//! credentials to the server agent's real data-plane listener, exactly as the agents'
-//! own probes do; a link under another CA is handshaken in memory with its own CA's
-//! static credentials.
+//! Final checks handshake a rotated link over loopback TCP, from the client agent's
+//! live credentials to the server agent's real data-plane listener, exactly as the
+//! agents' own probes (after every step) do. Background probes, many per second, run
+//! the same rustls handshake with both agents' live credentials of that moment through
+//! memory instead of sockets, so their rate is bounded by TLS, not by the kernel. A link
+//! under another CA is handshaken in memory with its own CA's static credentials.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,7 @@ use crate::setup::SimFleet;
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Background handshakes in flight at once.
-const WORKERS: usize = 8;
+const WORKERS: usize = 4;
 
 /// Picks recorded for reproducibility checks.
 const SCHEDULE_KEPT: usize = 10_000;
@@ -66,18 +68,48 @@ pub async fn handshake(fleet: &Fleet, sim: &SimFleet, link: &ProbeLink) -> Resul
             let config = sim.client_creds(fleet, l.client).client_config();
             tls_probe(config, fleet.id(l.server), &addr.to_string(), PROBE_TIMEOUT).await
         }
-        ProbeLink::Foreign(c, s, ca) => {
-            let client = sim.foreign.get(&(c.clone(), ca.clone()));
-            let server = sim.foreign.get(&(s.clone(), ca.clone()));
-            match (client, server) {
-                (Some(client), Some(server)) => {
-                    handshake_in_memory(client.client_config(), server.server_config(), s)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-                _ => Err(format!("no credentials for {c} -> {s} under {ca}")),
-            }
+        ProbeLink::Foreign(..) => foreign_handshake(sim, link),
+    }
+}
+
+/// One handshake on `link` through memory, with the live credentials both ends hold
+/// right now (CPU-bound: run it off the async threads).
+pub fn handshake_in_memory_now(
+    fleet: &Fleet,
+    sim: &SimFleet,
+    link: &ProbeLink,
+) -> Result<(), String> {
+    match link {
+        ProbeLink::Rotated(l, _) => {
+            let Some(server) = sim.agents[l.server as usize].as_ref() else {
+                return Err(format!("{} serves nothing", fleet.id(l.server)));
+            };
+            let client = sim.client_creds(fleet, l.client).client_config();
+            handshake_in_memory(
+                client,
+                server.credentials().server_config(),
+                fleet.id(l.server),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
         }
+        ProbeLink::Foreign(..) => foreign_handshake(sim, link),
+    }
+}
+
+fn foreign_handshake(sim: &SimFleet, link: &ProbeLink) -> Result<(), String> {
+    let ProbeLink::Foreign(c, s, ca) = link else {
+        return Err("not a foreign link".into());
+    };
+    let client = sim.foreign.get(&(c.clone(), ca.clone()));
+    let server = sim.foreign.get(&(s.clone(), ca.clone()));
+    match (client, server) {
+        (Some(client), Some(server)) => {
+            handshake_in_memory(client.client_config(), server.server_config(), s)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        _ => Err(format!("no credentials for {c} -> {s} under {ca}")),
     }
 }
 
@@ -121,9 +153,12 @@ pub async fn background(
                 let Some(pick) = rx.lock().await.recv().await else {
                     break;
                 };
-                let link = &links[pick];
-                let result = handshake(&fleet, &sim, link).await;
-                let (client, server, declared) = ends(&fleet, link);
+                let (f, s, l) = (fleet.clone(), sim.clone(), links.clone());
+                let result =
+                    tokio::task::spawn_blocking(move || handshake_in_memory_now(&f, &s, &l[pick]))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("probe task: {e}")));
+                let (client, server, declared) = ends(&fleet, &links[pick]);
                 observer.handshake(Source::Background, client, server, result, declared, None);
             }
         });

@@ -39,6 +39,9 @@ pub enum BenchArgs {
         /// Seconds spent measuring (a).
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Most steps in flight during (b).
+        #[arg(long, default_value_t = 64)]
+        max_concurrency: u32,
     },
     /// Resident memory per idle agent.
     Memory {
@@ -52,9 +55,14 @@ pub enum BenchArgs {
 pub fn run(args: &BenchArgs) -> anyhow::Result<Status> {
     let runtime = tokio::runtime::Runtime::new()?;
     let text = match args {
-        BenchArgs::Handshake { nodes, seconds } => {
+        BenchArgs::Handshake {
+            nodes,
+            seconds,
+            max_concurrency,
+        } => {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let bench = runtime.block_on(handshake_bench(*nodes, *seconds, threads))?;
+            let bench =
+                runtime.block_on(handshake_bench(*nodes, *seconds, threads, *max_concurrency))?;
             let r = &bench.simulated.report;
             format!(
                 "(a) bare in-process mutual handshakes: {:.0}/s ({} in {:.2} s on {} threads)\n\
