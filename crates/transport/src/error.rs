@@ -62,5 +62,5 @@ pub enum TransportError {
 
     /// The reflection service could not be built from the descriptor sets.
     #[error("grpc reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(String),
 }
