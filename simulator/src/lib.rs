@@ -9,9 +9,12 @@
 //! * [`observe`]: what was seen (failures, the step running, coverage);
 //! * [`checks`]: the end state behind `all_new`;
 //! * [`run`]: [`simulate`], tying it together;
+//! * [`chaos`]: fault injection (crashed agents and executor, lost, late, duplicated
+//!   calls, partitions) and the invariants checked after a chaotic run;
 //! * [`handshake_rate`]: the bare-handshake baseline for the speed target.
 
 pub mod bench;
+pub mod chaos;
 pub mod checks;
 pub mod error;
 pub mod handshake_rate;
@@ -22,6 +25,7 @@ pub mod run;
 pub mod services;
 pub mod setup;
 
+pub use chaos::{ChaosReport, ChaosSpec};
 pub use error::SimError;
 pub use options::{Progress, ProgressFn, SimOptions};
 pub use run::{SimOutcome, simulate};

@@ -2,8 +2,8 @@
 //! one failed, and which links were probed after which step (coverage).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rollover_core::report::SimFailure;
 
@@ -30,6 +30,11 @@ struct State {
     probed_after: HashMap<u64, HashSet<(String, String)>>,
 }
 
+/// Decides whether a failed handshake (source, client, server, error) is excused: in
+/// chaos runs, a connection refused because an end was crashed on purpose is not a
+/// handshake failure (a TLS refusal never is excused).
+pub type ExcuseFn = Arc<dyn Fn(Source, &str, &str, &str) -> bool + Send + Sync>;
+
 /// Shared by the event watcher, the background prober and the final checks.
 pub struct Observer {
     state: Mutex<State>,
@@ -48,6 +53,9 @@ pub struct Observer {
     pub final_total: AtomicU64,
     /// Final handshakes that failed.
     pub final_failed: AtomicU64,
+    /// Failed handshakes excused (an end was down on purpose; chaos runs only).
+    pub excused: AtomicU64,
+    excuse: Option<ExcuseFn>,
     steps_total: u64,
     progress: Option<ProgressFn>,
 }
@@ -65,9 +73,17 @@ impl Observer {
             background: AtomicU64::new(0),
             final_total: AtomicU64::new(0),
             final_failed: AtomicU64::new(0),
+            excused: AtomicU64::new(0),
+            excuse: None,
             steps_total,
             progress,
         }
+    }
+
+    /// Excuse the failures `excuse` accepts (counted in [`Observer::excused`] only).
+    pub fn with_excuse(mut self, excuse: ExcuseFn) -> Self {
+        self.excuse = Some(excuse);
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -138,6 +154,12 @@ impl Observer {
         let Err(error) = result else {
             return;
         };
+        if let Some(excuse) = &self.excuse
+            && excuse(source, client, server, &error)
+        {
+            self.excused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.failed.fetch_add(1, Ordering::Relaxed);
         if source == Source::Final {
             self.final_failed.fetch_add(1, Ordering::Relaxed);

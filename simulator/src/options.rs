@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use rollover_core::{Plan, Strategy};
 
+use crate::chaos::ChaosSpec;
+
 /// Progress of a running simulation, for a progress bar or log lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -46,6 +48,8 @@ pub struct SimOptions {
     pub progress: Option<ProgressFn>,
     /// Most failures listed in the report.
     pub max_failures_listed: usize,
+    /// Inject these faults (all drawn from `seed`) and check the chaos invariants.
+    pub chaos: Option<ChaosSpec>,
 }
 
 impl Default for SimOptions {
@@ -60,6 +64,7 @@ impl Default for SimOptions {
             work_dir: None,
             progress: None,
             max_failures_listed: 50,
+            chaos: None,
         }
     }
 }
@@ -74,6 +79,7 @@ impl std::fmt::Debug for SimOptions {
             .field("probe_rate", &self.probe_rate)
             .field("max_concurrency", &self.max_concurrency)
             .field("work_dir", &self.work_dir)
+            .field("chaos", &self.chaos.as_ref().map(ToString::to_string))
             .finish()
     }
 }

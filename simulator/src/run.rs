@@ -12,6 +12,7 @@ use rollover_core::{Document, Fleet, Plan, PlanOrder, Topology, Verdict, lineari
 use rollover_proto::v1;
 use rollover_proto::v1::rotation_event::Event;
 
+use crate::chaos::{CHAOS_DEADLINE, CHAOS_RETRY, Chaos, ChaosConnector, ChaosReport, invariants};
 use crate::checks::{FinalChecks, final_handshakes, new_only};
 use crate::error::SimError;
 use crate::observe::{Observer, Source};
@@ -32,14 +33,21 @@ pub struct SimOutcome {
     pub plan: Plan,
     /// The verifier's verdict on that plan.
     pub verdict: Verdict,
+    /// The executor's id of the rotation.
+    pub rotation_id: String,
     /// The background probe schedule (link indices, first picks), for reproducibility.
     pub probe_schedule: Vec<usize>,
+    /// With `SimOptions::chaos`: the faults injected and the invariants broken.
+    pub chaos: Option<ChaosReport>,
 }
 
 impl SimOutcome {
-    /// Exit status the CLI uses: no undeclared failure and every node on the new key.
+    /// Exit status the CLI uses: no undeclared failure and every node on the new key
+    /// (and, in a chaotic run, no invariant broken).
     pub fn passed(&self) -> bool {
-        self.report.failed_undeclared == 0 && self.report.all_new
+        self.report.failed_undeclared == 0
+            && self.report.all_new
+            && self.chaos.as_ref().is_none_or(|c| c.violations.is_empty())
     }
 }
 
@@ -72,9 +80,64 @@ pub async fn simulate(topology: &Topology, options: SimOptions) -> Result<SimOut
     progress("starting agents");
     let sim = Arc::new(start_fleet(topology, &fleet, &dir).await?);
     progress("starting planner and executor");
-    let services = Services::start(&dir, sim.executor_creds.clone()).await?;
-    let result = rotate(topology, &fleet, &sim, &services, given, &options).await;
+    let chaos = options
+        .chaos
+        .as_ref()
+        .map(|spec| Chaos::new(spec.clone(), options.seed, &sim));
+    let mut services = match &chaos {
+        None => Services::start(&dir, sim.executor_creds.clone()).await?,
+        Some(chaos) => {
+            // The executor's normal connector, behind the fault injector.
+            let normal = Arc::new(rollover_executor::GrpcConnector::tls(
+                sim.executor_creds.clone(),
+            ));
+            let connector = Arc::new(ChaosConnector::new(chaos.clone(), normal));
+            Services::start_with(
+                &dir,
+                sim.executor_creds.clone(),
+                Some(connector),
+                Some(CHAOS_RETRY),
+            )
+            .await?
+        }
+    };
+    let mut result = rotate(
+        topology,
+        &fleet,
+        &sim,
+        &mut services,
+        given,
+        &options,
+        chaos.as_ref(),
+    )
+    .await;
     services.shutdown().await;
+    if let Some(chaos) = &chaos {
+        chaos.settle().await;
+        if let Ok(outcome) = &mut result {
+            // The executor is stopped: its journal on disk must hold everything.
+            let watched = chaos.noted().len() as u64;
+            chaos.record(
+                invariants::check_journal(
+                    &dir.join("executor"),
+                    &outcome.rotation_id,
+                    &outcome.plan,
+                    watched,
+                )
+                .await,
+            );
+            chaos.record(invariants::check_report(&outcome.report));
+            let report = chaos.report();
+            tracing::info!(
+                seed = options.seed,
+                faults = report.faults(),
+                violations = report.violations.len(),
+                "chaos: run checked"
+            );
+            outcome.chaos = Some(report);
+        }
+    }
+    drop(chaos);
     if let Ok(sim) = Arc::try_unwrap(sim) {
         sim.shutdown().await;
     }
@@ -85,11 +148,11 @@ async fn rotate(
     topology: &Topology,
     fleet: &Arc<Fleet>,
     sim: &Arc<SimFleet>,
-    services: &Services,
+    services: &mut Services,
     given: Option<Plan>,
     options: &SimOptions,
+    chaos: Option<&Arc<Chaos>>,
 ) -> Result<SimOutcome, SimError> {
-    let mut client = services.executor.clone();
     // The simulator observes: probes still run after every step and still come before
     // a step's dependents, but a failed one is reported instead of pausing.
     let sequential = given.is_some();
@@ -116,7 +179,12 @@ async fn rotate(
         }),
     };
     let started = Instant::now();
-    let response = client.start_rotation(request).await?.into_inner();
+    let response = services
+        .executor
+        .clone()
+        .start_rotation(request)
+        .await?
+        .into_inner();
     let wire_plan = response
         .plan
         .ok_or_else(|| SimError::Rpc("StartRotation returned no plan".into()))?;
@@ -125,11 +193,15 @@ async fn rotate(
     let verdict = verify(fleet, &plan, &order);
     tracing::info!(rotation = %response.rotation_id, steps = plan.steps.len(), waves = verdict.waves, safe = verdict.safe, "simulated rotation started");
 
-    let observer = Arc::new(Observer::new(
+    let mut observer = Observer::new(
         plan.steps.len() as u64,
         options.max_failures_listed,
         options.progress.clone(),
-    ));
+    );
+    if let Some(chaos) = chaos {
+        observer = observer.with_excuse(chaos.excuse_fn());
+    }
+    let observer = Arc::new(observer);
     let links = Arc::new(probe_links(fleet, sim, &order.disrupted));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let prober = tokio::spawn(background(
@@ -142,11 +214,35 @@ async fn rotate(
         stopped,
     ));
 
-    let watched = tokio::time::timeout(
-        ROTATION_DEADLINE,
-        watch(&mut client, &response.rotation_id, &observer),
-    )
-    .await;
+    let watched = match chaos {
+        None => {
+            tokio::time::timeout(
+                ROTATION_DEADLINE,
+                watch(
+                    &mut services.executor.clone(),
+                    &response.rotation_id,
+                    &observer,
+                ),
+            )
+            .await
+        }
+        Some(chaos) => {
+            let watched = tokio::time::timeout(
+                CHAOS_DEADLINE,
+                crate::chaos::watch::watch(
+                    services,
+                    &response.rotation_id,
+                    &observer,
+                    chaos,
+                    &plan,
+                ),
+            )
+            .await;
+            // Crashed agents come back before the final checks.
+            chaos.settle().await;
+            watched
+        }
+    };
     let rotation_seconds = started.elapsed().as_secs_f64();
     let _ = stop.send(true);
     let probe_schedule = prober.await.unwrap_or_default();
@@ -155,7 +251,9 @@ async fn rotate(
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => return Err(e),
         Err(_) => {
-            let _ = client
+            let _ = services
+                .executor
+                .clone()
                 .abort(v1::AbortRequest {
                     rotation_id: response.rotation_id.clone(),
                     reason: "simulation deadline".into(),
@@ -163,7 +261,12 @@ async fn rotate(
                 .await;
             return Err(SimError::Stuck(format!(
                 "no end after {}s",
-                ROTATION_DEADLINE.as_secs()
+                if chaos.is_some() {
+                    CHAOS_DEADLINE
+                } else {
+                    ROTATION_DEADLINE
+                }
+                .as_secs()
             )));
         }
     };
@@ -171,6 +274,11 @@ async fn rotate(
     observer.report_progress("final checks", plan.steps.len() as u64);
     final_handshakes(fleet, sim, &links, &observer).await;
     let checks = new_only(fleet, sim).await?;
+    if let Some(chaos) = chaos {
+        chaos.set_excused(observer.excused.load(Ordering::Relaxed));
+        chaos.record(invariants::check_agents(sim, &plan));
+        chaos.record(invariants::check_events(&plan, &chaos.noted()));
+    }
     let report = build_report(
         fleet,
         sim,
@@ -188,6 +296,8 @@ async fn rotate(
         plan,
         verdict,
         probe_schedule,
+        rotation_id: response.rotation_id,
+        chaos: None,
     })
 }
 
@@ -205,37 +315,10 @@ async fn watch(
         .await?
         .into_inner();
     while let Some(event) = stream.message().await? {
-        match event.event {
-            Some(Event::StepStarted(e)) if !e.undo => {
-                if let Some(step) = e.step {
-                    observer.step_started(
-                        step.id,
-                        format!(
-                            "{} {} (step {})",
-                            action_name(step.action),
-                            step.node,
-                            step.id
-                        ),
-                    );
-                }
-            }
-            Some(Event::StepDone(e)) if !e.undo => {
-                if let Some(step) = e.step {
-                    observer.step_done(step.id, &step.node);
-                }
-            }
-            Some(Event::ProbeResult(p)) => {
-                let result = if p.ok { Ok(()) } else { Err(p.error.clone()) };
-                observer.handshake(
-                    Source::AfterStep,
-                    &p.client,
-                    &p.server,
-                    result,
-                    p.declared_disruption,
-                    p.after_step_id,
-                );
-            }
-            Some(Event::Paused(p)) => {
+        let Some(event) = event.event else { continue };
+        observe_event(observer, &event);
+        match event {
+            Event::Paused(p) => {
                 // Observe-only rotations pause only on a real problem (an agent refusing
                 // a step): stop and report it rather than wait for an operator.
                 let _ = client
@@ -246,26 +329,65 @@ async fn watch(
                     .await;
                 return Ok(format!("paused: {}", p.reason));
             }
-            Some(Event::Finished(f)) => {
-                let state = v1::RotationState::try_from(f.outcome)
-                    .map(|s| {
-                        s.as_str_name()
-                            .trim_start_matches("ROTATION_STATE_")
-                            .to_lowercase()
-                    })
-                    .unwrap_or_else(|_| "unknown".into());
-                return Ok(if f.message.is_empty() {
-                    state
-                } else {
-                    format!("{state}: {}", f.message)
-                });
-            }
+            Event::Finished(f) => return Ok(finished_outcome(&f)),
             _ => {}
         }
     }
     Err(SimError::Rpc(
         "the event stream ended before the rotation finished".into(),
     ))
+}
+
+/// Tell the observer about a step starting or done, or a probe's result.
+pub(crate) fn observe_event(observer: &Observer, event: &Event) {
+    match event {
+        Event::StepStarted(e) if !e.undo => {
+            if let Some(step) = &e.step {
+                observer.step_started(
+                    step.id,
+                    format!(
+                        "{} {} (step {})",
+                        action_name(step.action),
+                        step.node,
+                        step.id
+                    ),
+                );
+            }
+        }
+        Event::StepDone(e) if !e.undo => {
+            if let Some(step) = &e.step {
+                observer.step_done(step.id, &step.node);
+            }
+        }
+        Event::ProbeResult(p) => {
+            let result = if p.ok { Ok(()) } else { Err(p.error.clone()) };
+            observer.handshake(
+                Source::AfterStep,
+                &p.client,
+                &p.server,
+                result,
+                p.declared_disruption,
+                p.after_step_id,
+            );
+        }
+        _ => {}
+    }
+}
+
+/// The outcome text of a Finished event (`succeeded`, `failed: why`, ...).
+pub(crate) fn finished_outcome(f: &v1::Finished) -> String {
+    let state = v1::RotationState::try_from(f.outcome)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("ROTATION_STATE_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into());
+    if f.message.is_empty() {
+        state
+    } else {
+        format!("{state}: {}", f.message)
+    }
 }
 
 fn action_name(action: i32) -> String {

@@ -3,10 +3,13 @@
 //! agents through their gRPC API with mTLS.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use rollover_executor::{Executor, ExecutorConfig, ServeOptions};
+use rollover_executor::{
+    AgentConnector, Executor, ExecutorConfig, RedbJournal, RetryPolicy, ServeOptions,
+};
 use rollover_pki::LiveCredentials;
 use rollover_proto::v1::executor_client::ExecutorClient;
 use tokio::net::TcpListener;
@@ -24,6 +27,57 @@ pub struct Services {
     pub executor_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The executor's serve task and handle (a chaos run crashes and reopens them).
+    running: Option<(Executor, JoinHandle<()>)>,
+    reopen: Reopen,
+}
+
+/// What opening the executor again takes.
+struct Reopen {
+    dir: PathBuf,
+    planner_addr: SocketAddr,
+    creds: Arc<LiveCredentials>,
+    connector: Option<Arc<dyn AgentConnector>>,
+    retry: Option<RetryPolicy>,
+}
+
+impl Reopen {
+    fn config(&self) -> Result<ExecutorConfig, SimError> {
+        let mut config = ExecutorConfig::new(self.dir.join("executor"))
+            .planner_url(&self.planner_addr.to_string())
+            .map_err(|e| SimError::Setup(e.to_string()))?;
+        config.own_creds = Some(self.creds.clone());
+        config.connector = self.connector.clone();
+        if let Some(retry) = self.retry {
+            config.retry = retry;
+        }
+        Ok(config)
+    }
+}
+
+/// Serve `executor` on a fresh loopback port until `stop`; a client of it.
+async fn serve_executor(
+    executor: Executor,
+    rx: &watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<()>, ExecutorClient<Channel>), SimError> {
+    let listener = loopback().await?;
+    let executor_addr = listener.local_addr()?;
+    let signal = stopped(rx);
+    let task = tokio::spawn(async move {
+        let options = ServeOptions {
+            tls: None,
+            metrics: None,
+        };
+        if let Err(e) = rollover_executor::serve(listener, executor, options, signal).await {
+            tracing::error!(error = %e, "simulated executor failed");
+        }
+    });
+    let channel = rollover_transport::plain_channel(&executor_addr.to_string())
+        .map_err(|e| SimError::Setup(e.to_string()))?;
+    let client = ExecutorClient::new(channel)
+        .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(rollover_executor::MAX_MESSAGE_BYTES);
+    Ok((executor_addr, task, client))
 }
 
 async fn loopback() -> Result<TcpListener, SimError> {
@@ -43,6 +97,17 @@ impl Services {
         dir: &Path,
         executor_creds: Arc<LiveCredentials>,
     ) -> Result<Services, SimError> {
+        Self::start_with(dir, executor_creds, None, None).await
+    }
+
+    /// [`Services::start`] with the executor reaching agents through `connector` (its
+    /// default: mTLS with `executor_creds`) and retrying agent calls by `retry`.
+    pub async fn start_with(
+        dir: &Path,
+        executor_creds: Arc<LiveCredentials>,
+        connector: Option<Arc<dyn AgentConnector>>,
+        retry: Option<RetryPolicy>,
+    ) -> Result<Services, SimError> {
         let (stop, rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -55,39 +120,70 @@ impl Services {
             }
         }));
 
-        let mut config = ExecutorConfig::new(dir.join("executor"))
-            .planner_url(&planner_addr.to_string())
-            .map_err(|e| SimError::Setup(e.to_string()))?;
-        config.own_creds = Some(executor_creds);
-        let executor = Executor::open(config).map_err(|e| SimError::Setup(e.to_string()))?;
-        let listener = loopback().await?;
-        let executor_addr = listener.local_addr()?;
-        let signal = stopped(&rx);
-        tasks.push(tokio::spawn(async move {
-            let options = ServeOptions {
-                tls: None,
-                metrics: None,
-            };
-            if let Err(e) = rollover_executor::serve(listener, executor, options, signal).await {
-                tracing::error!(error = %e, "simulated executor failed");
-            }
-        }));
-        let channel = rollover_transport::plain_channel(&executor_addr.to_string())
-            .map_err(|e| SimError::Setup(e.to_string()))?;
-        let executor = ExecutorClient::new(channel)
-            .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(rollover_executor::MAX_MESSAGE_BYTES);
+        let reopen = Reopen {
+            dir: dir.to_path_buf(),
+            planner_addr,
+            creds: executor_creds,
+            connector,
+            retry,
+        };
+        let executor =
+            Executor::open(reopen.config()?).map_err(|e| SimError::Setup(e.to_string()))?;
+        let (executor_addr, task, client) = serve_executor(executor.clone(), &rx).await?;
         Ok(Services {
-            executor,
+            executor: client,
             executor_addr,
             stop,
             tasks,
+            running: Some((executor, task)),
+            reopen,
         })
+    }
+
+    /// Crash the executor (its serve task aborted, its runners stopped: whatever was
+    /// in flight is cut off), then open it again on the same state directory, which
+    /// resumes unfinished rotations from the journal, and serve it on a new port.
+    pub async fn restart_executor(&mut self) -> Result<(), SimError> {
+        if let Some((executor, task)) = self.running.take() {
+            task.abort();
+            executor.shutdown();
+            drop(executor);
+            let _ = task.await;
+        }
+        // The old incarnation lets go of the journal as its tasks are dropped.
+        let dir = self.reopen.dir.join("executor");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let journal = loop {
+            let path = dir.clone();
+            let opened = tokio::task::spawn_blocking(move || RedbJournal::open(&path))
+                .await
+                .map_err(|e| SimError::Setup(e.to_string()))?;
+            match opened {
+                Ok(journal) => break journal,
+                Err(e) if e.0.contains("already open") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(SimError::Setup(format!("reopening the journal: {e}"))),
+            }
+        };
+        let mut config = self.reopen.config()?;
+        config.journal = Some(Arc::new(journal));
+        let executor = Executor::open(config).map_err(|e| SimError::Setup(e.to_string()))?;
+        let rx = self.stop.subscribe();
+        let (executor_addr, task, client) = serve_executor(executor.clone(), &rx).await?;
+        self.executor = client;
+        self.executor_addr = executor_addr;
+        self.running = Some((executor, task));
+        Ok(())
     }
 
     /// Stop both services and wait for them.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        if let Some((executor, task)) = self.running {
+            drop(executor);
+            let _ = task.await;
+        }
         for task in self.tasks {
             let _ = task.await;
         }

@@ -5,14 +5,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rollover_agent::{
     Agent, AgentConfig, AgentHandle, ControlCreds, bootstrap, single_root_credentials,
 };
-use rollover_core::{EXECUTOR_ID, Fleet, Topology};
+use rollover_core::{EXECUTOR_ID, Fleet, Mode, Topology};
 use rollover_pki::{KeyAlg, LiveCredentials, RootCa, Validity};
+use rollover_proto::v1;
 
 use crate::error::SimError;
 use crate::handshake_rate::endpoint;
@@ -25,7 +28,7 @@ pub struct SimFleet {
     /// The rotated CA's root before the rotation.
     pub old_root: Arc<RootCa>,
     /// Agents by target node index (`None` for `@executor`).
-    pub agents: Vec<Option<AgentHandle>>,
+    pub agents: Vec<Option<AgentSlot>>,
     /// The executor's own control-channel credentials (`@executor`).
     pub executor_creds: Arc<LiveCredentials>,
     /// Credentials of nodes on links under other CAs: (node, CA) -> credentials.
@@ -83,6 +86,152 @@ impl SimFleet {
     }
 }
 
+/// One node's agent across its incarnations: the running one, if any, and what it
+/// takes to start it again on the same state directory and the same ports (chaos
+/// runs crash and restart agents; otherwise there is one incarnation).
+pub struct AgentSlot {
+    id: String,
+    mode: Mode,
+    state_dir: PathBuf,
+    data_addr: SocketAddr,
+    control_addr: SocketAddr,
+    control: ControlCreds,
+    running: Mutex<Option<AgentHandle>>,
+    /// The live credentials of the latest incarnation (kept while it is down).
+    creds: Mutex<Arc<LiveCredentials>>,
+    incarnations: AtomicU32,
+}
+
+/// How long a restarting agent retries binding its old ports.
+const REBIND_DEADLINE: Duration = Duration::from_secs(10);
+
+impl AgentSlot {
+    fn new(handle: AgentHandle, state_dir: PathBuf, control: ControlCreds) -> Self {
+        AgentSlot {
+            id: handle.id().to_string(),
+            mode: handle.mode(),
+            state_dir,
+            data_addr: handle.data_addr(),
+            control_addr: handle.control_addr(),
+            control,
+            creds: Mutex::new(handle.credentials()),
+            running: Mutex::new(Some(handle)),
+            incarnations: AtomicU32::new(1),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Option<AgentHandle>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The node's mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The agent's state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Where the data-plane server listens (the same in every incarnation).
+    pub fn data_addr(&self) -> SocketAddr {
+        self.data_addr
+    }
+
+    /// Where the Agent gRPC server listens (the same in every incarnation).
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
+    /// The live credentials of the latest incarnation.
+    pub fn credentials(&self) -> Arc<LiveCredentials> {
+        self.creds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The node's state as GetState answers it (default while the agent is down).
+    pub fn state(&self) -> v1::AgentState {
+        self.running()
+            .as_ref()
+            .map(AgentHandle::state)
+            .unwrap_or_default()
+    }
+
+    /// Steps applied since the node's state began (persisted in its state directory,
+    /// so it carries over restarts); `None` while the agent is down.
+    pub fn applied_count(&self) -> Option<u64> {
+        self.running().as_ref().map(AgentHandle::applied_count)
+    }
+
+    /// Whether an incarnation is running.
+    pub fn is_up(&self) -> bool {
+        self.running().is_some()
+    }
+
+    /// Incarnations started so far.
+    pub fn incarnations(&self) -> u32 {
+        self.incarnations.load(Ordering::Relaxed)
+    }
+
+    /// Kill the running incarnation at once (its tasks are aborted, as in a crash);
+    /// false if it was not running.
+    pub fn crash(&self) -> bool {
+        let handle = self.running().take();
+        handle.is_some()
+    }
+
+    /// Start a new incarnation on the same state directory and the same ports
+    /// (retrying briefly while the old sockets are let go).
+    pub async fn restart(&self) -> Result<(), SimError> {
+        let deadline = Instant::now() + REBIND_DEADLINE;
+        loop {
+            let started = Agent::start(AgentConfig {
+                id: self.id.clone(),
+                mode: self.mode,
+                state_dir: self.state_dir.clone(),
+                data_listen: self.data_addr,
+                control_listen: self.control_addr,
+                control: self.control.clone(),
+            })
+            .await;
+            match started {
+                Ok(handle) => {
+                    *self.creds.lock().unwrap_or_else(|p| p.into_inner()) = handle.credentials();
+                    let old = self.running().replace(handle);
+                    drop(old);
+                    self.incarnations.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(rollover_agent::AgentError::Bind { source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    return Err(SimError::Setup(format!(
+                        "restarting the agent of `{}`: {e}",
+                        self.id
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Stop the running incarnation gracefully.
+    pub async fn shutdown(self) {
+        let handle = self.running.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = handle {
+            handle.shutdown().await;
+        }
+    }
+}
+
 /// Bootstrap and start one agent per target node under `dir`.
 pub async fn start_fleet(
     topology: &Topology,
@@ -110,7 +259,7 @@ pub async fn start_fleet(
     .map_err(|e| SimError::Setup(e.to_string()))?;
     let executor_creds = LiveCredentials::new(executor_set)?;
 
-    let mut agents: Vec<Option<AgentHandle>> = Vec::with_capacity(fleet.len());
+    let mut agents: Vec<Option<AgentSlot>> = Vec::with_capacity(fleet.len());
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let ids: Vec<(u32, String)> = fleet
         .ids
@@ -146,16 +295,17 @@ pub async fn start_fleet(
                     })
                     .await
                     .map_err(|e| SimError::Setup(e.to_string()))??;
-                Agent::start(AgentConfig {
+                let handle = Agent::start(AgentConfig {
                     id,
                     mode,
-                    state_dir,
+                    state_dir: state_dir.clone(),
                     data_listen: loopback,
                     control_listen: loopback,
-                    control: control_creds,
+                    control: control_creds.clone(),
                 })
                 .await
-                .map_err(|e| SimError::Setup(e.to_string()))
+                .map_err(|e| SimError::Setup(e.to_string()))?;
+                Ok::<_, SimError>(AgentSlot::new(handle, state_dir, control_creds))
             })));
         }
         for task in starting {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::ValueEnum;
 use rollover_core::{Plan, Strategy, Topology};
-use rollover_simulator::{Progress, SimOptions, SimOutcome, simulate};
+use rollover_simulator::{ChaosReport, ChaosSpec, Progress, SimOptions, SimOutcome, simulate};
 
 use crate::status::Status;
 use crate::{input, output};
@@ -28,8 +28,20 @@ With --plan the given plan is run as is, even an unsafe one (the negative contro
 as the one interleaving --seed picks; the report names every failed link, the step
 that was running and the TLS error.
 
-Exit status: 0 when no undeclared link failed and every node ends on the new key only,
-1 otherwise, 2 on bad input.";
+With --chaos SPEC faults are injected, all drawn from --seed: `agent-crash=p` (after
+a step, kill the agent and restart it on its state directory and ports), `strand=p`
+(before a step, take the agent down past the executor's retries: the rotation pauses
+naming it and is resumed once it is back), `executor-crash=N` (kill the executor N
+times and reopen it on its journal), `drop=p` (lose a control call, before or after the
+agent acted), `delay=D` (hold every call back up to D), `partition=p` (cut the executor
+off from an agent for a while), `duplicate=p` (send a call twice). After the run the
+invariants are checked: no undeclared handshake failure, every step applied exactly
+once per node, no journal entry lost, every node on the new key, no private key in
+any call. --seeds N runs N seeded runs (--seed, --seed + 1, ...) and prints the counts
+(runs, faults by kind, violations).
+
+Exit status: 0 when no undeclared link failed and every node ends on the new key only
+(and, with --chaos, no invariant was broken), 1 otherwise, 2 on bad input.";
 
 /// Examples shown after the help.
 pub const EXAMPLES: &str = "\
@@ -37,7 +49,9 @@ Examples:
   rollover simulate examples/plant-300.yaml
   rollover simulate examples/mixed.yaml --report mixed.sim.json --seed 7
   rollover plan examples/mixed.yaml --strategy naive -f json -o naive.json
-  rollover simulate examples/mixed.yaml --plan naive.json";
+  rollover simulate examples/mixed.yaml --plan naive.json
+  rollover simulate examples/mixed.yaml --chaos agent-crash=0.05,executor-crash=3,drop=0.02,delay=50ms,partition=0.01,duplicate=0.02 --seed 7
+  rollover simulate examples/mesh.yaml --chaos agent-crash=0.1,strand=0.02,drop=0.05 --seeds 20";
 
 /// Arguments of `rollover simulate`.
 #[derive(Debug, clap::Args)]
@@ -66,9 +80,24 @@ pub struct SimulateArgs {
     /// Most steps in flight at once.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_concurrency: u32,
-    /// Print the report as JSON on standard output instead of the summary.
+    /// Print the report as JSON on standard output instead of the summary (with
+    /// --chaos: the chaos counts of all runs).
     #[arg(long)]
     pub json: bool,
+    /// Inject faults, e.g.
+    /// `agent-crash=0.05,executor-crash=3,drop=0.02,delay=50ms,partition=0.01,duplicate=0.02`
+    /// (kinds: agent-crash, strand, executor-crash, drop, delay, partition, duplicate).
+    #[arg(long, value_name = "SPEC", value_parser = parse_chaos)]
+    pub chaos: Option<ChaosSpec>,
+    /// With --chaos: run N seeded runs, from --seed on.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "chaos",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub seeds: u64,
+}
+
+fn parse_chaos(text: &str) -> Result<ChaosSpec, String> {
+    text.parse()
+        .map_err(|e: rollover_simulator::chaos::ChaosSpecError| e.to_string())
 }
 
 /// `--strategy` of `simulate`.
@@ -91,31 +120,17 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<Status> {
         }
         None => None,
     };
+    if args.chaos.is_some() {
+        return run_chaos(args, &topology, plan);
+    }
     let bar = progress_bar();
-    let options = SimOptions {
-        plan,
-        strategy: match args.strategy {
-            SimStrategy::Waves => Strategy::Waves,
-            SimStrategy::Claim => Strategy::Claim,
-        },
-        start: args.start.clone(),
-        seed: args.seed,
-        probe_rate: args.probe_rate,
-        max_concurrency: args.max_concurrency,
-        progress: bar.clone().map(|bar| {
-            Arc::new(move |p: &Progress| update(&bar, p)) as rollover_simulator::ProgressFn
-        }),
-        ..SimOptions::default()
-    };
+    let options = options(args, plan, args.seed, bar.as_ref());
     let runtime = tokio::runtime::Runtime::new()?;
     let outcome = runtime.block_on(simulate(&topology, options))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&outcome.report)? + "\n")
-            .map_err(|e| anyhow::anyhow!("{path}: cannot write the report: {e}"))?;
-    }
+    write_report(args, &outcome)?;
     let text = if args.json {
         serde_json::to_string_pretty(&outcome.report)? + "\n"
     } else {
@@ -123,6 +138,109 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<Status> {
     };
     output::write(None, &text)?;
     Ok(if outcome.passed() {
+        Status::Success
+    } else {
+        Status::Failure
+    })
+}
+
+fn options(
+    args: &SimulateArgs,
+    plan: Option<Plan>,
+    seed: u64,
+    bar: Option<&indicatif::ProgressBar>,
+) -> SimOptions {
+    SimOptions {
+        plan,
+        strategy: match args.strategy {
+            SimStrategy::Waves => Strategy::Waves,
+            SimStrategy::Claim => Strategy::Claim,
+        },
+        start: args.start.clone(),
+        seed,
+        probe_rate: args.probe_rate,
+        max_concurrency: args.max_concurrency,
+        progress: bar.cloned().map(|bar| {
+            Arc::new(move |p: &Progress| update(&bar, p)) as rollover_simulator::ProgressFn
+        }),
+        chaos: args.chaos.clone(),
+        ..SimOptions::default()
+    }
+}
+
+fn write_report(args: &SimulateArgs, outcome: &SimOutcome) -> anyhow::Result<()> {
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&outcome.report)? + "\n")
+            .map_err(|e| anyhow::anyhow!("{path}: cannot write the report: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `--chaos`: one or `--seeds` seeded chaotic runs; a line per run, then the counts.
+fn run_chaos(
+    args: &SimulateArgs,
+    topology: &Topology,
+    plan: Option<Plan>,
+) -> anyhow::Result<Status> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut total = ChaosReport::default();
+    let mut failed = 0u64;
+    let mut text = String::new();
+    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+        let bar = progress_bar();
+        let options = options(args, plan.clone(), seed, bar.as_ref());
+        let result = runtime.block_on(simulate(topology, options));
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let line = match result {
+            Ok(outcome) => {
+                write_report(args, &outcome)?;
+                let chaos = outcome.chaos.clone().unwrap_or_default();
+                if args.seeds == 1 && !args.json {
+                    text.push_str(&summary(&outcome));
+                }
+                failed += u64::from(!outcome.passed());
+                let line = format!(
+                    "seed {seed}: {}, {} faults, {} violations, {} handshakes ({} failed on undeclared links), {:.2} s\n",
+                    if outcome.passed() { "PASS" } else { "FAIL" },
+                    chaos.faults(),
+                    chaos.violations.len(),
+                    outcome.report.handshakes_total,
+                    outcome.report.failed_undeclared,
+                    outcome.report.rotation_seconds
+                );
+                total.merge(&chaos);
+                line
+            }
+            Err(e) => {
+                failed += 1;
+                total.merge(&ChaosReport {
+                    runs: 1,
+                    violations: vec![format!("seed {seed}: the simulation did not finish: {e}")],
+                    ..ChaosReport::default()
+                });
+                format!("seed {seed}: FAIL, the simulation did not finish: {e}\n")
+            }
+        };
+        if !args.json {
+            // One line per run as it ends, so a long series shows progress.
+            output::write(None, &line)?;
+        }
+    }
+    if args.json {
+        text = serde_json::to_string_pretty(&total)? + "\n";
+    } else {
+        text.push_str(&total.summary());
+        text.push_str(&format!(
+            "{}: {} of {} runs passed\n",
+            if failed == 0 { "PASS" } else { "FAIL" },
+            total.runs - failed,
+            total.runs
+        ));
+    }
+    output::write(None, &text)?;
+    Ok(if failed == 0 && total.violations.is_empty() {
         Status::Success
     } else {
         Status::Failure

@@ -1,0 +1,153 @@
+//! Following a chaotic rotation: the executor is killed at seeded moments (counted in
+//! step events) and opened again on its journal, and the watcher reconnects to the new
+//! address from the last sequence it saw plus one; a pause caused by a stranded or
+//! cut-off node is resumed once the node is reachable again; any other pause is a
+//! violation (and the rotation is aborted).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rollover_core::Plan;
+use rollover_proto::v1;
+use rollover_proto::v1::rotation_event::Event;
+
+use super::invariants::Noted;
+use super::{Chaos, FaultKind, RESUME_DEADLINE};
+use crate::error::SimError;
+use crate::observe::Observer;
+use crate::run::observe_event;
+use crate::services::Services;
+
+/// Reconnections tolerated that no crash of ours explains.
+const RECONNECTS: u32 = 5;
+
+/// The step events (started or done) after which the executor is killed: `n` seeded
+/// counts within the rotation's first `2 * steps - 1` step events.
+pub fn crash_points(chaos: &Chaos, steps: usize) -> Vec<u64> {
+    let mut rng = chaos.draw("executor-crash");
+    let span = (2 * steps as u64).saturating_sub(1).max(1);
+    let mut points: Vec<u64> = (0..chaos.spec.executor_crash)
+        .map(|_| 1 + rng.below(span))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    points
+}
+
+/// Follow the rotation to its end through crashes; returns its outcome.
+pub async fn watch(
+    services: &mut Services,
+    rotation_id: &str,
+    observer: &Observer,
+    chaos: &Arc<Chaos>,
+    plan: &Plan,
+) -> Result<String, SimError> {
+    let mut points = crash_points(chaos, plan.steps.len()).into_iter().peekable();
+    let mut last_seq = 0u64;
+    let mut step_events = 0u64;
+    let mut unexplained = 0u32;
+    'connect: loop {
+        let opened = services
+            .executor
+            .clone()
+            .watch_rotation(v1::WatchRotationRequest {
+                rotation_id: rotation_id.to_string(),
+                from_sequence: last_seq + 1,
+            })
+            .await;
+        let mut stream = match opened {
+            Ok(s) => s.into_inner(),
+            Err(e) if unexplained < RECONNECTS => {
+                unexplained += 1;
+                tracing::warn!(error = %e, "chaos: cannot watch the rotation; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        loop {
+            let event = match stream.message().await {
+                Ok(Some(event)) => event,
+                Ok(None) | Err(_) if unexplained < RECONNECTS => {
+                    unexplained += 1;
+                    tracing::warn!("chaos: the event stream broke; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue 'connect;
+                }
+                Ok(None) => {
+                    return Err(SimError::Rpc(
+                        "the event stream ended before the rotation finished".into(),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            chaos.note(Noted::of(&event));
+            last_seq = last_seq.max(event.sequence);
+            let Some(kind) = event.event.as_ref() else {
+                continue;
+            };
+            observe_event(observer, kind);
+            match kind {
+                Event::StepStarted(_) | Event::StepDone(_) => {
+                    step_events += 1;
+                    if points.next_if(|&p| p <= step_events).is_some() {
+                        // Whatever the executor has in flight is cut off; nothing of
+                        // the old incarnation may be held across the restart.
+                        drop(stream);
+                        chaos.fault(
+                            FaultKind::ExecutorCrash,
+                            "@executor",
+                            &format!("after step event {step_events} (sequence {last_seq})"),
+                        );
+                        services.restart_executor().await?;
+                        chaos.executor_restarted();
+                        tracing::info!(seed = chaos.seed, addr = %services.executor_addr, from = last_seq + 1, "chaos: executor reopened; watching again");
+                        continue 'connect;
+                    }
+                }
+                Event::Paused(p) => {
+                    let nodes = chaos.stranded_in(&p.reason);
+                    if nodes.is_empty() {
+                        chaos.violation(format!(
+                            "the rotation paused for a reason no injected fault explains: {}",
+                            p.reason
+                        ));
+                        return abort(services, rotation_id, &p.reason).await;
+                    }
+                    tracing::info!(?nodes, reason = %p.reason, seed = chaos.seed, "chaos: rotation paused on a stranded node; waiting for it");
+                    if !chaos.wait_reachable(&nodes, RESUME_DEADLINE).await {
+                        chaos.violation(format!(
+                            "{nodes:?} did not come back within {}s of the pause: {}",
+                            RESUME_DEADLINE.as_secs(),
+                            p.reason
+                        ));
+                        return abort(services, rotation_id, &p.reason).await;
+                    }
+                    services
+                        .executor
+                        .clone()
+                        .resume(v1::ResumeRequest {
+                            rotation_id: rotation_id.to_string(),
+                        })
+                        .await?;
+                    chaos.resumed();
+                    tracing::info!(?nodes, seed = chaos.seed, "chaos: resumed");
+                }
+                Event::Finished(f) => return Ok(crate::run::finished_outcome(f)),
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn abort(services: &Services, rotation_id: &str, reason: &str) -> Result<String, SimError> {
+    let _ = services
+        .executor
+        .clone()
+        .abort(v1::AbortRequest {
+            rotation_id: rotation_id.to_string(),
+            reason: format!("simulation stops on pause: {reason}"),
+        })
+        .await;
+    Ok(format!("paused: {reason}"))
+}
