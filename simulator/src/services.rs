@@ -150,6 +150,12 @@ impl Services {
             drop(executor);
             let _ = task.await;
         }
+        // Let go of our connection to it too (a lazy channel to the dead address
+        // stands in until the new one listens): nothing may keep the old incarnation,
+        // and with it the journal, alive.
+        let dead = rollover_transport::plain_channel(&self.executor_addr.to_string())
+            .map_err(|e| SimError::Setup(e.to_string()))?;
+        self.executor = ExecutorClient::new(dead);
         // The old incarnation lets go of the journal as its tasks are dropped.
         let dir = self.reopen.dir.join("executor");
         let deadline = Instant::now() + Duration::from_secs(20);

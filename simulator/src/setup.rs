@@ -99,6 +99,8 @@ pub struct AgentSlot {
     running: Mutex<Option<AgentHandle>>,
     /// The live credentials of the latest incarnation (kept while it is down).
     creds: Mutex<Arc<LiveCredentials>>,
+    /// Sockets keeping the ports bound (not listening) while the agent is down.
+    holds: Mutex<Vec<tokio::net::TcpSocket>>,
     incarnations: AtomicU32,
 }
 
@@ -116,6 +118,7 @@ impl AgentSlot {
             control,
             creds: Mutex::new(handle.credentials()),
             running: Mutex::new(Some(handle)),
+            holds: Mutex::default(),
             incarnations: AtomicU32::new(1),
         }
     }
@@ -185,9 +188,53 @@ impl AgentSlot {
         handle.is_some()
     }
 
+    /// While the agent is down, keep its two ports bound without listening, so that
+    /// connections to them are refused and no outgoing connection is given one of
+    /// them as its local port (which would keep the agent from binding it again).
+    /// Waits (briefly) for the crashed incarnation's listeners to close.
+    pub async fn hold_ports(&self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for addr in [self.data_addr, self.control_addr] {
+            loop {
+                let held = (|| {
+                    let socket = match addr {
+                        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                    };
+                    socket.set_reuseaddr(true)?;
+                    socket.bind(addr)?;
+                    Ok::<_, std::io::Error>(socket)
+                })();
+                match held {
+                    Ok(socket) => {
+                        self.holds
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(socket);
+                        break;
+                    }
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %self.id, %addr, error = %e, "cannot hold the port of a crashed agent");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     /// Start a new incarnation on the same state directory and the same ports
-    /// (retrying briefly while the old sockets are let go).
+    /// (retrying briefly while the old sockets are let go); the held ports are let go
+    /// once it listens.
     pub async fn restart(&self) -> Result<(), SimError> {
+        let result = self.start_again().await;
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        result
+    }
+
+    async fn start_again(&self) -> Result<(), SimError> {
         let deadline = Instant::now() + REBIND_DEADLINE;
         loop {
             let started = Agent::start(AgentConfig {

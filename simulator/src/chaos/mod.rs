@@ -526,7 +526,15 @@ impl Chaos {
         );
         let (this, node) = (self.clone(), node.to_string());
         let task = tokio::spawn(async move {
-            tokio::time::sleep(down).await;
+            let started = Instant::now();
+            let Some(slot_of) = this.sim.upgrade() else {
+                return;
+            };
+            if let Some(slot) = slot_of.agents[ix].as_ref() {
+                slot.hold_ports().await;
+            }
+            drop(slot_of);
+            tokio::time::sleep(down.saturating_sub(started.elapsed())).await;
             let Some(sim) = this.sim.upgrade() else {
                 return;
             };
