@@ -8,7 +8,7 @@
 use crate::state::Mode;
 use crate::topology::{Control, LinkSpec, NodeSpec, Topology};
 
-/// A reproducible pseudo-random sequence (PCG-style LCG, upper bits).
+/// A reproducible pseudo-random sequence (64-bit LCG, upper 32 bits).
 #[derive(Debug, Clone)]
 pub struct Lcg(u64);
 
@@ -26,7 +26,7 @@ impl Lcg {
             .0
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
+        (self.0 >> 32) as u32
     }
 
     /// A number in `0..bound` (bound > 0).
@@ -107,5 +107,25 @@ pub fn layered_fleet(shape: &FleetShape) -> Topology {
         control: shape.control.then(|| Control {
             ca: "synthetic-root".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lcg;
+
+    #[test]
+    fn draws_cover_the_whole_range_and_chances_hold() {
+        let mut rng = Lcg::new(9);
+        let draws: Vec<u32> = (0..10_000).map(|_| rng.below(10)).collect();
+        for k in 0..10 {
+            let n = draws.iter().filter(|&&d| d == k).count();
+            assert!((800..1200).contains(&n), "{k} drawn {n} times of 10,000");
+        }
+        let hits = (0..10_000).filter(|_| rng.chance(0.3)).count();
+        assert!(
+            (2_700..3_300).contains(&hits),
+            "chance(0.3) hit {hits} of 10,000"
+        );
     }
 }
