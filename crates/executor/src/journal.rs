@@ -308,6 +308,21 @@ impl RedbJournal {
             let _ = std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700));
         }
         let path = state_dir.join("executor.redb");
+        // The journal holds the new roots' private keys: owner-only, made so before
+        // redb writes anything to it (redb creates files with the umask's mode).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|_| {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                })
+                .map_err(|e| JournalError(format!("cannot create {}: {e}", path.display())))?;
+        }
         let db = Database::create(&path)
             .map_err(|e| JournalError(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(je)?;

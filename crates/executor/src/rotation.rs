@@ -617,7 +617,65 @@ impl Rotation {
         mut rx: mpsc::UnboundedReceiver<Msg>,
     ) {
         tracing::info!(steps = self.plan.steps.len(), "rotation running");
-        if let Err(reason) = self.prepare().await {
+        // The preparation may wait long on unreachable agents: control calls are
+        // answered meanwhile, not after it.
+        let prepared = {
+            let prepare = self.prepare();
+            tokio::pin!(prepare);
+            let mut recorded_pause = self.snapshot().meta.paused_reason;
+            loop {
+                let (control, reply) = tokio::select! {
+                    result = &mut prepare => break result,
+                    Some(Msg::Control(control, reply)) = rx.recv() => (control, reply),
+                };
+                let rolling_back = self.snapshot().meta.rolling_back;
+                let recorded = match control {
+                    Control::Pause(reason) => {
+                        let reason = if reason.is_empty() {
+                            "paused by request".to_string()
+                        } else {
+                            reason
+                        };
+                        self.sync_pause(Some(reason), rolling_back, &mut recorded_pause)
+                            .await
+                    }
+                    Control::Resume => {
+                        self.sync_pause(None, rolling_back, &mut recorded_pause)
+                            .await
+                    }
+                    Control::Abort(reason) => {
+                        let reason = if reason.is_empty() {
+                            "aborted by request".to_string()
+                        } else {
+                            format!("aborted: {reason}")
+                        };
+                        self.finish(State::Aborted, reason).await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Control::Rollback(reason) => {
+                        let begun = self.begin_rollback(&reason).await;
+                        let untouched = self
+                            .recorded()
+                            .is_ok_and(|(fwd, _)| fwd.iter().all(|r| *r == Recorded::NotStarted));
+                        if begun.is_ok() && untouched {
+                            // No step was ever sent: nothing to undo, no agent to wait for.
+                            self.finish(State::RolledBack, "no step had started".into())
+                                .await;
+                            let _ = reply.send(());
+                            return;
+                        }
+                        recorded_pause = None;
+                        begun
+                    }
+                };
+                if let Err(e) = recorded {
+                    tracing::error!(error = %e, "cannot record a control call");
+                }
+                let _ = reply.send(());
+            }
+        };
+        if let Err(reason) = prepared {
             tracing::warn!(%reason, "rotation cannot start");
             self.finish(State::Failed, reason).await;
             return;
@@ -745,13 +803,15 @@ impl Rotation {
                         }
                         Control::Abort(reason) => {
                             tasks.abort_all();
-                            let _ = reply.send(());
                             let reason = if reason.is_empty() {
                                 "aborted by request".to_string()
                             } else {
                                 format!("aborted: {reason}")
                             };
-                            return self.finish(State::Aborted, reason).await;
+                            // Answer once ABORTED is recorded, so the answer says so.
+                            self.finish(State::Aborted, reason).await;
+                            let _ = reply.send(());
+                            return;
                         }
                         Control::Rollback(reason) => {
                             if !sched.rolling_back() {
@@ -1316,7 +1376,8 @@ impl Rotation {
             }),
             _ => None,
         };
-        if meta.state == State::Pending {
+        // Fresh: a control call may have changed it during the preparation.
+        if self.snapshot().meta.state == State::Pending {
             ops.push(self.meta_op(|m| m.state = State::Running));
         }
         if !ops.is_empty() {

@@ -378,10 +378,26 @@ impl Executor {
             if !replay(&mut next, u64::MAX).await {
                 return;
             }
+            // Asked for events past the Finished event: none will come.
+            let last = journal.last_sequence(&id).unwrap_or(0);
+            if last > 0 && last < next {
+                let finished = journal.events(&id, last, 1).ok().and_then(|batch| {
+                    let (_, data) = batch.into_iter().next()?;
+                    <v1::RotationEvent as prost::Message>::decode(data.as_slice()).ok()
+                });
+                if finished.is_some_and(|e| matches!(e.event, Some(Event::Finished(_)))) {
+                    return;
+                }
+            }
             loop {
                 match live.recv().await {
                     Ok(event) => {
                         if event.sequence < next {
+                            // Sent already, or before `from_sequence`; a Finished
+                            // event still ends the stream.
+                            if matches!(event.event, Some(Event::Finished(_))) {
+                                return;
+                            }
                             continue;
                         }
                         if event.sequence > next && !replay(&mut next, event.sequence - 1).await {
