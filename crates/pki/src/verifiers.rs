@@ -21,6 +21,37 @@ fn no_roots() -> Error {
     Error::InvalidCertificate(CertificateError::UnknownIssuer)
 }
 
+/// Handshake-signature checks with a set's crypto provider, shared by both verifiers.
+struct Signatures<'a>(&'a rustls::crypto::WebPkiSupportedAlgorithms);
+
+fn signatures(compiled: &Compiled) -> Signatures<'_> {
+    Signatures(&compiled.provider.signature_verification_algorithms)
+}
+
+impl Signatures<'_> {
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, self.0)
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, self.0)
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
 /// Verifies client certificates against its set's `server_roots` (`t_srv`).
 pub(crate) struct LiveClientVerifier(pub(crate) Arc<Compiled>);
 
@@ -51,12 +82,7 @@ impl ClientCertVerifier for LiveClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.provider.signature_verification_algorithms,
-        )
+        signatures(&self.0).tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -65,19 +91,11 @@ impl ClientCertVerifier for LiveClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.provider.signature_verification_algorithms,
-        )
+        signatures(&self.0).tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        signatures(&self.0).schemes()
     }
 }
 
@@ -111,12 +129,7 @@ impl ServerCertVerifier for LiveServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.provider.signature_verification_algorithms,
-        )
+        signatures(&self.0).tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -125,19 +138,11 @@ impl ServerCertVerifier for LiveServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.provider.signature_verification_algorithms,
-        )
+        signatures(&self.0).tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        signatures(&self.0).schemes()
     }
 }
 
