@@ -18,6 +18,8 @@ handshakes per second during a rotation of a generated fleet (loopback TCP, real
 agents, planner and executor running alongside), and prints both and their ratio
 (target: b >= 70% of a).
 
+`scale` simulates a rotation of a generated fleet (default 1,000 nodes, ~5,000 links).
+
 `memory` starts N idle agents and prints the resident memory each one costs
 (target: under 200 KB).";
 
@@ -26,6 +28,7 @@ pub const EXAMPLES: &str = "\
 Examples:
   rollover bench handshake
   rollover bench handshake --nodes 1000 --seconds 5
+  rollover bench scale --nodes 1000 --fan-out 5
   rollover bench memory --agents 1000";
 
 /// What to measure.
@@ -42,6 +45,19 @@ pub enum BenchArgs {
         /// Most steps in flight during (b).
         #[arg(long, default_value_t = 64)]
         max_concurrency: u32,
+    },
+    /// Simulate a rotation of a generated layered fleet (fan-out links per node, 30%
+    /// atomic, control channel in the rotated CA) and print the summary.
+    Scale {
+        /// Nodes of the generated fleet.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Servers per client.
+        #[arg(long, default_value_t = 5)]
+        fan_out: usize,
+        /// Background handshakes per second while steps run.
+        #[arg(long, default_value_t = 200)]
+        probe_rate: u32,
     },
     /// Resident memory per idle agent.
     Memory {
@@ -80,6 +96,30 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Status> {
                 r.steps,
                 r.failed_undeclared,
                 bench.ratio() * 100.0
+            )
+        }
+        BenchArgs::Scale {
+            nodes,
+            fan_out,
+            probe_rate,
+        } => {
+            let topology = rollover_core::synth::layered_fleet(&rollover_core::synth::FleetShape {
+                nodes: *nodes,
+                fan_out: *fan_out,
+                atomic_share: 0.3,
+                control: true,
+                seed: 5,
+            });
+            let options = rollover_simulator::SimOptions {
+                probe_rate: *probe_rate,
+                ..Default::default()
+            };
+            let started = std::time::Instant::now();
+            let outcome = runtime.block_on(rollover_simulator::simulate(&topology, options))?;
+            format!(
+                "{}whole run (setup, rotation, final checks): {:.1} s\n",
+                super::simulate::summary(&outcome),
+                started.elapsed().as_secs_f64()
             )
         }
         BenchArgs::Memory { agents } => {
