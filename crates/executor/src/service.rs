@@ -175,7 +175,7 @@ impl Executor {
         if options.observe_only && !verdict.safe {
             tracing::warn!("running an unsafe plan in observe-only mode (simulation)");
         }
-        if !given && !verdict.safe {
+        if !given && !verdict.safe && !options.observe_only {
             tracing::error!("the planner's plan is unsafe; starting paused");
         }
         let now = now_ms();
