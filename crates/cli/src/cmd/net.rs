@@ -269,18 +269,24 @@ pub fn call_error(service: &str, url: &str, status: tonic::Status) -> anyhow::Er
         }
         source = cause.source();
     }
+    // A plaintext client of an mTLS server fails in several ways depending on timing
+    // (h2 protocol error, broken pipe, reset): each gets the same hint.
+    let hint = if url.starts_with("https://") {
+        ""
+    } else {
+        " (if it serves mTLS, use https://host:port with --tls-cert, --tls-key and --ca)"
+    };
     match status.code() {
         Code::Unavailable | Code::DeadlineExceeded => {
-            anyhow::anyhow!("cannot reach the {service} at {url}: {detail}")
+            anyhow::anyhow!("cannot reach the {service} at {url}: {detail}{hint}")
         }
         Code::Unknown if std::error::Error::source(&status).is_some() => {
-            anyhow::anyhow!("cannot reach the {service} at {url}: {detail}")
+            anyhow::anyhow!("cannot reach the {service} at {url}: {detail}{hint}")
         }
         Code::InvalidArgument | Code::NotFound => BadInput(detail).into(),
-        Code::Internal if detail.contains("h2 protocol error") => anyhow::anyhow!(
-            "cannot talk to the {service} at {url}: {detail} (if it serves mTLS, use \
-             https://host:port with --tls-cert, --tls-key and --ca)"
-        ),
+        Code::Internal if detail.contains("h2 protocol error") => {
+            anyhow::anyhow!("cannot talk to the {service} at {url}: {detail}{hint}")
+        }
         code => anyhow::anyhow!("the {service} at {url} answered {code:?}: {detail}"),
     }
 }
