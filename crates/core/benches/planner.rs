@@ -11,13 +11,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("rotation-planning");
     group.sample_size(10);
     for nodes in [1_000usize, 10_000, 100_000] {
-        let topology = layered_fleet(&FleetShape {
-            nodes,
-            fan_out: 10,
-            atomic_share: 0.3,
-            control: false,
-            seed: 7,
-        });
+        let topology = layered_fleet(&FleetShape::planning_benchmark(nodes));
         let json = topology.to_json();
         let links = topology.links.len() as u64;
         group.throughput(Throughput::Elements(links));

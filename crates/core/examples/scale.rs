@@ -31,13 +31,7 @@ fn main() {
         "nodes    links      parse ns/link  plan ns/link  verify ns/link  plan/parse  verify/plan  waves"
     );
     for nodes in sizes() {
-        let topology = layered_fleet(&FleetShape {
-            nodes,
-            fan_out: 10,
-            atomic_share: 0.3,
-            control: false,
-            seed: 7,
-        });
+        let topology = layered_fleet(&FleetShape::planning_benchmark(nodes));
         let json = topology.to_json();
         let links = topology.links.len() as f64;
         let runs = if nodes >= 100_000 { 3 } else { 10 };

@@ -55,6 +55,20 @@ pub struct FleetShape {
     pub seed: u64,
 }
 
+impl FleetShape {
+    /// The shape issue 3's speed targets are measured on: fan-out 10, 30% atomic
+    /// nodes, no control channel, a fixed seed.
+    pub fn planning_benchmark(nodes: usize) -> Self {
+        FleetShape {
+            nodes,
+            fan_out: 10,
+            atomic_share: 0.3,
+            control: false,
+            seed: 7,
+        }
+    }
+}
+
 /// Relative sizes of the tiers, from edge clients down to the deepest servers.
 const TIER_WEIGHTS: [usize; 7] = [30, 25, 20, 12, 8, 4, 1];
 
