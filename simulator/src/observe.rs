@@ -35,6 +35,20 @@ struct State {
 /// handshake failure (a TLS refusal never is excused).
 pub type ExcuseFn = Arc<dyn Fn(Source, &str, &str, &str) -> bool + Send + Sync>;
 
+impl State {
+    /// The steps in flight, or the last one done.
+    fn current_step(&self) -> String {
+        if !self.running.is_empty() {
+            let names: Vec<&str> = self.running.values().map(String::as_str).collect();
+            names.join(", ")
+        } else if let Some(last) = &self.last_done {
+            format!("after {last}")
+        } else {
+            "before the first step".to_string()
+        }
+    }
+}
+
 /// Shared by the event watcher, the background prober and the final checks.
 pub struct Observer {
     state: Mutex<State>,
@@ -115,15 +129,7 @@ impl Observer {
 
     /// What was running: the steps in flight, or the last one done.
     pub fn current_step(&self) -> String {
-        let state = self.state();
-        if !state.running.is_empty() {
-            let names: Vec<&str> = state.running.values().map(String::as_str).collect();
-            names.join(", ")
-        } else if let Some(last) = &state.last_done {
-            format!("after {last}")
-        } else {
-            "before the first step".to_string()
-        }
+        self.state().current_step()
     }
 
     /// Record one handshake.
@@ -173,15 +179,8 @@ impl Observer {
                 .get(&id)
                 .cloned()
                 .unwrap_or_else(|| format!("step {id}")),
-            None => {
-                drop(state);
-                let s = match source {
-                    Source::Final => "final check (old root withdrawn)".to_string(),
-                    _ => self.current_step(),
-                };
-                state = self.state();
-                s
-            }
+            None if source == Source::Final => "final check (old root withdrawn)".to_string(),
+            None => state.current_step(),
         };
         if state.failures.len() < self.max_listed {
             state.failures.push(SimFailure {
