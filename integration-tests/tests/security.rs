@@ -660,6 +660,7 @@ async fn expired_and_not_yet_valid_certificates_are_refused_over_tcp() {
             client_roots: vec![old.cert_der().clone()],
             held: vec![HeldLeaf::new(stale, key)],
             presents: Some(0),
+            ..CredentialSet::default()
         })
         .expect("credentials");
         let err = refusal(&v.data_addr().to_string(), &client, "v").await;

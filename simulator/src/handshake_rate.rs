@@ -46,6 +46,7 @@ pub fn endpoint(root: &RootCa, id: &str, alg: KeyAlg) -> Result<Arc<LiveCredenti
         client_roots: vec![root.cert_der().clone()],
         held: vec![HeldLeaf::new(leaf, key)],
         presents: Some(0),
+        ..CredentialSet::default()
     };
     Ok(LiveCredentials::new(set)?)
 }

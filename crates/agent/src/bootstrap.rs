@@ -92,6 +92,7 @@ pub fn single_root_credentials(
         client_roots: vec![ca.cert_der().clone()],
         held: vec![leaf],
         presents: Some(0),
+        ..CredentialSet::default()
     })
 }
 

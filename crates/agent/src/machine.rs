@@ -140,6 +140,7 @@ pub fn credential_set(
             .map(|g| g.leaf.clone())
             .collect(),
         presents: held_roots.iter().position(|r| *r == state.presents),
+        ..CredentialSet::default()
     })
 }
 

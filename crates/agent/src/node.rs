@@ -360,6 +360,7 @@ impl NodeData {
             client_roots: vec![root.clone()],
             held: vec![held.clone()],
             presents: Some(0),
+            ..CredentialSet::default()
         })
         .map_err(|e| AgentError::InvalidRequest(format!("new root or leaf: {e}")))?;
         handshake_in_memory(check.client_config(), check.server_config(), &self.id).map_err(

@@ -289,6 +289,7 @@ pub(crate) fn load_control(dir: &Path) -> Result<Option<CredentialSet>, AgentErr
         client_roots: vec![root],
         held: vec![HeldLeaf::new(cert_from_pem(&path, &file.leaf)?, key)],
         presents: Some(0),
+        ..CredentialSet::default()
     }))
 }
 

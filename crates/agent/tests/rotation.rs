@@ -139,6 +139,7 @@ async fn full_rotation_keeps_every_link_up() {
             client_roots: vec![f.old.cert_der().clone(), f.exec.new_root.cert_der().clone()],
             held: vec![HeldLeaf::new(old_leaf, key)],
             presents: None,
+            ..CredentialSet::default()
         })
         .unwrap();
         let refused_before = f.b.metrics().data_handshakes_failed;

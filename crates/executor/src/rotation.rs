@@ -141,6 +141,7 @@ impl StoredCreds {
                 })
                 .collect::<Result<_, String>>()?,
             presents: self.presents,
+            ..CredentialSet::default()
         })
     }
 }
@@ -198,6 +199,7 @@ fn executor_set(
                     Some(held.len() - 1)
                 },
                 held,
+                ..CredentialSet::default()
             }
         }
         _ => CredentialSet {
@@ -205,6 +207,7 @@ fn executor_set(
             client_roots: vec![new_root.clone()],
             held: vec![ex.new_leaf.clone()],
             presents: Some(0),
+            ..CredentialSet::default()
         },
     }
 }

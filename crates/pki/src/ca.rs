@@ -26,7 +26,7 @@ pub struct RootCa {
     alg: KeyAlg,
     cert: CertificateDer<'static>,
     subject: Vec<u8>,
-    issuer: Issuer<'static, KeyPair>,
+    pub(crate) issuer: Issuer<'static, KeyPair>,
 }
 
 impl RootCa {
@@ -42,7 +42,10 @@ impl RootCa {
         params
             .distinguished_name
             .push(DnType::CommonName, format!("{ca_name} gen {generation}"));
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        // One CA may sit below the root: a bridge (MODEL §11), so that verifiers that
+        // enforce the anchor's path length (OpenSSL does, webpki does not) accept
+        // leaf <- bridge <- root.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -168,7 +171,7 @@ pub fn fingerprint(cert_der: &[u8]) -> String {
 }
 
 /// A positive 20-byte serial number derived from `parts` and the current time.
-fn serial(parts: &[&[u8]]) -> SerialNumber {
+pub(crate) fn serial(parts: &[&[u8]]) -> SerialNumber {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update((part.len() as u64).to_be_bytes());

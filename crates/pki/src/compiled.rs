@@ -1,5 +1,6 @@
-//! A [`CredentialSet`] checked and turned into what handshakes read: signing keys,
-//! issuer names for client-certificate selection, CA hints and webpki verifiers.
+//! A [`CredentialSet`] checked and turned into what handshakes read: signing keys with
+//! the chain each sends (the leaf, then the bridges of MODEL §11), issuer names for
+//! client-certificate selection, CA hints and webpki verifiers.
 //!
 //! Compilation happens once per swap, so a handshake does no parsing or building.
 
@@ -13,13 +14,18 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{DistinguishedName, RootCertStore};
 
-use crate::credentials::issuer_dn;
+use crate::bridge::bridge_shape;
+use crate::credentials::{issuer_dn, subject_dn};
 use crate::{CredentialSet, PkiError};
 
 /// A held leaf ready to sign, with its issuer's DER name.
 #[derive(Debug)]
 pub(crate) struct ClientKey {
     pub(crate) issuer: Vec<u8>,
+    /// Issuers of the sent bridges whose subject is `issuer`: the roots a server can
+    /// verify this leaf under only through a bridge.
+    pub(crate) bridged_issuers: Vec<Vec<u8>>,
+    /// The leaf followed by the bridges the node sends.
     pub(crate) key: Arc<CertifiedKey>,
 }
 
@@ -39,6 +45,8 @@ pub(crate) struct Compiled {
     pub(crate) server_verifier: Option<Arc<dyn ServerCertVerifier>>,
     /// The provider handshake signatures are checked with.
     pub(crate) provider: Arc<CryptoProvider>,
+    /// Whether peers may be verified through the intermediates they send.
+    pub(crate) chains: bool,
 }
 
 impl Compiled {
@@ -52,25 +60,47 @@ impl Compiled {
         let client_store = root_store(&set.client_roots)?;
         let hint_subjects = server_store.subjects();
 
+        for (index, bridge) in set.sends.iter().enumerate() {
+            bridge_shape(bridge)
+                .map_err(|reason| PkiError::Bridge(format!("sends #{index}: {reason}")))?;
+        }
+        // A node that cannot build chains sends nothing after its leaf.
+        let sends = match set.chains {
+            true => set.sends.as_slice(),
+            false => &[],
+        };
+        let bridges = sends
+            .iter()
+            .map(|b| match (subject_dn(b), issuer_dn(b)) {
+                (Some(subject), Some(issuer)) => Ok((subject, issuer)),
+                _ => Err(PkiError::Certificate("a sent bridge does not parse".into())),
+            })
+            .collect::<Result<Vec<_>, PkiError>>()?;
+
         let client_keys = set
             .held
             .iter()
             .enumerate()
             .map(|(index, leaf)| {
-                let key = CertifiedKey::from_der(
-                    vec![leaf.cert.clone()],
-                    leaf.key.private_key_der(),
-                    provider,
-                )
-                .map_err(|e| match e {
-                    rustls::Error::InconsistentKeys(_) => PkiError::KeyMismatch { index },
-                    other => PkiError::Tls(other),
-                })?;
+                let chain = std::iter::once(leaf.cert.clone())
+                    .chain(sends.iter().cloned())
+                    .collect();
+                let key = CertifiedKey::from_der(chain, leaf.key.private_key_der(), provider)
+                    .map_err(|e| match e {
+                        rustls::Error::InconsistentKeys(_) => PkiError::KeyMismatch { index },
+                        other => PkiError::Tls(other),
+                    })?;
                 let issuer = issuer_dn(&leaf.cert).ok_or_else(|| {
                     PkiError::Certificate(format!("held leaf #{index} does not parse"))
                 })?;
+                let bridged_issuers = bridges
+                    .iter()
+                    .filter(|(subject, _)| *subject == issuer)
+                    .map(|(_, bridge_issuer)| bridge_issuer.clone())
+                    .collect();
                 Ok(ClientKey {
                     issuer,
+                    bridged_issuers,
                     key: Arc::new(key),
                 })
             })
@@ -114,13 +144,14 @@ impl Compiled {
         };
 
         Ok(Self {
-            set: Arc::new(set),
             server_key,
             client_keys,
             hint_subjects,
             client_verifier,
             server_verifier,
             provider: provider.clone(),
+            chains: set.chains,
+            set: Arc::new(set),
         })
     }
 }

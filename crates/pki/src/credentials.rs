@@ -30,8 +30,9 @@ impl HeldLeaf {
     }
 }
 
-/// A node's credentials for the rotated CA: `t_srv / t_cli / held / presents`.
-#[derive(Clone, Debug, Default)]
+/// A node's credentials for the rotated CA: `t_srv / t_cli / held / presents`, and the
+/// bridges it `sends` (MODEL §11).
+#[derive(Clone, Debug)]
 pub struct CredentialSet {
     /// `t_srv`: roots trusted to verify clients (when serving).
     pub server_roots: Vec<CertificateDer<'static>>,
@@ -42,6 +43,27 @@ pub struct CredentialSet {
     /// `presents`: index into `held` of the leaf presented as a server; `None`
     /// serves no certificate, so every inbound handshake fails.
     pub presents: Option<usize>,
+    /// `sends`: bridges appended after the leaf, as server and as client (see
+    /// [`crate::Bridges`]). Ignored when `chains` is false.
+    pub sends: Vec<CertificateDer<'static>>,
+    /// Whether the node builds chains: sends its bridges and verifies a peer through
+    /// the intermediates it sends. When false (a `chains: false` node) only direct
+    /// leaf-to-root paths verify and nothing follows the leaf.
+    pub chains: bool,
+}
+
+impl Default for CredentialSet {
+    /// Nothing trusted or held, no bridges, chains supported (the topology default).
+    fn default() -> Self {
+        Self {
+            server_roots: Vec::new(),
+            client_roots: Vec::new(),
+            held: Vec::new(),
+            presents: None,
+            sends: Vec::new(),
+            chains: true,
+        }
+    }
 }
 
 impl CredentialSet {

@@ -90,4 +90,8 @@ pub enum PkiError {
     /// A webpki verifier could not be built for a set of roots.
     #[error("cannot build certificate verifier: {0}")]
     Verifier(String),
+
+    /// A bridge (MODEL §11) could not be issued or does not have a bridge's shape.
+    #[error("bridge: {0}")]
+    Bridge(String),
 }

@@ -198,6 +198,7 @@ mod tests {
                 client_roots: roots(state.t_cli),
                 presents: held.iter().position(|(g, _)| *g == state.presents),
                 held: held.into_iter().map(|(_, l)| l.clone()).collect(),
+                ..CredentialSet::default()
             }
         }
     }

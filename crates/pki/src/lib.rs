@@ -5,6 +5,7 @@
 //! Private keys are generated where they are used: a node's key ([`NodeKey`]) on the
 //! node, a root's key ([`RootCa`]) with the issuer. Only CSRs and certificates travel.
 
+mod bridge;
 mod ca;
 mod compiled;
 mod credentials;
@@ -19,8 +20,11 @@ mod resolvers;
 mod verifiers;
 
 #[cfg(test)]
+mod bridge_rule;
+#[cfg(test)]
 mod testutil;
 
+pub use bridge::{Bridges, check_bridge};
 pub use ca::{RootCa, fingerprint};
 pub use credentials::{CredentialSet, HeldLeaf};
 pub use error::PkiError;

@@ -1,8 +1,11 @@
 //! Certificate resolvers bound to one compiled credential set.
 //!
 //! As a server a node presents its `presents` leaf. As a client it presents the held
-//! leaf whose issuer is among the CA names in the server's CertificateRequest, falling
-//! back to the first held leaf (MODEL §2).
+//! leaf whose issuer is among the CA names in the server's CertificateRequest; failing
+//! that, one that reaches a hinted root through a bridge it sends (MODEL §11: a client
+//! holding only a new leaf must offer it, with `b_new`, to a server hinting only `old`);
+//! failing that, the first held leaf (MODEL §2). Either way the leaf goes out followed
+//! by the node's bridges.
 
 use std::fmt;
 use std::sync::Arc;
@@ -39,8 +42,10 @@ impl ResolvesClientCert for LiveClientResolver {
                 .iter()
                 .filter(|held| held.key.key.choose_scheme(sigschemes).is_some())
         };
+        let hinted = |name: &Vec<u8>| root_hint_subjects.contains(&name.as_slice());
         usable()
-            .find(|held| root_hint_subjects.contains(&held.issuer.as_slice()))
+            .find(|held| hinted(&held.issuer))
+            .or_else(|| usable().find(|held| held.bridged_issuers.iter().any(hinted)))
             .or_else(|| usable().next())
             .map(|held| held.key.clone())
     }

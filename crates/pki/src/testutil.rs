@@ -41,5 +41,6 @@ pub(crate) fn single(root: &RootCa, leaf: HeldLeaf) -> CredentialSet {
         client_roots: vec![root.cert_der().clone()],
         held: vec![leaf],
         presents: Some(0),
+        ..CredentialSet::default()
     }
 }

@@ -5,6 +5,10 @@
 //! signatures are checked with the crypto provider directly, as webpki's verifiers do.
 //! Because a whole handshake uses one set, the CA hints a server sends and the roots
 //! it then verifies against can never disagree, even when a swap lands mid-handshake.
+//!
+//! Path building goes through the intermediates the peer sends (its bridges, MODEL
+//! §11), except for a set that does not build chains: it sees the peer's leaf alone,
+//! so only a direct leaf-to-root path verifies.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,6 +23,17 @@ use crate::compiled::Compiled;
 
 fn no_roots() -> Error {
     Error::InvalidCertificate(CertificateError::UnknownIssuer)
+}
+
+/// The peer's intermediates as this set may use them.
+fn usable<'a, 'b>(
+    compiled: &Compiled,
+    intermediates: &'a [CertificateDer<'b>],
+) -> &'a [CertificateDer<'b>] {
+    match compiled.chains {
+        true => intermediates,
+        false => &[],
+    }
 }
 
 /// Handshake-signature checks with a set's crypto provider, shared by both verifiers.
@@ -71,7 +86,9 @@ impl ClientCertVerifier for LiveClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
         match &self.0.client_verifier {
-            Some(verifier) => verifier.verify_client_cert(end_entity, intermediates, now),
+            Some(verifier) => {
+                verifier.verify_client_cert(end_entity, usable(&self.0, intermediates), now)
+            }
             None => Err(no_roots()),
         }
     }
@@ -114,7 +131,7 @@ impl ServerCertVerifier for LiveServerVerifier {
         match &self.0.server_verifier {
             Some(verifier) => verifier.verify_server_cert(
                 end_entity,
-                intermediates,
+                usable(&self.0, intermediates),
                 server_name,
                 ocsp_response,
                 now,

@@ -46,6 +46,7 @@ fn set(root: &RootCa, id: &str) -> CredentialSet {
         client_roots: vec![root.cert_der().clone()],
         held: vec![HeldLeaf::new(cert, key)],
         presents: Some(0),
+        ..CredentialSet::default()
     }
 }
 

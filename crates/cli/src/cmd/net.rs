@@ -163,6 +163,7 @@ pub fn load_credentials(
         client_roots: roots,
         held: vec![HeldLeaf::new(leaf, key_pair)],
         presents: Some(0),
+        ..CredentialSet::default()
     };
     LiveCredentials::new(set).map_err(|e| {
         BadInput(format!(

@@ -235,6 +235,7 @@ fn executor_identity(dir: &Path, bootstrap_ca: Option<&Path>) -> anyhow::Result<
             client_roots: roots,
             held: vec![HeldLeaf::new(leaf, key)],
             presents: Some(0),
+            ..CredentialSet::default()
         });
     }
     let Some(ca_file) = bootstrap_ca else {
@@ -269,6 +270,7 @@ fn executor_identity(dir: &Path, bootstrap_ca: Option<&Path>) -> anyhow::Result<
         client_roots: vec![ca.cert_der().clone()],
         held: vec![HeldLeaf::new(leaf, key)],
         presents: Some(0),
+        ..CredentialSet::default()
     })
 }
 
