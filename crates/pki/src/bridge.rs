@@ -42,6 +42,48 @@ impl Bridges {
     pub fn to_vec(&self) -> Vec<CertificateDer<'static>> {
         vec![self.b_new.clone(), self.b_old.clone()]
     }
+    /// Checks the bridges against the roots a node knows: `b_new` issued by
+    /// `old_root` and `b_old` carrying `old_root`'s name and key; once the node has
+    /// the new root too, `b_new` carrying its name and key and `b_old` issued by it.
+    /// A node runs this before it sends anything it was given.
+    pub fn check(&self, old_root: &[u8], new_root: Option<&[u8]>) -> Result<(), PkiError> {
+        fn named(what: &'static str) -> impl Fn(String) -> PkiError {
+            move |reason| PkiError::Bridge(format!("{what}: {reason}"))
+        }
+        bridge_shape(&self.b_new).map_err(named("b_new"))?;
+        bridge_shape(&self.b_old).map_err(named("b_old"))?;
+        let (_, b_new) = parse(&self.b_new)?;
+        let (_, b_old) = parse(&self.b_old)?;
+        let (_, old) = parse(old_root)?;
+        issued_by(&b_new, &old).map_err(named("b_new is not issued by the old root"))?;
+        carries(&b_old, &old).map_err(named("b_old does not carry the old root"))?;
+        if let Some(new_root) = new_root {
+            let (_, new) = parse(new_root)?;
+            carries(&b_new, &new).map_err(named("b_new does not carry the new root"))?;
+            issued_by(&b_old, &new).map_err(named("b_old is not issued by the new root"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `cert` names `issuer` as its issuer and its signature verifies with its key.
+fn issued_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Result<(), String> {
+    if cert.issuer().as_raw() != issuer.subject().as_raw() {
+        return Err(format!("its issuer is {}", cert.issuer()));
+    }
+    cert.verify_signature(Some(issuer.public_key()))
+        .map_err(|e| format!("signature: {e}"))
+}
+
+/// `cert` has `root`'s subject name and public key.
+fn carries(cert: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), String> {
+    if cert.subject().as_raw() != root.subject().as_raw() {
+        return Err(format!("its subject is {}", cert.subject()));
+    }
+    if cert.public_key().raw != root.public_key().raw {
+        return Err("its public key differs".into());
+    }
+    Ok(())
 }
 
 impl RootCa {
@@ -312,6 +354,41 @@ mod tests {
             old.cross_sign(&CertificateDer::from(vec![1, 2, 3]))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn bridges_check_against_the_roots_a_node_knows() {
+        let (old, new) = (root(1, KeyAlg::EcdsaP256), root(2, KeyAlg::EcdsaP256));
+        let good = Bridges::issue(&old, &new).unwrap();
+        good.check(old.cert_der(), None).unwrap();
+        good.check(old.cert_der(), Some(new.cert_der())).unwrap();
+
+        // Bridges between other roots, or swapped, are refused, saying which is wrong.
+        let other = root(3, KeyAlg::EcdsaP256);
+        let foreign = Bridges::issue(&other, &new).unwrap();
+        let err = foreign.check(old.cert_der(), None).unwrap_err().to_string();
+        assert!(err.contains("b_new is not issued by the old root"), "{err}");
+        let swapped = Bridges {
+            b_new: good.b_old.clone(),
+            b_old: good.b_new.clone(),
+        };
+        assert!(swapped.check(old.cert_der(), None).is_err());
+        let wrong_new = Bridges::issue(&old, &other).unwrap();
+        wrong_new.check(old.cert_der(), None).unwrap();
+        let err = wrong_new
+            .check(old.cert_der(), Some(new.cert_der()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("b_new does not carry the new root"), "{err}");
+        let not_bridges = Bridges {
+            b_new: new.cert_der().clone(),
+            b_old: old.cert_der().clone(),
+        };
+        let err = not_bridges
+            .check(old.cert_der(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("bridge: b_new: "), "{err}");
     }
 
     #[test]
