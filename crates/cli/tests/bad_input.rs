@@ -143,6 +143,26 @@ fn empty_id() {
     assert!(err.contains("empty"), "{err}");
 }
 
+/// YAML reads a plain `12` or `true` as a number or a boolean: refused as in JSON,
+/// naming the line, rather than planned as the text "12".
+#[test]
+fn yaml_non_string_ids_and_ca() {
+    for (test, topology, line, field) in [
+        ("id_number", "ca: r\nnodes:\n  - {id: a}\n  - {id: 12}\n", 4, "field `nodes[1].id`"),
+        ("id_bool", "ca: r\nnodes:\n  - {id: true}\n", 3, "field `nodes[0].id`"),
+        ("ca_number", "ca: 7\nnodes:\n  - {id: a}\n", 1, "field `ca`"),
+        (
+            "client_number",
+            "ca: r\nlinks:\n  - {client: a, server: b}\n  - {client: 5, server: b}\n",
+            4,
+            "field `links[1].client`",
+        ),
+    ] {
+        let err = bad_topology(test, topology, line, field);
+        assert!(err.contains("expected a string"), "{err}");
+    }
+}
+
 #[test]
 fn missing_ca() {
     // serde reports a missing field at the enclosing mapping (line 1), and names the

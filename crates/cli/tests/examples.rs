@@ -8,12 +8,14 @@ mod common;
 use common::{rollover, rollover_with_stdin, scratch, sorted, waves};
 use serde_json::Value;
 
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 7] = [
     "examples/mesh.yaml",
     "examples/mixed.yaml",
     "examples/ring.yaml",
     "examples/claim-unsafe.yaml",
     "examples/plant-300.yaml",
+    "examples/fleet-120.yaml",
+    "examples/printers.yaml",
 ];
 
 fn plan_ok(args: &[&str]) -> common::Run {

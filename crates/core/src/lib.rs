@@ -1,4 +1,4 @@
-//! Sans-IO core of rollover: the shared model of `../shared/spec/MODEL.md`.
+//! Sans-IO core of rollover: the model of `docs/MODEL.md` (cited below as MODEL §N).
 //!
 //! * [`topology`] and [`fleet`]: the link graph and its rotated part (MODEL §6, §7);
 //! * [`state`]: node state, the handshake rule, modes and steps (MODEL §2, §3);

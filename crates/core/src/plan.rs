@@ -17,6 +17,7 @@ pub struct Plan {
     /// Always [`PLAN_FORMAT`].
     pub format: String,
     /// The rotated CA; must match the topology's.
+    #[serde(deserialize_with = "crate::source::string_only")]
     pub ca: String,
     /// How the plan was made (`waves` or `claim`), when the planner wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +39,7 @@ pub struct Step {
     /// Unique step id.
     pub id: u64,
     /// The node taking the step.
+    #[serde(deserialize_with = "crate::source::string_only")]
     pub node: String,
     /// What the node does.
     pub action: Action,
@@ -54,8 +56,10 @@ pub struct Step {
 #[serde(deny_unknown_fields)]
 pub struct Disruption {
     /// The connecting node.
+    #[serde(deserialize_with = "crate::source::string_only")]
     pub client: String,
     /// The serving node.
+    #[serde(deserialize_with = "crate::source::string_only")]
     pub server: String,
     /// Why no safe order keeps it up.
     pub reason: String,

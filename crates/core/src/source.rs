@@ -6,7 +6,8 @@
 //! field. Errors found after parsing (duplicate ids, unknown references) are located by
 //! [`Locator`], which re-reads the document with spans only when an error is reported.
 
-use serde::de::DeserializeOwned;
+use serde::Deserializer;
+use serde::de::{DeserializeOwned, Visitor};
 
 use crate::error::{CoreError, InputError};
 
@@ -139,6 +140,70 @@ impl<'a> Document<'a> {
             field,
             message.into(),
         )
+    }
+}
+
+/// Deserialize a field that must be a string in YAML as in JSON: ids, CA names,
+/// addresses. YAML would otherwise read `{id: 12}` or `{id: true}` as the string
+/// `"12"`/`"true"` while JSON rejects `{"id": 12}`; a plain scalar that YAML types as a
+/// number, a boolean or null is refused here, at its line, and quoting it (`"12"`)
+/// makes it a string. Use with `#[serde(deserialize_with = "...")]`.
+pub fn string_only<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_any(StringOnly)
+}
+
+/// [`string_only`] for an optional field: absent or `null` is `None`.
+pub fn optional_string_only<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    d.deserialize_any(OptionalStringOnly)
+}
+
+/// Accepts strings only; every other `visit_*` keeps serde's default, an
+/// "invalid type: integer `12`, expected ..." error.
+struct StringOnly;
+
+impl Visitor<'_> for StringOnly {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string (in YAML, quote a value that reads as a number or boolean)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+}
+
+struct OptionalStringOnly;
+
+impl<'de> Visitor<'de> for OptionalStringOnly {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        StringOnly.expecting(f)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<String>, E> {
+        Ok(Some(v.to_string()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Option<String>, E> {
+        Ok(Some(v))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        string_only(d).map(Some)
     }
 }
 

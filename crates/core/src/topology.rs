@@ -18,6 +18,7 @@ pub const EXECUTOR_ID: &str = "@executor";
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     /// The CA being rotated.
+    #[serde(deserialize_with = "crate::source::string_only")]
     pub ca: String,
     /// Nodes that hold the CA, with their modes.
     #[serde(default)]
@@ -35,12 +36,17 @@ pub struct Topology {
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     /// Unique, non-empty id.
+    #[serde(deserialize_with = "crate::source::string_only")]
     pub id: String,
     /// How many roots the node can hold.
     #[serde(default)]
     pub mode: Mode,
     /// Where the node's agent listens (`host:port`), for rotations with real agents.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::source::optional_string_only"
+    )]
     pub address: Option<String>,
 }
 
@@ -49,11 +55,17 @@ pub struct NodeSpec {
 #[serde(deny_unknown_fields)]
 pub struct LinkSpec {
     /// The node that connects.
+    #[serde(deserialize_with = "crate::source::string_only")]
     pub client: String,
     /// The node that serves.
+    #[serde(deserialize_with = "crate::source::string_only")]
     pub server: String,
     /// The CA the link is anchored in; defaults to the topology's `ca`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::source::optional_string_only"
+    )]
     pub ca: Option<String>,
 }
 
@@ -62,6 +74,7 @@ pub struct LinkSpec {
 #[serde(deny_unknown_fields)]
 pub struct Control {
     /// The CA anchoring executor-to-agent mTLS.
+    #[serde(deserialize_with = "crate::source::string_only")]
     pub ca: String,
 }
 
@@ -235,6 +248,65 @@ mod tests {
         assert_eq!(e.field, "nodes[0].id", "{e}");
         let e = err("t.json", "{\"ca\": \"r\", \"nodes\": [{\"id\": 7}]}");
         assert_eq!(e.field, "nodes[0].id", "{e}");
+    }
+
+    /// YAML types a plain `12` or `true` as a number or a boolean; such ids and CA names
+    /// are refused as JSON refuses them, at their line, rather than read as text.
+    #[test]
+    fn yaml_numbers_and_booleans_are_not_ids_or_ca_names() {
+        let cases = [
+            ("ca: r\nnodes:\n  - {id: a}\n  - {id: 12}\n", 4, "nodes[1].id", "12"),
+            ("ca: r\nnodes:\n  - {id: true}\n", 3, "nodes[0].id", "true"),
+            ("ca: 7\nnodes:\n  - {id: a}\n", 1, "ca", "7"),
+            (
+                "ca: r\nlinks:\n  - {client: a, server: b}\n  - {client: 5, server: b}\n",
+                4,
+                "links[1].client",
+                "5",
+            ),
+            (
+                "ca: r\nlinks:\n  - {client: a, server: 1.5}\n",
+                3,
+                "links[0].server",
+                "1.5",
+            ),
+            (
+                "ca: r\nlinks:\n  - {client: a, server: b, ca: 9}\n",
+                3,
+                "links[0].ca",
+                "9",
+            ),
+            ("ca: r\ncontrol: {ca: false}\n", 2, "control.ca", "false"),
+            (
+                "ca: r\nnodes:\n  - {id: a, address: 7443}\n",
+                3,
+                "nodes[0].address",
+                "7443",
+            ),
+        ];
+        for (text, line, field, value) in cases {
+            let e = err("t.yaml", text);
+            assert_eq!((e.line, e.field.as_str()), (Some(line), field), "{text}: {e}");
+            assert!(e.message.contains(value), "{text}: {e}");
+            assert!(e.message.contains("expected a string"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn quoted_yaml_scalars_are_strings() {
+        let t = Topology::parse(
+            "t.yaml",
+            "ca: \"7\"\nnodes:\n  - {id: \"12\", address: '10.0.0.1:7443'}\n  - {id: 'true'}\nlinks:\n  - {client: \"12\", server: \"true\", ca: \"7\"}\n  - {client: \"12\", server: x, ca: ~}\n",
+        )
+        .unwrap();
+        assert_eq!(t.ca, "7");
+        assert_eq!(t.nodes[0].id, "12");
+        assert_eq!(t.nodes[0].address.as_deref(), Some("10.0.0.1:7443"));
+        assert_eq!(t.nodes[1].id, "true");
+        assert_eq!(t.links[0].ca.as_deref(), Some("7"));
+        assert_eq!(t.links[1].ca, None);
+        let j = Topology::parse("t.json", &t.to_json()).unwrap();
+        assert_eq!(j, t);
     }
 
     #[test]

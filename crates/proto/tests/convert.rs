@@ -9,23 +9,21 @@ use rollover_core::{Fleet, PLAN_FORMAT, Plan, PlanOptions, Strategy, Topology, V
 use rollover_proto::convert::{ConvertError, SourceError, plan_from_source, topology_from_source};
 use rollover_proto::v1;
 
-/// The repository's example fleets, plus the shared ones when they are beside the
-/// checkout: (path, text).
+/// The repository's example fleets: (path, text).
 fn examples() -> Vec<(PathBuf, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = root.join("examples");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
     let mut out = Vec::new();
-    for dir in [root.join("examples"), root.join("../shared/examples")] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut paths: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
-        paths.sort();
-        for path in paths {
-            let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-            if yaml {
-                let text = std::fs::read_to_string(&path).unwrap();
-                out.push((path, text));
-            }
+    for path in paths {
+        let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        if yaml {
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.push((path, text));
         }
     }
     assert!(
