@@ -148,8 +148,18 @@ fn empty_id() {
 #[test]
 fn yaml_non_string_ids_and_ca() {
     for (test, topology, line, field) in [
-        ("id_number", "ca: r\nnodes:\n  - {id: a}\n  - {id: 12}\n", 4, "field `nodes[1].id`"),
-        ("id_bool", "ca: r\nnodes:\n  - {id: true}\n", 3, "field `nodes[0].id`"),
+        (
+            "id_number",
+            "ca: r\nnodes:\n  - {id: a}\n  - {id: 12}\n",
+            4,
+            "field `nodes[1].id`",
+        ),
+        (
+            "id_bool",
+            "ca: r\nnodes:\n  - {id: true}\n",
+            3,
+            "field `nodes[0].id`",
+        ),
         ("ca_number", "ca: 7\nnodes:\n  - {id: a}\n", 1, "field `ca`"),
         (
             "client_number",

@@ -255,7 +255,12 @@ mod tests {
     #[test]
     fn yaml_numbers_and_booleans_are_not_ids_or_ca_names() {
         let cases = [
-            ("ca: r\nnodes:\n  - {id: a}\n  - {id: 12}\n", 4, "nodes[1].id", "12"),
+            (
+                "ca: r\nnodes:\n  - {id: a}\n  - {id: 12}\n",
+                4,
+                "nodes[1].id",
+                "12",
+            ),
             ("ca: r\nnodes:\n  - {id: true}\n", 3, "nodes[0].id", "true"),
             ("ca: 7\nnodes:\n  - {id: a}\n", 1, "ca", "7"),
             (
@@ -286,7 +291,11 @@ mod tests {
         ];
         for (text, line, field, value) in cases {
             let e = err("t.yaml", text);
-            assert_eq!((e.line, e.field.as_str()), (Some(line), field), "{text}: {e}");
+            assert_eq!(
+                (e.line, e.field.as_str()),
+                (Some(line), field),
+                "{text}: {e}"
+            );
             assert!(e.message.contains(value), "{text}: {e}");
             assert!(e.message.contains("expected a string"), "{text}: {e}");
         }
