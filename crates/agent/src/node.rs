@@ -77,6 +77,17 @@ pub(crate) struct NodeData {
     pub applied_count: u64,
 }
 
+/// Where the key of a new generation comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeySource {
+    /// The key CreateCsr made and the node keeps waiting for its certificate.
+    Pending,
+    /// The key of the same rotation, restarted from its first step.
+    Restarted,
+    /// The key of another rotation, undone to its start and let go.
+    Abandoned,
+}
+
 /// ApplyStep, parsed.
 #[derive(Clone, Debug)]
 pub(crate) struct StepRequest {
@@ -219,6 +230,9 @@ impl NodeData {
         let first = self.mode.steps()[0];
         let same = self.rotation.as_ref().filter(|r| r.id == req.rotation_id);
         if req.action == first && same.is_none_or(|r| r.steps.is_empty()) {
+            // A rotation undone to its start is let go, but the key made for it stays
+            // usable: CreateCsr for the same generation hands that key out again.
+            let mut abandoned = None;
             if same.is_none()
                 && let Some(old) = next.rotation.take()
             {
@@ -233,10 +247,12 @@ impl NodeData {
                          done): finish or undo it before starting rotation {:?}",
                         old.id, req.rotation_id
                     )));
+                } else {
+                    abandoned = Some(old.new);
                 }
             }
-            let (new, from_pending) = next.new_generation(req)?;
-            if from_pending {
+            let (new, source) = next.new_generation(req, abandoned.as_ref())?;
+            if source == KeySource::Pending {
                 next.pending = None;
             }
             next.rotation = Some(Rotation {
@@ -308,11 +324,15 @@ impl NodeData {
     }
 
     /// The new generation a first step brings: its root and leaf from the request,
-    /// with the key made for the leaf (pending, or the restarted rotation's). Checks
-    /// that the leaf is for that key and verifies, with a real handshake, under the
-    /// new root as this node, as both server and client. Says whether the key was the
-    /// pending one.
-    fn new_generation(&self, req: &StepRequest) -> Result<(StoredGen, bool), AgentError> {
+    /// with the key made for the leaf (pending, the restarted rotation's, or the one of
+    /// a rotation undone to its start, `abandoned`). Checks that the leaf is for that
+    /// key and verifies, with a real handshake, under the new root as this node, as
+    /// both server and client. Says where the key came from.
+    fn new_generation(
+        &self,
+        req: &StepRequest,
+        abandoned: Option<&StoredGen>,
+    ) -> Result<(StoredGen, KeySource), AgentError> {
         let missing =
             |field: &str| AgentError::InvalidRequest(format!("{} needs {field}", req.action));
         let root = req
@@ -329,25 +349,32 @@ impl NodeData {
             ));
         }
         let spki = leaf_spki(&leaf)?;
+        let of_gen = |g: &StoredGen, source: KeySource| {
+            (
+                g.material.leaf.key.clone(),
+                g.key_file.clone(),
+                g.label.clone(),
+                source,
+            )
+        };
         let restarted = self
             .rotation
             .as_ref()
             .filter(|r| r.id == req.rotation_id)
-            .map(|r| {
-                (
-                    &r.new.material.leaf.key,
-                    &r.new.key_file,
-                    r.new.label.clone(),
-                    false,
-                )
-            });
-        let pending = self
-            .pending
-            .as_ref()
-            .map(|p| (&p.key, &p.key_file, Some(p.label.clone()), true));
-        let (key, key_file, label, from_pending) = pending
+            .map(|r| of_gen(&r.new, KeySource::Restarted));
+        let pending = self.pending.as_ref().map(|p| {
+            (
+                p.key.clone(),
+                p.key_file.clone(),
+                Some(p.label.clone()),
+                KeySource::Pending,
+            )
+        });
+        let abandoned = abandoned.map(|g| of_gen(g, KeySource::Abandoned));
+        let (key, key_file, label, source) = pending
             .into_iter()
             .chain(restarted)
+            .chain(abandoned)
             .find(|(key, ..)| key.public_key_der() == spki)
             .ok_or_else(|| {
                 AgentError::Precondition(
@@ -374,10 +401,10 @@ impl NodeData {
         Ok((
             StoredGen {
                 material: Generation { root, leaf: held },
-                key_file: key_file.clone(),
+                key_file,
                 label,
             },
-            from_pending,
+            source,
         ))
     }
 
@@ -421,4 +448,146 @@ fn leaf_spki(leaf: &[u8]) -> Result<Vec<u8>, AgentError> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf)
         .map_err(|e| AgentError::InvalidRequest(format!("issued_leaf_der: {e}")))?;
     Ok(cert.public_key().raw.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use rollover_pki::{KeyAlg, RootCa, Validity};
+
+    use super::*;
+
+    const CA: &str = "demo-root";
+
+    fn root(generation: u32) -> RootCa {
+        RootCa::generate(CA, generation, KeyAlg::EcdsaP256, Validity::default()).unwrap()
+    }
+
+    /// A bundle node bootstrapped on `old`.
+    fn node(old: &RootCa) -> NodeData {
+        let key = NodeKey::generate(KeyAlg::EcdsaP256).unwrap();
+        let cert = old
+            .issue_leaf(&key.csr_der("n").unwrap(), "n", Validity::default())
+            .unwrap();
+        let current = StoredGen {
+            material: Generation {
+                root: old.cert_der().clone(),
+                leaf: HeldLeaf::new(cert, key),
+            },
+            key_file: "boot.pem".into(),
+            label: None,
+        };
+        NodeData::new("n".into(), Mode::Bundle, current)
+    }
+
+    /// CreateCsr for `generation`, persisted; the key's leaf from `root`.
+    fn csr(node: &mut NodeData, generation: u32, root: &RootCa) -> CertificateDer<'static> {
+        let label = CsrLabel {
+            ca_name: CA.into(),
+            generation,
+        };
+        let key = match node.csr_key(&label, |_| format!("g{generation}.pem")).unwrap() {
+            CsrKey::Existing(key) => key,
+            CsrKey::Fresh { key, next } => {
+                *node = *next;
+                key
+            }
+        };
+        root.issue_leaf(&key.csr_der("n").unwrap(), "n", Validity::default())
+            .unwrap()
+    }
+
+    fn step(rotation: &str, id: u64, action: Action, undo: bool) -> StepRequest {
+        StepRequest {
+            rotation_id: rotation.into(),
+            step_id: id,
+            action,
+            undo,
+            new_root: None,
+            new_leaf: None,
+            old_root_fingerprint: None,
+        }
+    }
+
+    fn stage(rotation: &str, root: &RootCa, leaf: CertificateDer<'static>) -> StepRequest {
+        StepRequest {
+            new_root: Some(root.cert_der().clone()),
+            new_leaf: Some(leaf),
+            ..step(rotation, 0, Action::Stage, false)
+        }
+    }
+
+    fn apply(node: &mut NodeData, req: &StepRequest) -> Result<(), AgentError> {
+        match node.apply(req)? {
+            Outcome::Changed(next) => *node = *next,
+            Outcome::Repeat => {}
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_second_rotation_is_refused_while_one_is_under_way() {
+        let (old, x_root, y_root) = (root(1), root(2), root(3));
+        let mut n = node(&old);
+        let leaf = csr(&mut n, 2, &x_root);
+        apply(&mut n, &stage("X", &x_root, leaf)).unwrap();
+        apply(&mut n, &step("X", 1, Action::Present, false)).unwrap();
+
+        // Y's first step, and any later one, is refused naming X.
+        let y_leaf = csr(&mut n, 3, &y_root);
+        let e = apply(&mut n, &stage("Y", &y_root, y_leaf.clone())).unwrap_err();
+        assert!(matches!(e, AgentError::Precondition(_)), "{e}");
+        assert!(e.to_string().contains("rotation \"X\" is in progress"), "{e}");
+        let e = apply(&mut n, &step("Y", 1, Action::Present, false)).unwrap_err();
+        assert!(e.to_string().contains("\"X\""), "{e}");
+        assert_eq!(n.rotation.as_ref().unwrap().id, "X");
+
+        // Once X is finished, Y starts.
+        apply(&mut n, &step("X", 2, Action::Retire, false)).unwrap();
+        apply(&mut n, &stage("Y", &y_root, y_leaf)).unwrap();
+        assert_eq!(n.rotation.as_ref().unwrap().id, "Y");
+        assert_eq!(n.current.material.root, *x_root.cert_der());
+    }
+
+    #[test]
+    fn a_rotation_undone_to_its_start_lets_the_next_one_start() {
+        let (old, x_root, y_root) = (root(1), root(2), root(3));
+        let mut n = node(&old);
+        let leaf = csr(&mut n, 2, &x_root);
+        apply(&mut n, &stage("X", &x_root, leaf)).unwrap();
+        apply(&mut n, &step("X", 1, Action::Present, false)).unwrap();
+        apply(&mut n, &step("X", 1, Action::Present, true)).unwrap();
+        apply(&mut n, &step("X", 0, Action::Stage, true)).unwrap();
+        let y_leaf = csr(&mut n, 3, &y_root);
+        apply(&mut n, &stage("Y", &y_root, y_leaf)).unwrap();
+        assert_eq!(n.rotation.as_ref().unwrap().id, "Y");
+        // Still on the old root as current: X never completed.
+        assert_eq!(n.current.material.root, *old.cert_der());
+    }
+
+    /// Stage for X at generation 30, undo it, CreateCsr for generation 30 (the same
+    /// key comes back), stage for Y with a leaf for that key: accepted.
+    #[test]
+    fn the_key_of_an_undone_rotation_serves_the_next_one() {
+        let (old, x_root, y_root) = (root(1), root(30), root(30));
+        let mut n = node(&old);
+        let x_leaf = csr(&mut n, 30, &x_root);
+        apply(&mut n, &stage("X", &x_root, x_leaf.clone())).unwrap();
+        assert!(n.pending.is_none());
+        apply(&mut n, &step("X", 0, Action::Stage, true)).unwrap();
+
+        let y_leaf = csr(&mut n, 30, &y_root);
+        assert_eq!(leaf_spki(&y_leaf).unwrap(), leaf_spki(&x_leaf).unwrap());
+        apply(&mut n, &stage("Y", &y_root, y_leaf)).unwrap();
+        let r = n.rotation.as_ref().unwrap();
+        assert_eq!((r.id.as_str(), r.steps.len()), ("Y", 1));
+        assert!(n.key_files().contains(&"g30.pem"), "{:?}", n.key_files());
+        n.credential_set().unwrap();
+
+        // A leaf for a key the node never made is still refused.
+        let mut other = node(&old);
+        let stray = csr(&mut other, 31, &y_root);
+        apply(&mut n, &step("Y", 0, Action::Stage, true)).unwrap();
+        let e = apply(&mut n, &stage("Z", &y_root, stray)).unwrap_err();
+        assert!(e.to_string().contains("call CreateCsr first"), "{e}");
+    }
 }
