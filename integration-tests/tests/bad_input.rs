@@ -1255,6 +1255,29 @@ fn empty_rotation() -> v1::StartRotationRequest {
     }
 }
 
+/// Wait until the rotation has ended (not merely paused).
+async fn wait_ended(executor: &Executor, id: &str) -> v1::RotationStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = executor.get_rotation(id, false).expect("known rotation");
+        let state = v1::RotationState::try_from(status.state).expect("state");
+        if matches!(
+            state,
+            v1::RotationState::Succeeded
+                | v1::RotationState::Failed
+                | v1::RotationState::Aborted
+                | v1::RotationState::RolledBack
+        ) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rotation {id} stuck: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn wait_terminal(executor: &Executor, id: &str) -> v1::RotationStatus {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -1342,7 +1365,8 @@ fn executor_refuses_bad_input_clearly_and_keeps_serving() {
     let seeds = input_seeds();
 
     // Rotations to aim control calls at: one failed (its agents are unreachable),
-    // one paused (an unsafe plan starts paused), one with nothing to do.
+    // one with nothing to do, one paused. One rotation per CA: each of the CA is over
+    // before the next one starts.
     let known: Vec<String> = rt.block_on(async {
         let mut c = client.clone();
         let failed = c
@@ -1351,41 +1375,34 @@ fn executor_refuses_bad_input_clearly_and_keeps_serving() {
             .expect("valid start")
             .into_inner()
             .rotation_id;
-        let unsafe_plan = rollover_core::plan_naive(&Fleet::new(&core_topology()));
-        let verdict = rollover_core::verify_plan(&core_topology(), &unsafe_plan).expect("plan");
-        assert!(
-            !verdict.safe,
-            "the naive plan of the seed topology is unsafe"
-        );
-        let mut paused = seeds[0].clone();
-        paused.plan = Some(v1::PlanSource {
-            source: Some(v1::plan_source::Source::Plan(v1::Plan::from(&unsafe_plan))),
-        });
-        let paused = c
-            .start_rotation(paused.start_request())
-            .await
-            .expect("an unsafe plan is accepted, paused")
-            .into_inner()
-            .rotation_id;
         let empty = c
             .start_rotation(empty_rotation())
             .await
             .expect("an empty fleet")
             .into_inner()
             .rotation_id;
-        for id in [&failed, &paused, &empty] {
-            wait_terminal(&executor, id).await;
+        for id in [&failed, &empty] {
+            wait_ended(&executor, id).await;
         }
-        // Abort answers with the rotation's final state.
-        let mut paused_again = seeds[0].clone();
-        paused_again.plan = Some(v1::PlanSource {
+        // An unsafe given plan is refused before anything starts.
+        let unsafe_plan = rollover_core::plan_naive(&Fleet::new(&core_topology()));
+        let verdict = rollover_core::verify_plan(&core_topology(), &unsafe_plan).expect("plan");
+        assert!(
+            !verdict.safe,
+            "the naive plan of the seed topology is unsafe"
+        );
+        let mut unsafe_start = seeds[0].clone();
+        unsafe_start.plan = Some(v1::PlanSource {
             source: Some(v1::plan_source::Source::Plan(v1::Plan::from(&unsafe_plan))),
         });
+        let result = c.start_rotation(unsafe_start.start_request()).await;
+        assert_eq!(refused("an unsafe plan", &result), Code::InvalidArgument);
+        // Abort answers with the rotation's final state.
         for _ in 0..10 {
             let id = c
-                .start_rotation(paused_again.start_request())
+                .start_rotation(seeds[0].start_request())
                 .await
-                .expect("an unsafe plan is accepted, paused")
+                .expect("a start once the previous one ended")
                 .into_inner()
                 .rotation_id;
             let status = c
@@ -1402,6 +1419,18 @@ fn executor_refuses_bad_input_clearly_and_keeps_serving() {
                 "{status:?}"
             );
         }
+        let paused = c
+            .start_rotation(seeds[0].start_request())
+            .await
+            .expect("a start once the previous one ended")
+            .into_inner()
+            .rotation_id;
+        c.pause(v1::PauseRequest {
+            rotation_id: paused.clone(),
+            reason: "test".into(),
+        })
+        .await
+        .expect("pause");
         vec![failed, paused, empty]
     });
 

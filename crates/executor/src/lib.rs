@@ -6,11 +6,13 @@
 //! * [`driver`]: agents over gRPC, retries, the executor's own TLS probe;
 //! * [`rotation`]: running one rotation (preparation, steps, probes, rollback);
 //! * [`service`]: the `rollover.v1.Executor` gRPC service;
-//! * [`metrics`]: Prometheus counters and the `--metrics` endpoint.
+//! * [`metrics`]: Prometheus counters and the `--metrics` endpoint;
+//! * [`check`]: the pre-flight check of a fleet (CheckFleet).
 //!
 //! [`Executor::open`] resumes every unfinished rotation found in the journal;
 //! [`serve`] runs the gRPC service until shutdown.
 
+pub mod check;
 pub mod driver;
 pub mod journal;
 pub mod metrics;
@@ -38,7 +40,7 @@ pub use journal::{Journal, MemJournal, RedbJournal};
 pub use metrics::Metrics;
 pub use service::ExecutorService;
 
-use crate::journal::{Committer, DocKind, JournalError};
+use crate::journal::{Committer, DocKind, JournalError, State};
 use crate::rotation::{Ctx, Rotation};
 
 /// Largest gRPC message the executor accepts or sends (plans of big fleets).
@@ -143,6 +145,10 @@ struct Inner {
     planner: Option<PlannerClient<Channel>>,
     rotations: Mutex<HashMap<String, Arc<Rotation>>>,
     runners: Mutex<Vec<AbortHandle>>,
+    /// Held while a rotation is admitted (StartRotation, or Rollback of a finished
+    /// one): the one-active-rotation-per-CA check, the generation and the insertion
+    /// happen under it, so two concurrent calls cannot both pass the check.
+    admission: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -205,6 +211,7 @@ impl Executor {
                 planner: config.planner,
                 rotations: Mutex::new(HashMap::new()),
                 runners: Mutex::new(Vec::new()),
+                admission: tokio::sync::Mutex::new(()),
             }),
         };
         let mut metas = journal.rotations()?;
@@ -282,10 +289,79 @@ impl Executor {
         format!("r{:012x}{random:08x}", rotation::now_ms())
     }
 
-    /// The generation of the next root of `ca`: one past the highest known (from
-    /// earlier rotations of it, and the executor's own roots named `<ca> gen N`); when
-    /// none is known, minutes since the Unix epoch, so the new root's subject cannot
-    /// collide with a bootstrap root's.
+    /// The rotation of `ca` that has not ended (PENDING, RUNNING, PAUSED or
+    /// ROLLING_BACK), other than `except`: its id and state. There is at most one.
+    pub fn active_rotation(&self, ca: &str, except: Option<&str>) -> Option<(String, State)> {
+        self.inner
+            .rotations
+            .lock()
+            .expect("rotations lock")
+            .values()
+            .map(|r| r.snapshot().meta)
+            .filter(|m| m.ca == ca && !m.state.is_terminal() && Some(m.id.as_str()) != except)
+            .min_by_key(|m| m.created_ms)
+            .map(|m| (m.id, m.state))
+    }
+
+    /// A rotation of the same CA started after `meta`'s that still has applied steps:
+    /// undoing `meta`'s rotation under it would fight it.
+    fn newer_applied(&self, meta: &journal::RotationMeta) -> Option<String> {
+        self.inner
+            .rotations
+            .lock()
+            .expect("rotations lock")
+            .values()
+            .map(|r| r.snapshot())
+            .find(|s| {
+                s.meta.ca == meta.ca
+                    && s.meta.id != meta.id
+                    && (s.meta.created_ms, &s.meta.id) > (meta.created_ms, &meta.id)
+                    && s.steps_done > 0
+                    && !s.meta.options.dry_run
+            })
+            .map(|s| s.meta.id)
+    }
+
+    /// The refusal of a second active rotation of `ca`.
+    fn busy(ca: &str, (id, state): (String, State)) -> tonic::Status {
+        tonic::Status::failed_precondition(format!(
+            "CA `{ca}` already has an active rotation: {id} is {}; one rotation per CA at a \
+             time: wait for it to end, or steer it (Resume, Abort, Rollback)",
+            service::state_name(state)
+        ))
+    }
+
+    /// Refuse if `ca` has an active rotation (a quick check before planning; the
+    /// binding one is [`Executor::admit`]'s).
+    fn check_idle(&self, ca: &str) -> Result<(), tonic::Status> {
+        match self.active_rotation(ca, None) {
+            Some(active) => Err(Self::busy(ca, active)),
+            None => Ok(()),
+        }
+    }
+
+    /// Admit a new rotation atomically: under the admission lock, check that no
+    /// rotation of its CA is active, give it the next generation, journal it and
+    /// insert it (not yet running). Every check of the request itself came before,
+    /// so a malformed request is refused as such even while the CA is busy.
+    async fn admit(&self, rotation: Arc<Rotation>) -> Result<(), tonic::Status> {
+        let _admission = self.inner.admission.lock().await;
+        let ca = rotation.fleet.ca.clone();
+        self.check_idle(&ca)?;
+        rotation.set_generation(self.next_generation(&ca));
+        rotation
+            .create_records()
+            .await
+            .map_err(|e| tonic::Status::internal(format!("cannot journal the rotation: {e}")))?;
+        self.insert(rotation);
+        Ok(())
+    }
+
+    /// The generation of the next root of `ca`: one past the highest ever used (by
+    /// every journaled rotation of it, finished, failed or rolled back included, and
+    /// by the executor's own roots named `<ca> gen N`), so two roots never share a
+    /// subject; when none is known, minutes since the Unix epoch, so the new root's
+    /// subject cannot collide with a bootstrap root's.
     fn next_generation(&self, ca: &str) -> u32 {
         let mut known: Option<u32> = None;
         let mut see = |g: u32| known = Some(known.map_or(g, |k| k.max(g)));

@@ -381,6 +381,11 @@ impl Rotation {
         }))
     }
 
+    /// Set the new root's generation (once, before the rotation is journaled).
+    pub fn set_generation(&self, generation: u32) {
+        self.status.lock().expect("status lock").meta.generation = generation;
+    }
+
     /// Waves in the plan.
     pub fn waves_total(&self) -> u32 {
         self.waves_total
@@ -553,13 +558,22 @@ impl Rotation {
         status.probes_failed = failed;
         drop(status);
         let (fwd, undo) = self.recorded()?;
-        let done = (0..fwd.len())
-            .filter(|&i| {
-                matches!(fwd[i], Recorded::Done | Recorded::Probed)
-                    && !matches!(undo[i], Recorded::Done | Recorded::Probed)
-            })
-            .count();
-        self.status.lock().expect("status lock").steps_done = done as u32;
+        let applied = |i: usize| {
+            matches!(fwd[i], Recorded::Done | Recorded::Probed)
+                && !matches!(undo[i], Recorded::Done | Recorded::Probed)
+        };
+        let done = (0..fwd.len()).filter(|&i| applied(i)).count();
+        // As the runner reports it: the lowest wave with a step not applied (a
+        // finished rotation's runner never runs again to say so).
+        let current_wave = (0..fwd.len())
+            .filter(|&i| !applied(i))
+            .map(|i| self.wave_of[i])
+            .min()
+            .unwrap_or(self.waves_total)
+            .min(self.waves_total);
+        let mut status = self.status.lock().expect("status lock");
+        status.steps_done = done as u32;
+        status.current_wave = current_wave;
         Ok(())
     }
 
@@ -1295,7 +1309,7 @@ impl Rotation {
     }
 
     /// Once per rotation: the agents' facts, the new root, the executor's own part.
-    async fn prepare(&self) -> Result<(), String> {
+    async fn prepare(self: &Arc<Self>) -> Result<(), String> {
         if self.prepared.lock().expect("prepared lock").is_some() {
             return Ok(());
         }
@@ -1402,31 +1416,70 @@ impl Rotation {
         Ok(())
     }
 
-    /// Ask every agent for its state (bounded concurrency, with retries).
-    async fn gather_facts(&self) -> Result<Vec<NodeFacts>, String> {
+    /// Ask every agent for its state (bounded concurrency, with retries). Every
+    /// retried failure is reported as it happens ([`Rotation::waiting`]); when agents
+    /// stay unreachable, the error names every one of them, not only the first.
+    async fn gather_facts(self: &Arc<Self>) -> Result<Vec<NodeFacts>, String> {
         let limit = Arc::new(tokio::sync::Semaphore::new(
             self.ctx.prepare_concurrency.max(1),
         ));
         let mut asks = JoinSet::new();
         for (node, agent) in self.agents.iter().enumerate() {
             let Some(agent) = agent.clone() else { continue };
-            let (limit, retry) = (limit.clone(), self.ctx.retry);
+            let (limit, retry, this) = (limit.clone(), self.ctx.retry, self.clone());
             let id = self.fleet.id(node as u32).to_string();
             let mode = self.fleet.mode(node as u32);
             asks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let state = retry
-                    .run(|| agent.get_state(), |_, _| {})
+                    .run(
+                        || agent.get_state(),
+                        |attempt, e| this.waiting(&id, "GetState", attempt, e),
+                    )
                     .await
-                    .map_err(|e| format!("node `{id}`: cannot get its agent's state: {e}"));
+                    .map_err(|e| format!("`{id}`: cannot get its agent's state: {e}"));
                 (node, state.and_then(|s| facts_of(&id, mode, &s)))
             });
         }
         let mut facts = vec![NodeFacts::default(); self.agents.len()];
+        let mut problems = Vec::new();
         for (node, r) in asks.join_all().await {
-            facts[node] = r?;
+            match r {
+                Ok(f) => facts[node] = f,
+                Err(e) => problems.push((node, e)),
+            }
         }
-        Ok(facts)
+        if problems.is_empty() {
+            return Ok(facts);
+        }
+        problems.sort_by_key(|p| p.0);
+        let count = problems.len();
+        let shown: Vec<String> = problems.into_iter().take(20).map(|p| p.1).collect();
+        let more = count - shown.len();
+        Err(format!(
+            "{count} node(s) not ready: {}{}",
+            shown.join("; "),
+            if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            }
+        ))
+    }
+
+    /// A call to `node`'s agent failed and will be retried: say so in the events and
+    /// the status, so a watcher knows what the rotation waits for.
+    fn waiting(&self, node: &str, call: &str, attempt: u32, error: &AgentError) {
+        tracing::warn!(node, call, attempt, %error, "agent call failed; retrying");
+        let _ = self.record(
+            vec![],
+            vec![Event::Waiting(v1::Waiting {
+                node: node.to_string(),
+                call: call.to_string(),
+                attempt,
+                error: error.to_string(),
+            })],
+        );
     }
 
     /// Reach a terminal state: journal it with the Finished event.
@@ -1485,7 +1538,7 @@ fn facts_of(id: &str, want: Mode, state: &v1::AgentState) -> Result<NodeFacts, S
         && mode != want
     {
         return Err(format!(
-            "node `{id}`: its agent is a {mode} node but the topology says {want}"
+            "`{id}`: its agent is a {mode} node but the topology says {want}"
         ));
     }
     let old_root = state

@@ -128,10 +128,17 @@ fn unsafe_reason(verdict: &rollover_core::Verdict) -> String {
         String::new()
     };
     format!(
-        "the given plan is unsafe: {} undeclared link(s) can break: {}{more}; Resume to run it as is, or Abort",
+        "{} undeclared link(s) can break: {}{more}",
         verdict.undeclared_count,
         shown.join("; ")
     )
+}
+
+/// `RUNNING`, `PAUSED`, ...: a state as the wire names it, without its prefix.
+pub fn state_name(state: State) -> &'static str {
+    state_to_wire(state)
+        .as_str_name()
+        .trim_start_matches("ROTATION_STATE_")
 }
 
 impl Executor {
@@ -157,6 +164,8 @@ impl Executor {
             Some(source) => convert::plan_from_source(source)
                 .map_err(|e| Status::invalid_argument(format!("plan: {e}")))?,
             None => {
+                // Fail fast, before asking the planner; `admit` checks again, atomically.
+                self.check_idle(&topology.ca)?;
                 self.ask_planner(&topology, strategy, options.start_node.clone())
                     .await?
             }
@@ -170,25 +179,32 @@ impl Executor {
         let order = PlanOrder::resolve(&plan, &fleet, &doc)
             .map_err(|e| Status::invalid_argument(format!("plan: {e}")))?;
         let verdict = rollover_core::verify(&fleet, &plan, &order);
-        let paused_reason =
-            (!verdict.safe && !options.observe_only).then(|| unsafe_reason(&verdict));
-        if options.observe_only && !verdict.safe {
-            tracing::warn!("running an unsafe plan in observe-only mode (simulation)");
+        // An unsafe plan is refused before anything changes (observe-only simulations
+        // run it on purpose: they must see every failure the order causes).
+        if !verdict.safe && !options.observe_only {
+            return Err(if given {
+                Status::invalid_argument(format!(
+                    "plan: unsafe, refused: {}",
+                    unsafe_reason(&verdict)
+                ))
+            } else {
+                Status::failed_precondition(format!(
+                    "plan: the planner's {} plan is unsafe, refused: {}",
+                    strategy.as_str(),
+                    unsafe_reason(&verdict)
+                ))
+            });
         }
-        if !given && !verdict.safe && !options.observe_only {
-            tracing::error!("the planner's plan is unsafe; starting paused");
+        if !verdict.safe {
+            tracing::warn!("running an unsafe plan in observe-only mode (simulation)");
         }
         let now = now_ms();
         let meta = RotationMeta {
             id: self.new_rotation_id(),
             ca: topology.ca.clone(),
-            state: if paused_reason.is_some() {
-                State::Paused
-            } else {
-                State::Pending
-            },
+            state: State::Pending,
             rolling_back: false,
-            paused_reason,
+            paused_reason: None,
             error: None,
             options: StoredOptions {
                 max_concurrency: options.max_concurrency,
@@ -198,7 +214,8 @@ impl Executor {
                 start_node: options.start_node.clone(),
                 observe_only: options.observe_only,
             },
-            generation: self.next_generation(&topology.ca),
+            // Given under the admission lock.
+            generation: 0,
             created_ms: now,
             updated_ms: now,
             finished_ms: None,
@@ -213,20 +230,17 @@ impl Executor {
             verdict,
         )
         .map_err(|e| Status::invalid_argument(format!("topology: {}", e.message)))?;
-        rotation
-            .create_records()
-            .await
-            .map_err(|e| Status::internal(format!("cannot journal the rotation: {e}")))?;
+        self.admit(rotation.clone()).await?;
         let response = v1::StartRotationResponse {
             rotation_id: rotation.id.clone(),
             plan: Some(v1::Plan::from(&rotation.plan)),
         };
         tracing::info!(rotation_id = %rotation.id, steps = rotation.plan.steps.len(), given, "rotation accepted");
-        self.insert_and_run(rotation);
+        self.spawn_runner(rotation);
         Ok(response)
     }
 
-    async fn ask_planner(
+    pub(crate) async fn ask_planner(
         &self,
         topology: &Topology,
         strategy: rollover_core::Strategy,
@@ -315,11 +329,27 @@ impl Executor {
         let state = rotation.snapshot().meta.state;
         match control {
             Control::Rollback(reason) if state != State::RolledBack => {
+                // Undoing a finished rotation makes it active again: admitted like a
+                // new one, and only while no other rotation of the CA is active or
+                // has changed nodes since.
+                let _admission = self.inner.admission.lock().await;
+                let meta = rotation.snapshot().meta;
+                if let Some(active) = self.active_rotation(&meta.ca, Some(id)) {
+                    return Err(Self::busy(&meta.ca, active));
+                }
+                if let Some(newer) = self.newer_applied(&meta) {
+                    return Err(Status::failed_precondition(format!(
+                        "Rollback: rotation `{newer}` of CA `{}` came after `{id}` and \
+                         changed nodes: roll that one back first",
+                        meta.ca
+                    )));
+                }
                 rotation
                     .restart_for_rollback(&reason)
                     .await
                     .map_err(|e| Status::internal(format!("cannot journal the rollback: {e}")))?;
                 self.spawn_runner(rotation.clone());
+                drop(_admission);
                 Ok(status_of(&rotation, false))
             }
             Control::Rollback(_) => Ok(status_of(&rotation, false)),
@@ -510,6 +540,16 @@ impl ExecutorApi for ExecutorService {
         let r = request.into_inner();
         self.executor
             .control(&r.rotation_id, Control::Rollback(r.reason))
+            .await
+            .map(Response::new)
+    }
+
+    async fn check_fleet(
+        &self,
+        request: Request<v1::CheckFleetRequest>,
+    ) -> Result<Response<v1::CheckFleetResponse>, Status> {
+        self.executor
+            .check_fleet(request.into_inner())
             .await
             .map(Response::new)
     }

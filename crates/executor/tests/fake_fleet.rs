@@ -362,23 +362,27 @@ async fn bad_input_unknown_ids_and_unsafe_plans() {
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("ca"), "{}", e.message());
 
-    // An unsafe given plan starts paused with the verdict; Abort ends it.
+    // An unsafe given plan is refused at once, naming the links it would break;
+    // nothing starts, nothing is journaled, no agent is called.
     let fleet = Fleet::new(&topology);
     let naive = rollover_core::planner::plan_naive(&fleet);
     let order = PlanOrder::resolve(&naive, &fleet, &rollover_core::Document::new("p", "")).unwrap();
-    assert!(!rollover_core::verify(&fleet, &naive, &order).safe);
+    let verdict = rollover_core::verify(&fleet, &naive, &order);
+    assert!(!verdict.safe);
     let mut unsafe_req = request(&topology, false, 0);
     unsafe_req.plan = Some(v1::PlanSource {
         source: Some(v1::plan_source::Source::Plan(v1::Plan::from(&naive))),
     });
-    let id = executor
-        .start_rotation(unsafe_req)
-        .await
-        .unwrap()
-        .rotation_id;
-    let status = wait_for(&executor, &id, &[S::Paused]).await;
-    assert!(status.paused_reason.unwrap().contains("unsafe"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let e = executor.start_rotation(unsafe_req).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().starts_with("plan: unsafe"), "{}", e.message());
+    let broken = &verdict.broken[0];
+    assert!(
+        e.message()
+            .contains(&format!("{} -> {}", broken.client, broken.server)),
+        "{}",
+        e.message()
+    );
     assert_eq!(
         world
             .applied
@@ -387,21 +391,157 @@ async fn bad_input_unknown_ids_and_unsafe_plans() {
             .sum::<u64>(),
         0
     );
-    let s = executor
-        .control(&id, Control::Abort("no".into()))
+    assert_eq!(executor.list_rotations(false).len(), 0);
+}
+
+/// The CA of [`mixed_topology`].
+fn ca_of(topology: &rollover_core::Topology) -> &str {
+    &topology.ca
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_active_rotation_per_ca_even_when_started_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(12, 21);
+    let world = World::new(&topology);
+    *world.delay.lock().unwrap() = Duration::from_millis(3);
+    let planner = planner().await;
+    let executor =
+        Executor::open(config(dir.path(), &world).planner_url(&planner).unwrap()).unwrap();
+
+    // Eight StartRotation at once (each asks the planner first): exactly one is admitted.
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let (executor, req) = (executor.clone(), request(&topology, false, 1));
+            tokio::spawn(async move { executor.start_rotation(req).await })
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    let mut refused = Vec::new();
+    for start in starts {
+        match start.await.unwrap() {
+            Ok(r) => admitted.push(r.rotation_id),
+            Err(e) => refused.push(e),
+        }
+    }
+    assert_eq!(admitted.len(), 1, "{refused:?}");
+    let first = admitted.pop().unwrap();
+    assert_eq!(refused.len(), 7);
+    for e in &refused {
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(
+            e.message().contains(&first) && e.message().contains(ca_of(&topology)),
+            "{}",
+            e.message()
+        );
+        assert!(
+            ["PENDING", "RUNNING"]
+                .iter()
+                .any(|s| e.message().contains(&format!("{first} is {s}"))),
+            "{}",
+            e.message()
+        );
+    }
+    assert_eq!(executor.list_rotations(false).len(), 1, "the refused left nothing");
+
+    // Paused and rolling back count as active too.
+    while executor.get_rotation(&first, false).unwrap().steps_done < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    executor
+        .control(&first, Control::Pause("hold".into()))
         .await
         .unwrap();
-    assert_eq!(s.state, S::Aborted as i32);
-    let e = executor.control(&id, Control::Resume).await.unwrap_err();
+    let e = executor
+        .start_rotation(request(&topology, false, 1))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
-    let log = events(&executor, &id).await;
-    assert!(matches!(log[0].event, Some(Event::Paused(_))));
-    assert!(matches!(
-        log.last().unwrap().event,
-        Some(Event::Finished(_))
-    ));
-    assert_eq!(executor.list_rotations(true).len(), 0);
-    assert_eq!(executor.list_rotations(false).len(), 1);
+    assert!(e.message().contains(&format!("{first} is PAUSED")), "{}", e.message());
+    executor
+        .control(&first, Control::Rollback("test".into()))
+        .await
+        .unwrap();
+    let status = wait_for(&executor, &first, &[S::RolledBack, S::Failed]).await;
+    assert_eq!(status.state, S::RolledBack as i32, "{status:?}");
+    world.assert_all(false);
+
+    // After the rollback, the next one starts cleanly, with a new generation.
+    let second = executor
+        .start_rotation(request(&topology, true, 0))
+        .await
+        .unwrap()
+        .rotation_id;
+    let e = executor
+        .start_rotation(request(&topology, false, 1))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains(&second), "{}", e.message());
+    let status = wait_for(&executor, &second, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
+    world.assert_all(true);
+    let generations = world.csr_generations.lock().unwrap().clone();
+    let distinct: std::collections::BTreeSet<u32> = generations.iter().copied().collect();
+    assert_eq!(distinct.len(), 2, "one generation per rotation: {generations:?}");
+    assert!(generations.last() > generations.first(), "{generations:?}");
+    executor.shutdown();
+    drop(executor);
+
+    // After a restart, finished rotations report their real wave.
+    let executor =
+        Executor::open(config(dir.path(), &world).planner_url(&planner).unwrap()).unwrap();
+    let done = executor.get_rotation(&second, false).unwrap();
+    assert_eq!(done.state, S::Succeeded as i32);
+    assert_eq!(done.current_wave, done.waves_total, "{done:?}");
+    assert_eq!(done.steps_done, done.steps_total);
+    let undone = executor.get_rotation(&first, false).unwrap();
+    assert_eq!((undone.current_wave, undone.steps_done), (0, 0), "{undone:?}");
+    executor.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_rotation_is_not_rolled_back_under_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(8, 22);
+    let world = World::new(&topology);
+    let executor = Executor::open(
+        config(dir.path(), &world)
+            .planner_url(&planner().await)
+            .unwrap(),
+    )
+    .unwrap();
+    let first = executor
+        .start_rotation(request(&topology, false, 0))
+        .await
+        .unwrap()
+        .rotation_id;
+    wait_for(&executor, &first, &[S::Succeeded]).await;
+    // The next one pauses on its first step (the fake agents finished the first
+    // rotation and take no new one): active, so the first cannot be rolled back.
+    let second = executor
+        .start_rotation(request(&topology, false, 1))
+        .await
+        .unwrap()
+        .rotation_id;
+    wait_for(&executor, &second, &[S::Paused]).await;
+    let e = executor
+        .control(&first, Control::Rollback(String::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains(&second), "{}", e.message());
+    executor
+        .control(&second, Control::Abort(String::new()))
+        .await
+        .unwrap();
+    // Once it ended (having changed nothing), the first can be rolled back.
+    executor
+        .control(&first, Control::Rollback(String::new()))
+        .await
+        .unwrap();
+    let status = wait_for(&executor, &first, &[S::RolledBack, S::Failed]).await;
+    assert_eq!(status.state, S::RolledBack as i32, "{status:?}");
+    world.assert_all(false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

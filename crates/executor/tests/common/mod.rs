@@ -34,6 +34,8 @@ pub struct World {
     /// Delay of every ApplyStep.
     pub delay: Mutex<Duration>,
     csr_keys: Mutex<HashMap<String, NodeKey>>,
+    /// The generation of every CreateCsr, in order.
+    pub csr_generations: Mutex<Vec<u32>>,
 }
 
 impl World {
@@ -51,6 +53,7 @@ impl World {
             lose_answer_once: Mutex::new(HashSet::new()),
             delay: Mutex::new(Duration::ZERO),
             csr_keys: Mutex::new(HashMap::new()),
+            csr_generations: Mutex::new(Vec::new()),
         })
     }
 
@@ -148,6 +151,11 @@ impl AgentApi for FakeAgent {
     ) -> BoxFuture<'_, Result<v1::CreateCsrResponse, AgentError>> {
         Box::pin(async move {
             assert!(request.generation > 0);
+            self.world
+                .csr_generations
+                .lock()
+                .unwrap()
+                .push(request.generation);
             let id = self.world.fleet.id(self.node).to_string();
             let key = self
                 .world
