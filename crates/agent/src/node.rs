@@ -485,7 +485,10 @@ mod tests {
             ca_name: CA.into(),
             generation,
         };
-        let key = match node.csr_key(&label, |_| format!("g{generation}.pem")).unwrap() {
+        let key = match node
+            .csr_key(&label, |_| format!("g{generation}.pem"))
+            .unwrap()
+        {
             CsrKey::Existing(key) => key,
             CsrKey::Fresh { key, next } => {
                 *node = *next;
@@ -536,7 +539,10 @@ mod tests {
         let y_leaf = csr(&mut n, 3, &y_root);
         let e = apply(&mut n, &stage("Y", &y_root, y_leaf.clone())).unwrap_err();
         assert!(matches!(e, AgentError::Precondition(_)), "{e}");
-        assert!(e.to_string().contains("rotation \"X\" is in progress"), "{e}");
+        assert!(
+            e.to_string().contains("rotation \"X\" is in progress"),
+            "{e}"
+        );
         let e = apply(&mut n, &step("Y", 1, Action::Present, false)).unwrap_err();
         assert!(e.to_string().contains("\"X\""), "{e}");
         assert_eq!(n.rotation.as_ref().unwrap().id, "X");

@@ -442,7 +442,11 @@ async fn one_active_rotation_per_ca_even_when_started_concurrently() {
             e.message()
         );
     }
-    assert_eq!(executor.list_rotations(false).len(), 1, "the refused left nothing");
+    assert_eq!(
+        executor.list_rotations(false).len(),
+        1,
+        "the refused left nothing"
+    );
 
     // Paused and rolling back count as active too.
     while executor.get_rotation(&first, false).unwrap().steps_done < 2 {
@@ -457,7 +461,11 @@ async fn one_active_rotation_per_ca_even_when_started_concurrently() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
-    assert!(e.message().contains(&format!("{first} is PAUSED")), "{}", e.message());
+    assert!(
+        e.message().contains(&format!("{first} is PAUSED")),
+        "{}",
+        e.message()
+    );
     executor
         .control(&first, Control::Rollback("test".into()))
         .await
@@ -482,7 +490,11 @@ async fn one_active_rotation_per_ca_even_when_started_concurrently() {
     world.assert_all(true);
     let generations = world.csr_generations.lock().unwrap().clone();
     let distinct: std::collections::BTreeSet<u32> = generations.iter().copied().collect();
-    assert_eq!(distinct.len(), 2, "one generation per rotation: {generations:?}");
+    assert_eq!(
+        distinct.len(),
+        2,
+        "one generation per rotation: {generations:?}"
+    );
     assert!(generations.last() > generations.first(), "{generations:?}");
     executor.shutdown();
     drop(executor);
@@ -495,7 +507,11 @@ async fn one_active_rotation_per_ca_even_when_started_concurrently() {
     assert_eq!(done.current_wave, done.waves_total, "{done:?}");
     assert_eq!(done.steps_done, done.steps_total);
     let undone = executor.get_rotation(&first, false).unwrap();
-    assert_eq!((undone.current_wave, undone.steps_done), (0, 0), "{undone:?}");
+    assert_eq!(
+        (undone.current_wave, undone.steps_done),
+        (0, 0),
+        "{undone:?}"
+    );
     executor.shutdown();
 }
 
