@@ -11,13 +11,14 @@
 
 mod cmd;
 mod input;
+mod lint;
 mod output;
 mod render;
 mod status;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::status::Status;
@@ -33,14 +34,25 @@ two roots, switch/finalize for constrained `atomic` nodes) ordered so that every
 keeps a working handshake, and checks any plan independently against the handshake
 rule.
 
-Exit codes: 0 ok, 1 unsafe plan or failure, 2 bad input.
+Running a rotation across real agents: `rollover check` (pre-flight), `rotate`,
+`watch`, `status`, and the controls `pause`, `resume`, `abort`, `rollback`. Every
+command that reports takes -f/--format text|json and -o/--output FILE; the executor's
+address and the client TLS files come from flags or ROLLOVER_EXECUTOR,
+ROLLOVER_TLS_CERT, ROLLOVER_TLS_KEY, ROLLOVER_CA (ROLLOVER_PLANNER for `serve
+executor --planner`). `rollover completion bash|zsh|fish` prints shell completions.
+
+Exit codes: 0 ok, 1 unsafe plan or failure, 2 bad input (every command's --help says
+what each means for it).
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to see more.";
 
 const EXAMPLES: &str = "\
 Examples:
   rollover plan examples/mesh.yaml
   rollover plan examples/mixed.yaml --format json -o mixed.plan.json
-  rollover verify examples/mixed.yaml mixed.plan.json";
+  rollover verify examples/mixed.yaml mixed.plan.json
+  export ROLLOVER_EXECUTOR=127.0.0.1:7001
+  rollover check fleet.yaml && rollover rotate fleet.yaml
+  rollover resume r0195e1c2a3b4f00d9e8a7 --watch";
 
 /// Command line of `rollover`.
 #[derive(Debug, Parser)]
@@ -80,6 +92,27 @@ enum Command {
     /// Show a rotation's status on an executor, or list its rotations.
     #[command(long_about = cmd::status::LONG_ABOUT, after_help = cmd::status::EXAMPLES)]
     Status(cmd::status::StatusArgs),
+    /// Check a fleet before rotating it: planner, executor, every agent.
+    #[command(long_about = cmd::check::LONG_ABOUT, after_help = cmd::check::EXAMPLES)]
+    Check(cmd::check::CheckArgs),
+    /// Follow a rotation's events until it ends.
+    #[command(long_about = cmd::watch::LONG_ABOUT, after_help = cmd::watch::EXAMPLES)]
+    Watch(cmd::watch::WatchArgs),
+    /// Pause a rotation (no new steps until resumed).
+    #[command(long_about = cmd::control::PAUSE_ABOUT, after_help = cmd::control::EXAMPLES)]
+    Pause(cmd::control::ControlArgs),
+    /// Resume a paused rotation.
+    #[command(long_about = cmd::control::RESUME_ABOUT, after_help = cmd::control::EXAMPLES)]
+    Resume(cmd::control::ControlArgs),
+    /// Abort a rotation, leaving nodes where they are.
+    #[command(long_about = cmd::control::ABORT_ABOUT, after_help = cmd::control::EXAMPLES)]
+    Abort(cmd::control::ControlArgs),
+    /// Roll a rotation back: every node back on the old root.
+    #[command(long_about = cmd::control::ROLLBACK_ABOUT, after_help = cmd::control::EXAMPLES)]
+    Rollback(cmd::control::ControlArgs),
+    /// Print shell completions for bash, zsh or fish.
+    #[command(long_about = cmd::completion::LONG_ABOUT, after_help = cmd::completion::EXAMPLES)]
+    Completion(cmd::completion::CompletionArgs),
 }
 
 impl Command {
@@ -94,6 +127,13 @@ impl Command {
             Command::Agent(args) => cmd::agent::run(args),
             Command::Rotate(args) => cmd::rotate::run(args),
             Command::Status(args) => cmd::status::run(args),
+            Command::Check(args) => cmd::check::run(args),
+            Command::Watch(args) => cmd::watch::run(args),
+            Command::Pause(args) => cmd::control::run(cmd::control::Verb::Pause, args),
+            Command::Resume(args) => cmd::control::run(cmd::control::Verb::Resume, args),
+            Command::Abort(args) => cmd::control::run(cmd::control::Verb::Abort, args),
+            Command::Rollback(args) => cmd::control::run(cmd::control::Verb::Rollback, args),
+            Command::Completion(args) => cmd::completion::run(args, &mut Cli::command()),
         }
     }
 }
@@ -127,5 +167,33 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// Every command says what its exit codes mean.
+    #[test]
+    fn every_command_documents_its_exit_codes() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.has_subcommands() {
+                for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                    walk(sub, &path, missing);
+                }
+                return;
+            }
+            let help = cmd
+                .get_long_about()
+                .or(cmd.get_about())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            if !(help.contains("Exit status") || help.contains("Exit codes")) {
+                missing.push(path);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "no exit codes in the help of {missing:?}"
+        );
     }
 }

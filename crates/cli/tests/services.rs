@@ -96,14 +96,45 @@ fn every_new_command_explains_itself_with_an_example() {
             "--strategy",
             "--max-concurrency",
             "--no-probe",
-            "--json",
+            "--no-check",
+            "--format",
+            "--output",
+            "ROLLOVER_EXECUTOR",
             "Ctrl-C",
             "Exit status",
         ],
     );
-    help(&["status"], &["--executor <URL>", "[ROTATION]", "--json"]);
+    help(
+        &["status"],
+        &["--executor <URL>", "[ROTATION]", "--format", "--watch"],
+    );
+    for command in ["pause", "resume", "abort", "rollback", "watch", "check"] {
+        help(
+            &[command],
+            &[
+                "--executor <URL>",
+                "ROLLOVER_EXECUTOR",
+                "--format",
+                "Exit status",
+            ],
+        );
+    }
+    help(&["completion"], &["bash", "zsh", "fish", "Exit status"]);
     let top = rollover(&["--help"]);
-    for command in ["pki", "serve", "agent", "rotate", "status"] {
+    for command in [
+        "pki",
+        "serve",
+        "agent",
+        "rotate",
+        "status",
+        "check",
+        "watch",
+        "pause",
+        "resume",
+        "abort",
+        "rollback",
+        "completion",
+    ] {
         assert!(
             top.stdout.contains(&format!("  {command} ")),
             "`rollover --help` lists {command}:\n{}",

@@ -27,7 +27,13 @@ init`) enrols the node: a key made in DIR and a leaf issued from its CSR. Later 
 resume from DIR and ignore it. Demo/dev only: a real fleet enrols with its own PKI.
 
 The topology's `address` of this node is the --listen address as the executor can
-reach it; peers probe the --data-listen address the agent reports.";
+reach it; peers probe the --data-listen address the agent reports.
+
+One rotation at a time: a step of another rotation while one is under way on the node
+is refused (FAILED_PRECONDITION) until it is finished or undone to its start.
+
+Exit status: 0 after a graceful shutdown, 1 when it cannot run (e.g. the address is
+taken, the state directory is unusable), 2 on bad input.";
 
 /// Examples shown after the help.
 pub const EXAMPLES: &str = "\

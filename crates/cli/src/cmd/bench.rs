@@ -21,7 +21,10 @@ agents, planner and executor running alongside), and prints both and their ratio
 `scale` simulates a rotation of a generated fleet (default 1,000 nodes, ~5,000 links).
 
 `memory` starts N idle agents and prints the resident memory each one costs
-(target: under 200 KB).";
+(target: under 200 KB).
+
+Exit status: 0 when the figures were measured (whatever they are), 1 when the
+measurement could not run, 2 on bad input.";
 
 /// Examples shown after the help.
 pub const EXAMPLES: &str = "\

@@ -3,6 +3,9 @@
 
 pub mod agent;
 pub mod bench;
+pub mod check;
+pub mod completion;
+pub mod control;
 pub mod net;
 pub mod pki;
 pub mod plan;
@@ -11,3 +14,4 @@ pub mod serve;
 pub mod simulate;
 pub mod status;
 pub mod verify;
+pub mod watch;

@@ -98,21 +98,49 @@ impl ServerTls {
     }
 }
 
-/// `--tls-cert/--tls-key/--ca/--executor-id` of a client of the executor.
+/// `--tls-cert/--tls-key/--ca/--executor-id` of a client of the executor (each also
+/// from its environment variable).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientTls {
     /// Client certificate (PEM) to reach an executor served with mTLS.
-    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "ca"])]
+    #[arg(long, value_name = "FILE", env = "ROLLOVER_TLS_CERT", requires_all = ["tls_key", "ca"])]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PKCS#8 PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "ROLLOVER_TLS_KEY",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
     /// The CA (PEM certificate) the executor's certificate must chain to.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE", env = "ROLLOVER_CA", requires = "tls_cert")]
     pub ca: Option<PathBuf>,
     /// The id (certificate CN) of the executor's certificate with mTLS.
-    #[arg(long, value_name = "ID", default_value = "executor")]
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "ROLLOVER_EXECUTOR_ID",
+        default_value = "executor"
+    )]
     pub executor_id: String,
+}
+
+/// `--executor URL` and its TLS flags: how a command reaches the executor.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecutorArgs {
+    /// The executor: `host:port` (plaintext, loopback) or `https://host:port` (mTLS).
+    #[arg(long, value_name = "URL", env = "ROLLOVER_EXECUTOR")]
+    pub executor: String,
+    #[command(flatten)]
+    pub tls: ClientTls,
+}
+
+impl ExecutorArgs {
+    /// A (lazy) client of the executor.
+    pub fn client(&self) -> anyhow::Result<ExecutorClient<Channel>> {
+        executor_client(&self.executor, &self.tls)
+    }
 }
 
 /// A client of the executor at `url`: mTLS with `tls`'s files when given, else

@@ -19,7 +19,10 @@ Make roots and leaves for demos and bootstrap.
 mode 0600): the old root a fleet's agents and the executor are enrolled with
 (--bootstrap-ca), before the first rotation. `issue` writes a leaf for a service (the
 planner, the executor's API, an operator) from a root, for the --tls-cert/--tls-key
-flags. A real fleet enrols with its own PKI; the root's key belongs with the issuer.";
+flags. A real fleet enrols with its own PKI; the root's key belongs with the issuer.
+
+Exit status: 0 when the files were written, 1 when they could not be, 2 on bad input
+(e.g. an existing file without --force, an unreadable CA).";
 
 /// Examples shown after the help.
 pub const EXAMPLES: &str = "\

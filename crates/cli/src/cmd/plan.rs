@@ -32,7 +32,14 @@ Formats:
   dot    Graphviz of the fleet; each rotated link is labelled `wN`, the wave after
          which it runs on the new key; disrupted links dashed red, atomic nodes boxes,
          links under other CAs grey
-  order  the nodes, one per line, in the order they first act";
+  order  the nodes, one per line, in the order they first act
+
+A node named only in `links` while `nodes` is given is planned (as a bundle node) with
+a warning on stderr: it is usually a typo'd id (`rollover check` counts it as an
+error).
+
+Exit status: 0 when planned, 1 when the output cannot be written, 2 on bad input (the
+error names the file, line, column and field).";
 
 /// Examples shown after the help.
 pub const EXAMPLES: &str = "\
@@ -92,6 +99,13 @@ pub enum PlanFormat {
 pub fn run(args: &PlanArgs) -> anyhow::Result<Status> {
     let source = input::read(&args.topology)?;
     let topology = Topology::parse(&source.origin, &source.text)?;
+    // Planned anyway (the document is valid), but almost always a typo.
+    for id in crate::lint::link_only_nodes(&topology) {
+        eprintln!(
+            "warning: {}",
+            crate::lint::link_only_text(&source.origin, &id)
+        );
+    }
     let fleet = Fleet::new(&topology);
     tracing::debug!(
         nodes = fleet.len(),

@@ -1,16 +1,19 @@
 //! `rollover rotate`: start a rotation on an executor and follow it to its end.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use rollover_core::{EXECUTOR_ID, Fleet, Plan, Topology};
+use rollover_core::{Plan, Topology};
 use rollover_proto::v1;
+use rollover_proto::v1::executor_client::ExecutorClient;
 use rollover_proto::v1::rotation_event::Event;
 use serde_json::{Value, json};
+use tonic::transport::Channel;
 
-use super::net::{self, ClientTls};
+use super::net::{self, ExecutorArgs};
 use crate::input::{self, Source};
+use crate::output::{OutputArgs, Sink};
 use crate::status::{BadInput, Status};
 
 /// The long help of the command.
@@ -19,24 +22,38 @@ Start a rotation on a running executor, then follow it until it finishes.
 
 The topology is sent as a document, so the executor's errors name the file, the line
 and the field; every node needs an `address`: the host:port of its agent's control API
-(`rollover agent --listen`). Without --plan the executor asks its planner for a plan
-(--strategy); a given plan is verified first and refused if unsafe. Then every event is
-shown as it happens: a progress bar on a terminal, one line per event otherwise, or one
-JSON object per line with --json.
+(`rollover agent --listen`). First the same pre-flight check as `rollover check` runs
+(the executor reaches its planner and every agent, compares their modes and roots, and
+looks for an active rotation of the CA); any problem stops here, before anything
+changes, with every problem listed (--no-check skips it). Without --plan the executor
+asks its planner for a plan (--strategy). A given plan is verified first: an unsafe
+one is refused at once, listing the links it would break (exit 1), here and by the
+executor (INVALID_ARGUMENT); nothing starts.
+
+One rotation per CA: while a rotation of the CA is PENDING, RUNNING, PAUSED or
+ROLLING_BACK, the executor refuses another; `rotate` names the active one and exits 1.
+
+Then every event is shown as it happens: a progress bar on a terminal, one line per
+event otherwise, or one JSON object per line with -f json. While the executor waits
+on an agent (a call failed and is retried), each retry says which node, which call,
+which attempt and the error. A dry run is marked DRY RUN on every summary.
 
 Ctrl-C stops watching only: the rotation goes on on the executor (see `rollover
-status`). Failed probes on undeclared links pause the rotation on the executor; the
-watch waits, since the rotation is not finished.
+status` and `rollover watch`). Failed probes on undeclared links pause the rotation on
+the executor; the watch waits, since the rotation is not finished: steer it from
+another terminal with `rollover resume|abort|rollback ID`.
 
 Exit status: 0 when the rotation succeeded, 1 when it failed, was aborted or rolled
-back (or watching stopped), 2 on bad input (also when the executor rejects the
-topology or the plan).";
+back, watching stopped, the pre-flight check found a problem, the plan is unsafe or
+another rotation of the CA is active; 2 on bad input (also when the executor rejects
+the topology or the plan as malformed).";
 
 /// Examples shown after the help.
 pub const EXAMPLES: &str = "\
 Examples:
   rollover rotate --executor 127.0.0.1:7001 fleet.yaml
-  rollover rotate --executor 127.0.0.1:7001 fleet.yaml --plan fleet.plan.json --json
+  ROLLOVER_EXECUTOR=127.0.0.1:7001 rollover rotate fleet.yaml --dry-run
+  rollover rotate --executor 127.0.0.1:7001 fleet.yaml --plan fleet.plan.json -f json
   rollover rotate --executor 127.0.0.1:7001 fleet.yaml --strategy claim --max-concurrency 1
   rollover rotate --executor https://executor.example:7001 fleet.yaml \\
       --tls-cert ops.pem --tls-key ops-key.pem --ca ops-ca.pem";
@@ -44,14 +61,13 @@ Examples:
 /// Arguments of `rollover rotate`.
 #[derive(Debug, clap::Args)]
 pub struct RotateArgs {
-    /// The executor: `host:port` (plaintext, loopback) or `https://host:port` (mTLS).
-    #[arg(long, value_name = "URL")]
-    pub executor: String,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
     /// Topology file (YAML or JSON) with every node's agent `address`; `-` reads stdin.
     #[arg(value_name = "TOPOLOGY")]
     pub topology: String,
     /// Run this plan (e.g. from `rollover plan --format json`) instead of asking the
-    /// planner; it is verified first and refused if unsafe.
+    /// planner; it is verified first and refused (exit 1) if unsafe.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<String>,
     /// Planning strategy when no plan is given.
@@ -69,11 +85,11 @@ pub struct RotateArgs {
     /// Walk the plan and report without changing any agent.
     #[arg(long)]
     pub dry_run: bool,
-    /// One JSON object per event per line on standard output.
+    /// Skip the pre-flight check (`rollover check`) before starting.
     #[arg(long)]
-    pub json: bool,
+    pub no_check: bool,
     #[command(flatten)]
-    pub tls: ClientTls,
+    pub out: OutputArgs,
 }
 
 /// `--strategy` of `rotate`.
@@ -98,32 +114,47 @@ pub fn run(args: &RotateArgs) -> anyhow::Result<Status> {
     let plan_source = match &args.plan {
         Some(path) => {
             let source = input::read(path)?;
-            Plan::parse(&source.origin, &source.text)?;
+            let (_, verdict) =
+                rollover_core::verify_document(&topology, &source.origin, &source.text)?;
+            if !verdict.safe {
+                // Refused before anything is sent: the executor would refuse it too.
+                let plan = Plan::parse(&source.origin, &source.text)?;
+                eprint!("{}", crate::render::verdict::text(&plan, &verdict));
+                eprintln!(
+                    "error: {}: the plan is unsafe: refused, nothing started (`rollover plan` \
+                     makes a safe one)",
+                    source.origin
+                );
+                return Ok(Status::Failure);
+            }
             Some(source)
         }
         None => None,
     };
     let runtime = net::runtime()?;
-    let status = runtime.block_on(rotate(args, topology_source, plan_source))?;
+    let status = runtime.block_on(async {
+        if !args.no_check {
+            let report =
+                super::check::run_checks(&args.executor, &topology_source, &topology).await?;
+            if !report.problems.is_empty() {
+                eprint!("{}", report.text());
+                eprintln!(
+                    "error: the pre-flight check found {} problem(s): nothing started \
+                     (--no-check skips the check)",
+                    report.problems.len()
+                );
+                return Ok(Status::Failure);
+            }
+        }
+        rotate(args, topology_source, plan_source).await
+    })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(status)
 }
 
 /// Every target node (but `@executor`) needs its agent's address.
 fn check_addresses(origin: &str, topology: &Topology) -> anyhow::Result<()> {
-    let fleet = Fleet::new(topology);
-    let missing: Vec<&str> = fleet
-        .ids
-        .iter()
-        .map(String::as_str)
-        .filter(|id| *id != EXECUTOR_ID)
-        .filter(|id| {
-            !topology
-                .nodes
-                .iter()
-                .any(|n| n.id == *id && n.address.as_deref().is_some_and(|a| !a.is_empty()))
-        })
-        .collect();
+    let missing = crate::lint::missing_addresses(topology);
     if missing.is_empty() {
         return Ok(());
     }
@@ -155,8 +186,8 @@ async fn rotate(
     topology: Source,
     plan: Option<Source>,
 ) -> anyhow::Result<Status> {
-    let url = args.executor.as_str();
-    let mut client = net::executor_client(url, &args.tls)?;
+    let url = args.executor.executor.as_str();
+    let mut client = args.executor.client()?;
     let request = v1::StartRotationRequest {
         topology: Some(v1::TopologySource {
             source: Some(v1::topology_source::Source::Document(document(topology))),
@@ -179,23 +210,46 @@ async fn rotate(
     let started = client
         .start_rotation(request)
         .await
-        .map_err(|s| net::call_error("executor", url, s))?
+        .map_err(|s| start_error(url, s))?
         .into_inner();
     let id = started.rotation_id.clone();
     let plan = started.plan.unwrap_or_default();
     let waves = plan.steps.iter().map(|s| s.wave + 1).max().unwrap_or(0);
-    let mut view = View::new(args.json, plan.steps.len() as u64);
+    let mut view = View::new(&args.out, plan.steps.len() as u64, args.dry_run)?;
     view.accepted(&id, url, &plan, waves);
+    follow(&mut client, url, &id, &mut view, 1).await
+}
 
+/// StartRotation's refusal: an unsafe plan is a failure (exit 1, like `verify`), not
+/// bad input.
+fn start_error(url: &str, status: tonic::Status) -> anyhow::Error {
+    if status.code() == tonic::Code::InvalidArgument && status.message().contains("unsafe") {
+        return anyhow::anyhow!(
+            "the executor at {url} refused the plan: {}",
+            status.message()
+        );
+    }
+    net::call_error("executor", url, status)
+}
+
+/// Follow rotation `id`'s events from `from` until it finishes (reconnecting when the
+/// stream is lost) or Ctrl-C; the exit status says how it ended.
+pub async fn follow(
+    client: &mut ExecutorClient<Channel>,
+    url: &str,
+    id: &str,
+    view: &mut View,
+    from: u64,
+) -> anyhow::Result<Status> {
     let began = Instant::now();
     let mut tally = Tally::default();
-    let mut next = 1u64;
+    let mut next = from.max(1);
     let mut attempts = 0u32;
     let stop = net::shutdown_signal();
     tokio::pin!(stop);
     loop {
         let request = v1::WatchRotationRequest {
-            rotation_id: id.clone(),
+            rotation_id: id.to_string(),
             from_sequence: next,
         };
         let lost = tokio::select! {
@@ -205,7 +259,7 @@ async fn rotate(
                     loop {
                         let message = tokio::select! {
                             m = stream.message() => m,
-                            signal = &mut stop => return Ok(stopped(&mut view, signal, &id, url)),
+                            signal = &mut stop => return Ok(stopped(view, signal, id, url)),
                         };
                         match message {
                             Ok(Some(event)) => {
@@ -217,7 +271,7 @@ async fn rotate(
                                 tally.count(&event);
                                 view.event(&event);
                                 if let Some(Event::Finished(f)) = &event.event {
-                                    return Ok(view.finished(&id, f, &tally, began.elapsed()));
+                                    return Ok(view.finished(id, f, &tally, began.elapsed()));
                                 }
                             }
                             Ok(None) => break "the event stream ended before the rotation finished".to_string(),
@@ -230,7 +284,7 @@ async fn rotate(
                 }
                 Err(s) => net::call_error("executor", url, s).to_string(),
             },
-            signal = &mut stop => return Ok(stopped(&mut view, signal, &id, url)),
+            signal = &mut stop => return Ok(stopped(view, signal, id, url)),
         };
         attempts += 1;
         if attempts > RECONNECTS {
@@ -245,7 +299,7 @@ async fn rotate(
         ));
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(500 * u64::from(attempts.min(4)))) => {}
-            signal = &mut stop => return Ok(stopped(&mut view, signal, &id, url)),
+            signal = &mut stop => return Ok(stopped(view, signal, id, url)),
         }
     }
 }
@@ -287,87 +341,147 @@ impl Tally {
 }
 
 /// How events are shown.
-enum View {
-    /// One JSON object per line on stdout.
+enum Shape {
+    /// One JSON object per line.
     Json,
-    /// One readable line per event on stdout.
+    /// One readable line per event.
     Lines,
     /// A progress bar on stderr (a terminal); notable events printed above it.
     Bar(indicatif::ProgressBar),
 }
 
+/// Where and how a rotation's events are shown (`-f`, `-o`), and whether it is a dry
+/// run (marked DRY RUN wherever it shows).
+pub struct View {
+    shape: Shape,
+    sink: Sink,
+    dry_run: bool,
+    /// How the rotation ended, once its Finished event was seen.
+    pub outcome: Option<v1::RotationState>,
+}
+
 impl View {
-    fn new(json: bool, steps: u64) -> View {
-        if json {
-            return View::Json;
+    /// A view of a rotation of `steps` steps.
+    pub fn new(out: &OutputArgs, steps: u64, dry_run: bool) -> anyhow::Result<View> {
+        let sink = out.sink()?;
+        let shape = if out.is_json() {
+            Shape::Json
+        } else if !sink.is_stdout() || !std::io::stderr().is_terminal() {
+            Shape::Lines
+        } else {
+            let bar = indicatif::ProgressBar::new(steps);
+            let template = if dry_run {
+                "{spinner} DRY RUN [{bar:30}] {pos}/{len} steps  wave {prefix}  {wide_msg}"
+            } else {
+                "{spinner} [{bar:30}] {pos}/{len} steps  wave {prefix}  {wide_msg}"
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix("0");
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Shape::Bar(bar)
+        };
+        Ok(View {
+            shape,
+            sink,
+            dry_run,
+            outcome: None,
+        })
+    }
+
+    fn println(&mut self, line: &str) {
+        match &self.shape {
+            Shape::Bar(bar) => bar.println(line),
+            _ => self.sink.line(line),
         }
-        if !std::io::stderr().is_terminal() {
-            return View::Lines;
+    }
+
+    fn marker(&self) -> &'static str {
+        if self.dry_run { "DRY RUN: " } else { "" }
+    }
+
+    /// The first line: what the executor accepted.
+    pub fn accepted(&mut self, id: &str, url: &str, plan: &v1::Plan, waves: u32) {
+        if let Shape::Json = self.shape {
+            let line = json!({
+                "rotation_id": id,
+                "sequence": 0,
+                "event": "accepted",
+                "executor": url,
+                "ca": plan.ca,
+                "steps": plan.steps.len(),
+                "waves": waves,
+                "disruptions": plan.disruptions.iter().map(|d| json!({
+                    "client": d.client, "server": d.server, "reason": d.reason
+                })).collect::<Vec<_>>(),
+                "strategy": plan.strategy,
+                "dry_run": self.dry_run,
+            });
+            return self.println(&line.to_string());
         }
-        let bar = indicatif::ProgressBar::new(steps);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{bar:30}] {pos}/{len} steps  wave {prefix}  {wide_msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        let line = format!(
+            "{}rotation {id} of CA `{}` accepted by the executor at {url}: {} steps in {waves} waves, {} declared disruption(s){}",
+            self.marker(),
+            plan.ca,
+            plan.steps.len(),
+            plan.disruptions.len(),
+            if self.dry_run {
+                " (no agent is changed)"
+            } else {
+                ""
+            }
         );
-        bar.set_prefix("0");
-        bar.enable_steady_tick(Duration::from_millis(120));
-        View::Bar(bar)
-    }
-
-    fn println(&self, line: &str) {
-        match self {
-            View::Bar(bar) => bar.println(line),
-            _ => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
-            }
+        self.println(&line);
+        for d in &plan.disruptions {
+            self.println(&format!(
+                "  declared disruption {} -> {}: {}",
+                d.client, d.server, d.reason
+            ));
         }
     }
 
-    fn accepted(&self, id: &str, url: &str, plan: &v1::Plan, waves: u32) {
-        match self {
-            View::Json => self.println(
-                &json!({
-                    "rotation_id": id,
-                    "sequence": 0,
-                    "event": "accepted",
-                    "executor": url,
-                    "ca": plan.ca,
-                    "steps": plan.steps.len(),
-                    "waves": waves,
-                    "disruptions": plan.disruptions.iter().map(|d| json!({
-                        "client": d.client, "server": d.server, "reason": d.reason
-                    })).collect::<Vec<_>>(),
-                    "strategy": plan.strategy,
-                })
-                .to_string(),
-            ),
-            _ => {
-                self.println(&format!(
-                    "rotation {id} of CA `{}` accepted by the executor at {url}: {} steps in {waves} waves, {} declared disruption(s)",
-                    plan.ca,
-                    plan.steps.len(),
-                    plan.disruptions.len()
-                ));
-                for d in &plan.disruptions {
-                    self.println(&format!(
-                        "  declared disruption {} -> {}: {}",
-                        d.client, d.server, d.reason
-                    ));
-                }
-            }
+    /// The first line of `rollover watch`: the rotation's status when watching began.
+    pub fn watching(&mut self, url: &str, status: &v1::RotationStatus) {
+        if let Shape::Json = self.shape {
+            let line = json!({
+                "rotation_id": status.id,
+                "sequence": 0,
+                "event": "watching",
+                "executor": url,
+                "ca": status.ca,
+                "state": state_name(status.state).to_lowercase(),
+                "steps": status.steps_total,
+                "steps_done": status.steps_done,
+                "waves": status.waves_total,
+                "dry_run": self.dry_run,
+            });
+            return self.println(&line.to_string());
         }
+        if let Shape::Bar(bar) = &self.shape {
+            bar.set_position(u64::from(status.steps_done));
+        }
+        let line = format!(
+            "{}watching rotation {} of CA `{}` on the executor at {url}: {}, {}/{} steps done, wave {} of {}",
+            self.marker(),
+            status.id,
+            status.ca,
+            state_name(status.state),
+            status.steps_done,
+            status.steps_total,
+            status.current_wave.min(status.waves_total),
+            status.waves_total
+        );
+        self.println(&line);
     }
 
     fn event(&mut self, event: &v1::RotationEvent) {
-        match self {
-            View::Json => self.println(&event_json(event).to_string()),
-            View::Lines => self.println(&event_line(event)),
-            View::Bar(bar) => {
+        match &self.shape {
+            Shape::Json => self.sink.line(&event_json(event).to_string()),
+            Shape::Lines => self.sink.line(&event_line(event)),
+            Shape::Bar(bar) => {
                 match &event.event {
                     Some(Event::StepStarted(s)) => {
                         bar.set_prefix(s.wave.to_string());
@@ -382,34 +496,39 @@ impl View {
                         bar.set_message(event_line(event));
                     }
                     Some(Event::ProbeResult(p)) if p.ok => bar.set_message(event_line(event)),
-                    // Failures, pauses, resumes, the end: worth a line of their own.
+                    // Failures, waits, pauses, resumes, the end: worth a line of their own.
                     _ => bar.println(event_line(event)),
                 }
             }
         }
     }
 
-    fn note(&self, text: &str) {
-        match self {
-            View::Json => self.println(&json!({"event": "note", "message": text}).to_string()),
-            View::Bar(bar) => bar.println(text),
-            View::Lines => eprintln!("{text}"),
+    fn note(&mut self, text: &str) {
+        match &self.shape {
+            Shape::Json => {
+                self.sink
+                    .line(&json!({"event": "note", "message": text}).to_string());
+            }
+            Shape::Bar(bar) => bar.println(text),
+            Shape::Lines => eprintln!("{text}"),
         }
     }
 
     fn clear(&mut self) {
-        if let View::Bar(bar) = self {
+        if let Shape::Bar(bar) = &self.shape {
             bar.finish_and_clear();
         }
     }
 
     fn finished(&mut self, id: &str, f: &v1::Finished, tally: &Tally, took: Duration) -> Status {
         self.clear();
+        self.outcome = v1::RotationState::try_from(f.outcome).ok();
         let outcome = state_name(f.outcome);
         let succeeded = f.outcome == v1::RotationState::Succeeded as i32;
-        if !matches!(self, View::Json) {
+        if !matches!(self.shape, Shape::Json) {
             let mut line = format!(
-                "rotation {id} {outcome}: {} steps done{}, {} probes ({} failed), {:.1} s",
+                "{}rotation {id} {outcome}: {} steps done{}, {} probes ({} failed), {:.1} s",
+                self.marker(),
                 tally.steps_done,
                 if tally.steps_undone > 0 {
                     format!(", {} undone", tally.steps_undone)
@@ -423,6 +542,9 @@ impl View {
             if !f.message.is_empty() {
                 line.push_str(": ");
                 line.push_str(&f.message);
+            }
+            if self.dry_run {
+                line.push_str(" (dry run: no agent was changed)");
             }
             self.println(&line);
         }
@@ -515,6 +637,10 @@ pub fn event_line(event: &v1::RotationEvent) -> String {
             p.reason
         ),
         Some(Event::Resumed(_)) => "resumed".to_string(),
+        Some(Event::Waiting(w)) => format!(
+            "waiting for `{}`: {} attempt {} failed, retrying: {}",
+            w.node, w.call, w.attempt, w.error
+        ),
         Some(Event::Finished(f)) => {
             if f.message.is_empty() {
                 format!("finished: {}", state_name(f.outcome))
@@ -554,6 +680,10 @@ pub fn event_json(event: &v1::RotationEvent) -> Value {
         ),
         Some(Event::Paused(p)) => ("paused", json!({"reason": p.reason})),
         Some(Event::Resumed(_)) => ("resumed", json!({})),
+        Some(Event::Waiting(w)) => (
+            "waiting",
+            json!({"node": w.node, "call": w.call, "attempt": w.attempt, "error": w.error}),
+        ),
         Some(Event::Finished(f)) => (
             "finished",
             json!({"outcome": state_name(f.outcome).to_lowercase(), "message": f.message}),

@@ -21,7 +21,9 @@ Run the planner or the executor as a server, until Ctrl-C or SIGTERM.
 A rotation across separate processes needs a planner, an executor and one
 `rollover agent` per node. Both servers speak gRPC (with health and reflection):
 plaintext only on a loopback address and only without TLS flags; mTLS with
---tls-cert, --tls-key and --client-ca (e.g. from `rollover pki issue`).";
+--tls-cert, --tls-key and --client-ca (e.g. from `rollover pki issue`).
+
+Exit status: 0 after a graceful shutdown, 1 when it cannot serve, 2 on bad input.";
 
 /// Examples shown after the help.
 pub const EXAMPLES: &str = "\
@@ -36,7 +38,10 @@ Serve the Planner gRPC service (plan and verify rotations) until Ctrl-C or SIGTE
 Without TLS flags it serves plaintext, and only on a loopback address (anything else
 is refused). With --tls-cert, --tls-key and --client-ca it serves mTLS: it presents
 the certificate and accepts clients (the executor) whose certificates chain to the
-client CA.";
+client CA.
+
+Exit status: 0 after a graceful shutdown, 1 when it cannot serve (e.g. the address is
+taken), 2 on bad input.";
 
 const PLANNER_EXAMPLES: &str = "\
 Examples:
@@ -63,7 +68,16 @@ newer identity is used instead, so a restart never loses it.
 against --client-ca as the id --planner-id.
 
 API: plaintext only on a loopback --listen without TLS flags; mTLS with --tls-cert,
---tls-key and --client-ca. --metrics ADDR serves Prometheus text over HTTP.";
+--tls-key and --client-ca. --metrics ADDR serves Prometheus text over plain HTTP,
+without authentication: on a loopback address only, unless --metrics-public.
+
+One rotation per CA: while a rotation of a CA is PENDING, RUNNING, PAUSED or
+ROLLING_BACK, StartRotation of the same CA is refused (FAILED_PRECONDITION naming it).
+An unsafe given plan is refused (INVALID_ARGUMENT listing the links it would break).
+
+Exit status: 0 after a graceful shutdown, 1 when it cannot serve (e.g. the address is
+taken), 2 on bad input (bad flags, unreadable files, plaintext or --metrics off
+loopback).";
 
 const EXECUTOR_EXAMPLES: &str = "\
 Examples:
@@ -100,7 +114,7 @@ pub struct ExecutorArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
     /// The planner: `host:port` (plaintext, loopback) or `https://host:port` (mTLS).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "ROLLOVER_PLANNER")]
     pub planner: String,
     /// The id (certificate CN) of the planner's certificate, for an https planner.
     #[arg(long, value_name = "ID", default_value = "planner")]
@@ -113,9 +127,14 @@ pub struct ExecutorArgs {
     pub bootstrap_ca: Option<PathBuf>,
     #[command(flatten)]
     pub tls: ServerTls,
-    /// Serve Prometheus metrics over plain HTTP here (`host:port`).
+    /// Serve Prometheus metrics over plain HTTP here (`host:port`); loopback only
+    /// unless --metrics-public.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Allow --metrics on a non-loopback address (plain HTTP, no authentication:
+    /// anyone who can reach it reads the counters).
+    #[arg(long, requires = "metrics")]
+    pub metrics_public: bool,
 }
 
 /// Run `rollover serve`.
@@ -281,6 +300,19 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
         .as_deref()
         .map(|m| net::listen_addr("--metrics", m))
         .transpose()?;
+    if let Some(addr) = metrics
+        && !addr.ip().is_loopback()
+        && !args.metrics_public
+    {
+        // The metrics are plain HTTP with no authentication: reachable from anywhere
+        // only when asked for by name.
+        return Err(BadInput(format!(
+            "--metrics {addr}: refusing to serve metrics (plain HTTP, no authentication) \
+             on a non-loopback address; give --metrics-public to do it anyway, or use \
+             127.0.0.1 / ::1"
+        ))
+        .into());
+    }
     net::private_dir(&args.state)?;
     let identity = executor_identity(&args.state, args.bootstrap_ca.as_deref())?;
     let own_creds = LiveCredentials::new(identity).map_err(|e| {

@@ -8,8 +8,9 @@ use clap::ValueEnum;
 use rollover_core::{Plan, Strategy, Topology};
 use rollover_simulator::{ChaosReport, ChaosSpec, Progress, SimOptions, SimOutcome, simulate};
 
+use crate::input;
+use crate::output::OutputArgs;
 use crate::status::Status;
-use crate::{input, output};
 
 /// The long help of the command.
 pub const LONG_ABOUT: &str = "\
@@ -80,10 +81,10 @@ pub struct SimulateArgs {
     /// Most steps in flight at once.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_concurrency: u32,
-    /// Print the report as JSON on standard output instead of the summary (with
-    /// --chaos: the chaos counts of all runs).
-    #[arg(long)]
-    pub json: bool,
+    /// `-f json`: print the report as JSON instead of the summary (with --chaos: the
+    /// chaos counts of all runs); `-o FILE`: write it there instead of standard output.
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// Inject faults, e.g.
     /// `agent-crash=0.05,executor-crash=3,drop=0.02,delay=50ms,partition=0.01,duplicate=0.02`
     /// (kinds: agent-crash, strand, executor-crash, drop, delay, partition, duplicate).
@@ -131,12 +132,12 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<Status> {
         bar.finish_and_clear();
     }
     write_report(args, &outcome)?;
-    let text = if args.json {
+    let text = if args.out.is_json() {
         serde_json::to_string_pretty(&outcome.report)? + "\n"
     } else {
         summary(&outcome)
     };
-    output::write(None, &text)?;
+    args.out.write(&text)?;
     Ok(if outcome.passed() {
         Status::Success
     } else {
@@ -186,6 +187,7 @@ fn run_chaos(
     let mut total = ChaosReport::default();
     let mut failed = 0u64;
     let mut text = String::new();
+    let mut sink = args.out.sink()?;
     for seed in args.seed..args.seed.saturating_add(args.seeds) {
         let bar = progress_bar();
         let options = options(args, plan.clone(), seed, bar.as_ref());
@@ -197,7 +199,7 @@ fn run_chaos(
             Ok(outcome) => {
                 write_report(args, &outcome)?;
                 let chaos = outcome.chaos.clone().unwrap_or_default();
-                if args.seeds == 1 && !args.json {
+                if args.seeds == 1 && !args.out.is_json() {
                     text.push_str(&summary(&outcome));
                 }
                 failed += u64::from(!outcome.passed());
@@ -223,12 +225,12 @@ fn run_chaos(
                 format!("seed {seed}: FAIL, the simulation did not finish: {e}\n")
             }
         };
-        if !args.json {
+        if !args.out.is_json() {
             // One line per run as it ends, so a long series shows progress.
-            output::write(None, &line)?;
+            sink.line(line.trim_end());
         }
     }
-    if args.json {
+    if args.out.is_json() {
         text = serde_json::to_string_pretty(&total)? + "\n";
     } else {
         text.push_str(&total.summary());
@@ -239,7 +241,7 @@ fn run_chaos(
             total.runs
         ));
     }
-    output::write(None, &text)?;
+    sink.line(text.trim_end());
     Ok(if failed == 0 && total.violations.is_empty() {
         Status::Success
     } else {

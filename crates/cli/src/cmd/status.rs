@@ -5,9 +5,9 @@ use std::time::Duration;
 use rollover_proto::v1;
 use serde_json::{Value, json};
 
-use super::net::{self, ClientTls};
+use super::net::{self, ExecutorArgs};
 use super::rotate::state_name;
-use crate::output;
+use crate::output::OutputArgs;
 use crate::status::Status;
 
 /// The long help of the command.
@@ -20,6 +20,10 @@ end: SUCCEEDED, FAILED, ABORTED, ROLLED_BACK), how many steps are done and runni
 the current wave, the probes run and failed, and why it paused or failed. It is read
 from the executor's journal, so it survives executor restarts.
 
+With --watch (-w) the status is asked again every --interval and printed each time it
+changes, kubectl-style, until the rotation ends (one rotation) or Ctrl-C (the list).
+A dry run is marked DRY RUN.
+
 Exit status: 0 when the executor answered, 1 when it could not be reached, 2 for an
 unknown rotation id.";
 
@@ -28,39 +32,94 @@ pub const EXAMPLES: &str = "\
 Examples:
   rollover status --executor 127.0.0.1:7001
   rollover status --executor 127.0.0.1:7001 r0195e1c2a3b4f00d9e8a7
-  rollover status --executor 127.0.0.1:7001 --active --json";
+  rollover status --executor 127.0.0.1:7001 --active -f json
+  ROLLOVER_EXECUTOR=127.0.0.1:7001 rollover status r0195e1c2a3b4f00d9e8a7 --watch";
 
 /// Arguments of `rollover status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The executor: `host:port` (plaintext, loopback) or `https://host:port` (mTLS).
-    #[arg(long, value_name = "URL")]
-    pub executor: String,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
     /// The rotation's id (as `rollover rotate` printed it); without it, list all.
     #[arg(value_name = "ROTATION")]
     pub rotation: Option<String>,
     /// When listing: only rotations not yet finished.
     #[arg(long, conflicts_with = "rotation")]
     pub active: bool,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
+    /// Ask again every --interval and print the status whenever it changes.
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// With --watch: how often to ask, e.g. `2s`, `500ms`.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
+    pub interval: Duration,
     #[command(flatten)]
-    pub tls: ClientTls,
+    pub out: OutputArgs,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}`: expected a duration such as 2s or 500ms");
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| text.split_at(i));
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err(bad()),
+    };
+    if d < Duration::from_millis(100) {
+        return Err(format!("`{text}`: at least 100ms"));
+    }
+    Ok(d)
 }
 
 /// Run `rollover status`.
 pub fn run(args: &StatusArgs) -> anyhow::Result<Status> {
     let runtime = net::runtime()?;
-    let text = runtime.block_on(query(args))?;
+    let result = runtime.block_on(async {
+        if args.watch {
+            watch(args).await
+        } else {
+            let (text, _) = query(args).await?;
+            args.out.write(&text)
+        }
+    });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    output::write(None, &text)?;
+    result?;
     Ok(Status::Success)
 }
 
-async fn query(args: &StatusArgs) -> anyhow::Result<String> {
-    let url = args.executor.as_str();
-    let mut client = net::executor_client(url, &args.tls)?;
+/// Print the status each time it changes until the rotation ends or Ctrl-C.
+async fn watch(args: &StatusArgs) -> anyhow::Result<()> {
+    let mut sink = args.out.sink()?;
+    let mut last = String::new();
+    let stop = net::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let (text, ended) = query(args).await?;
+        if text != last {
+            if !args.out.is_json() && !last.is_empty() {
+                sink.line("");
+            }
+            sink.line(text.trim_end());
+            last = text;
+        }
+        if ended {
+            return Ok(());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(args.interval) => {}
+            _ = &mut stop => return Ok(()),
+        }
+    }
+}
+
+/// The status as text or JSON, and whether the one rotation asked about has ended.
+async fn query(args: &StatusArgs) -> anyhow::Result<(String, bool)> {
+    let url = args.executor.executor.as_str();
+    let mut client = args.executor.client()?;
+    let json = args.out.is_json();
     match &args.rotation {
         Some(id) => {
             let status = client
@@ -71,11 +130,17 @@ async fn query(args: &StatusArgs) -> anyhow::Result<String> {
                 .await
                 .map_err(|s| net::call_error("executor", url, s))?
                 .into_inner();
-            Ok(if args.json {
-                format!("{:#}\n", status_json(&status))
+            let text = if json {
+                // One object per line when watching: a stream of states.
+                if args.watch {
+                    format!("{}\n", status_json(&status))
+                } else {
+                    format!("{:#}\n", status_json(&status))
+                }
             } else {
                 detail(&status)
-            })
+            };
+            Ok((text, super::control::is_terminal(status.state)))
         }
         None => {
             let list = client
@@ -85,12 +150,17 @@ async fn query(args: &StatusArgs) -> anyhow::Result<String> {
                 .await
                 .map_err(|s| net::call_error("executor", url, s))?
                 .into_inner();
-            Ok(if args.json {
+            let text = if json {
                 let all: Vec<Value> = list.rotations.iter().map(status_json).collect();
-                format!("{:#}\n", Value::from(all))
+                if args.watch {
+                    format!("{}\n", Value::from(all))
+                } else {
+                    format!("{:#}\n", Value::from(all))
+                }
             } else {
                 table(url, args.active, &list.rotations)
-            })
+            };
+            Ok((text, false))
         }
     }
 }
@@ -116,8 +186,17 @@ fn options_text(options: Option<&v1::RotationOptions>) -> String {
 }
 
 /// One rotation, a few lines.
-fn detail(s: &v1::RotationStatus) -> String {
-    let mut out = format!("rotation {}: {}\n", s.id, state_name(s.state));
+pub fn detail(s: &v1::RotationStatus) -> String {
+    let mut out = format!(
+        "rotation {}: {}{}\n",
+        s.id,
+        state_name(s.state),
+        if s.dry_run {
+            " (DRY RUN: no agent is changed)"
+        } else {
+            ""
+        }
+    );
     out.push_str(&format!("  ca:       {}\n", s.ca));
     out.push_str(&format!(
         "  steps:    {}/{} done, {} running; wave {} of {}\n",
@@ -162,14 +241,18 @@ fn table(url: &str, active: bool, all: &[v1::RotationStatus]) -> String {
     let id_width = all.iter().map(|s| s.id.len()).max().unwrap_or(2).max(2);
     let ca_width = all.iter().map(|s| s.ca.len()).max().unwrap_or(2).max(2);
     let mut out = format!(
-        "{:id_width$}  {:12}  {:ca_width$}  {:>9}  {:>6}  {:>6}  {:>6}  UPDATED\n",
+        "{:id_width$}  {:20}  {:ca_width$}  {:>9}  {:>6}  {:>6}  {:>6}  UPDATED\n",
         "ID", "STATE", "CA", "STEPS", "WAVE", "PROBES", "FAILED"
     );
     for s in all {
         out.push_str(&format!(
-            "{:id_width$}  {:12}  {:ca_width$}  {:>9}  {:>6}  {:>6}  {:>6}  {}\n",
+            "{:id_width$}  {:20}  {:ca_width$}  {:>9}  {:>6}  {:>6}  {:>6}  {}\n",
             s.id,
-            state_name(s.state),
+            if s.dry_run {
+                format!("{} DRY RUN", state_name(s.state))
+            } else {
+                state_name(s.state)
+            },
             s.ca,
             format!("{}/{}", s.steps_done, s.steps_total),
             format!("{}/{}", s.current_wave.min(s.waves_total), s.waves_total),
@@ -182,7 +265,7 @@ fn table(url: &str, active: bool, all: &[v1::RotationStatus]) -> String {
 }
 
 /// A rotation's status as JSON.
-fn status_json(s: &v1::RotationStatus) -> Value {
+pub fn status_json(s: &v1::RotationStatus) -> Value {
     json!({
         "id": s.id,
         "state": state_name(s.state).to_lowercase(),

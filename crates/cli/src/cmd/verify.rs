@@ -44,6 +44,9 @@ pub struct VerifyArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = VerifyFormat::Text)]
     pub format: VerifyFormat,
+    /// Write the output to FILE instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// `--format` of `verify`.
@@ -74,7 +77,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Status> {
         VerifyFormat::Text => render::verdict::text(&plan, &verdict),
         VerifyFormat::Json => format!("{}\n", serde_json::to_string_pretty(&verdict)?),
     };
-    output::write(None, &text)?;
+    output::write(args.output.as_deref(), &text)?;
     Ok(if verdict.safe {
         Status::Success
     } else {
