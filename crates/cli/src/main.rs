@@ -180,11 +180,11 @@ mod tests {
                 }
                 return;
             }
-            let help = cmd
-                .get_long_about()
-                .or(cmd.get_about())
+            let help = [cmd.get_long_about(), cmd.get_about(), cmd.get_after_help()]
+                .iter()
+                .flatten()
                 .map(ToString::to_string)
-                .unwrap_or_default();
+                .collect::<String>();
             if !(help.contains("Exit status") || help.contains("Exit codes")) {
                 missing.push(path);
             }

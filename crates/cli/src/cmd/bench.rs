@@ -34,10 +34,16 @@ Examples:
   rollover bench scale --nodes 1000 --fan-out 5
   rollover bench memory --agents 1000";
 
+/// What every measurement's help says about its exit codes.
+const EXIT_STATUS: &str = "\
+Exit status: 0 when the figures were measured (whatever they are), 1 when the
+measurement could not run, 2 on bad input.";
+
 /// What to measure.
 #[derive(Debug, Subcommand)]
 pub enum BenchArgs {
     /// Bare handshakes per second against the simulator's, in one run.
+    #[command(after_help = EXIT_STATUS)]
     Handshake {
         /// Nodes of the generated fleet rotated for (b).
         #[arg(long, default_value_t = 300)]
@@ -51,6 +57,7 @@ pub enum BenchArgs {
     },
     /// Simulate a rotation of a generated layered fleet (fan-out links per node, 30%
     /// atomic, control channel in the rotated CA) and print the summary.
+    #[command(after_help = EXIT_STATUS)]
     Scale {
         /// Nodes of the generated fleet.
         #[arg(long, default_value_t = 1000)]
@@ -63,6 +70,7 @@ pub enum BenchArgs {
         probe_rate: u32,
     },
     /// Resident memory per idle agent.
+    #[command(after_help = EXIT_STATUS)]
     Memory {
         /// Agents to start.
         #[arg(long, default_value_t = 1000)]

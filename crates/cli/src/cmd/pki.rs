@@ -37,7 +37,10 @@ Write a new self-signed root CA: its certificate and private key, PEM, mode 0600
 The root's subject is `CN=<NAME> gen <N>`, the naming the executor continues: a
 rotation of the CA NAME makes `<NAME> gen <N+1>`. Give the file to `rollover agent
 --bootstrap-ca` and `rollover serve executor --bootstrap-ca` to enrol a demo fleet. An
-existing file is not replaced unless --force.";
+existing file is not replaced unless --force.
+
+Exit status: 0 when written, 1 when the file cannot be written, 2 on bad input (e.g.
+an existing file without --force).";
 
 const INIT_EXAMPLES: &str = "\
 Examples:
@@ -51,7 +54,10 @@ issued by a root written by `pki init`.
 For the mTLS flags of services and clients outside the rotated fleet: `serve planner` /
 `serve executor --tls-cert --tls-key --client-ca`, `serve executor --planner https://...`
 and `rotate`/`status --tls-cert --tls-key --ca`. The key is made here; in a real
-deployment it is made where it is used and only a CSR travels.";
+deployment it is made where it is used and only a CSR travels.
+
+Exit status: 0 when written, 1 when the files cannot be written, 2 on bad input (e.g.
+an unreadable CA, an existing file without --force).";
 
 const ISSUE_EXAMPLES: &str = "\
 Examples:
