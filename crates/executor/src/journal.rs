@@ -728,130 +728,19 @@ fn write_loop(journal: &dyn Journal, rx: &mpsc::Receiver<Submission>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn meta(id: &str, state: State) -> RotationMeta {
-        RotationMeta {
-            id: id.into(),
-            ca: "corp".into(),
-            state,
-            rolling_back: false,
-            paused_reason: None,
-            error: None,
-            options: StoredOptions {
-                max_concurrency: 4,
-                probe: true,
-                ..Default::default()
-            },
-            generation: 2,
-            created_ms: 1,
-            updated_ms: 2,
-            finished_ms: None,
-        }
-    }
-
-    fn step(id: &str, step: u64, undo: bool, state: StepState, attempts: u32) -> Op {
-        Op::Step {
-            rotation: id.into(),
-            step,
-            undo,
-            record: StepRecord { state, attempts },
-        }
-    }
-
-    fn exercise(journal: &dyn Journal) {
-        journal
-            .commit(&[
-                Op::Rotation(meta("r1", State::Running)),
-                Op::Rotation(meta("r2", State::Pending)),
-                Op::Document {
-                    rotation: "r1".into(),
-                    kind: DocKind::NewRoot,
-                    data: b"PEM".to_vec(),
-                },
-                step("r1", 0, false, StepState::Probed, 1),
-                step("r1", 1, false, StepState::Started, 2),
-                step("r1", 1, true, StepState::Pending, 0),
-                step("r2", 0, false, StepState::Started, 1),
-                Op::Leaf {
-                    rotation: "r1".into(),
-                    node: "gw".into(),
-                    der: vec![1, 2, 3],
-                },
-                Op::Leaf {
-                    rotation: "r2".into(),
-                    node: "a".into(),
-                    der: vec![9],
-                },
-                Op::Event {
-                    rotation: "r1".into(),
-                    seq: 1,
-                    data: vec![10],
-                },
-                Op::Event {
-                    rotation: "r1".into(),
-                    seq: 2,
-                    data: vec![20],
-                },
-                Op::Identity(vec![7]),
-            ])
-            .unwrap();
-    }
-
-    fn check(journal: &dyn Journal) {
-        let mut ids: Vec<String> = journal
-            .rotations()
-            .unwrap()
-            .into_iter()
-            .map(|m| m.id)
-            .collect();
-        ids.sort();
-        assert_eq!(ids, ["r1", "r2"]);
-        assert_eq!(
-            journal.rotation("r1").unwrap(),
-            Some(meta("r1", State::Running))
-        );
-        assert_eq!(journal.rotation("nope").unwrap(), None);
-        assert_eq!(
-            journal.document("r1", DocKind::NewRoot).unwrap().as_deref(),
-            Some(&b"PEM"[..])
-        );
-        assert_eq!(journal.document("r1", DocKind::Plan).unwrap(), None);
-        let steps = journal.steps("r1").unwrap();
-        assert_eq!(steps.len(), 3);
-        // A crash between "started" and "done" is visible.
-        assert!(steps.contains(&(
-            1,
-            false,
-            StepRecord {
-                state: StepState::Started,
-                attempts: 2
-            }
-        )));
-        assert_eq!(
-            journal.leaves("r1").unwrap(),
-            [("gw".to_string(), vec![1, 2, 3])]
-        );
-        assert_eq!(journal.events("r1", 2, 10).unwrap(), [(2, vec![20])]);
-        assert_eq!(journal.events("r1", 0, 1).unwrap(), [(1, vec![10])]);
-        assert_eq!(journal.last_sequence("r1").unwrap(), 2);
-        assert_eq!(journal.last_sequence("r2").unwrap(), 0);
-        assert_eq!(journal.identity().unwrap(), Some(vec![7]));
-    }
+    use crate::conformance;
 
     #[test]
     fn redb_journal_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let journal = RedbJournal::open(dir.path()).unwrap();
-            exercise(&journal);
-            check(&journal);
+            conformance::exercise(&journal);
+            conformance::check(&journal);
         }
         let journal = RedbJournal::open(dir.path()).unwrap();
-        check(&journal);
-        // Later writes replace records.
-        journal
-            .commit(&[step("r1", 1, false, StepState::Done, 2)])
-            .unwrap();
+        conformance::check(&journal);
+        conformance::check_replace(&journal);
         drop(journal);
         let journal = RedbJournal::open(dir.path()).unwrap();
         let steps = journal.steps("r1").unwrap();
@@ -868,8 +757,9 @@ mod tests {
     #[test]
     fn mem_journal_behaves_the_same() {
         let journal = MemJournal::default();
-        exercise(&journal);
-        check(&journal);
+        conformance::exercise(&journal);
+        conformance::check(&journal);
+        conformance::check_replace(&journal);
     }
 
     #[test]
@@ -899,26 +789,7 @@ mod tests {
     #[tokio::test]
     async fn committer_groups_batches_and_runs_hooks_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let journal: Arc<dyn Journal> = Arc::new(RedbJournal::open(dir.path()).unwrap());
-        let committer = Committer::start(journal.clone());
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let tickets: Vec<CommitTicket> = (1..=50u64)
-            .map(|seq| {
-                let order = order.clone();
-                committer.submit(
-                    vec![Op::Event {
-                        rotation: "r".into(),
-                        seq,
-                        data: vec![seq as u8],
-                    }],
-                    Some(Box::new(move || order.lock().unwrap().push(seq))),
-                )
-            })
-            .collect();
-        for t in tickets {
-            t.wait().await.unwrap();
-        }
-        assert_eq!(*order.lock().unwrap(), (1..=50).collect::<Vec<_>>());
-        assert_eq!(journal.last_sequence("r").unwrap(), 50);
+        conformance::check_committer(Arc::new(RedbJournal::open(dir.path()).unwrap())).await;
+        conformance::check_committer(Arc::new(MemJournal::default())).await;
     }
 }

@@ -7,17 +7,21 @@
 //! * [`rotation`]: running one rotation (preparation, steps, probes, rollback);
 //! * [`service`]: the `rollover.v1.Executor` gRPC service;
 //! * [`metrics`]: Prometheus counters and the `--metrics` endpoint;
-//! * [`check`]: the pre-flight check of a fleet (CheckFleet).
+//! * [`check`]: the pre-flight check of a fleet (CheckFleet);
+//! * [`sealed`]: private keys in the journal encrypted at rest (`--journal-key-file`);
+//! * [`conformance`]: checks every journal backend's tests run.
 //!
 //! [`Executor::open`] resumes every unfinished rotation found in the journal;
 //! [`serve`] runs the gRPC service until shutdown.
 
 pub mod check;
+pub mod conformance;
 pub mod driver;
 pub mod journal;
 pub mod metrics;
 pub mod rotation;
 pub mod scheduler;
+pub mod sealed;
 pub mod service;
 
 use std::collections::HashMap;

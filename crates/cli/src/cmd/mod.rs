@@ -6,6 +6,7 @@ pub mod bench;
 pub mod check;
 pub mod completion;
 pub mod control;
+pub mod journal;
 pub mod net;
 pub mod pki;
 pub mod plan;

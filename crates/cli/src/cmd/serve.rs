@@ -135,6 +135,8 @@ pub struct ExecutorArgs {
     /// anyone who can reach it reads the counters).
     #[arg(long, requires = "metrics")]
     pub metrics_public: bool,
+    #[command(flatten)]
+    pub journal: super::journal::JournalArgs,
 }
 
 /// Run `rollover serve`.
@@ -352,6 +354,13 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
         })?;
     }
     config.own_creds = Some(own_creds);
+    let opened = super::journal::open(&args.journal, &args.state)?;
+    if let super::journal::OpenedJournal::Redb(journal) = &opened {
+        config.journal = Some(journal.clone());
+    } else {
+        drop(entered);
+        return serve_executor_ha(args, opened, config, addr, api_creds, metrics, runtime);
+    }
     runtime.block_on(async {
         let executor = Executor::open(config).map_err(|e| {
             anyhow::anyhow!("{}: cannot open the executor: {e}", args.state.display())
@@ -381,5 +390,42 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
     drop(entered);
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     eprintln!("executor stopped; unfinished rotations resume on the next start");
+    Ok(Status::Success)
+}
+
+/// `serve executor --journal postgres://...`: one of a group of executors on one
+/// database; it serves while it holds the lease.
+fn serve_executor_ha(
+    args: &ExecutorArgs,
+    opened: super::journal::OpenedJournal,
+    config: ExecutorConfig,
+    addr: SocketAddr,
+    tls: Option<Arc<LiveCredentials>>,
+    metrics: Option<SocketAddr>,
+    runtime: tokio::runtime::Runtime,
+) -> anyhow::Result<Status> {
+    let (planner, own_creds) = (config.planner, config.own_creds);
+    let state = args.state.clone();
+    let make_config = move |_epoch: i64| {
+        let mut config = ExecutorConfig::new(&state);
+        config.planner = planner.clone();
+        config.own_creds = own_creds.clone();
+        Ok(config)
+    };
+    let serve = super::journal::HaServe { addr, tls, metrics };
+    eprintln!(
+        "executor on {} (journal {}); planner {}",
+        addr,
+        super::journal::redact(args.journal.journal.as_deref().unwrap_or("")),
+        args.planner
+    );
+    runtime.block_on(async {
+        until_signal("executor", |shutdown| {
+            super::journal::serve_ha(opened, serve, make_config, shutdown)
+        })
+        .await
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    eprintln!("executor stopped; another executor of the group takes over");
     Ok(Status::Success)
 }

@@ -1,0 +1,250 @@
+//! `rollover serve executor`'s journal flags: which backend (redb in `--state DIR`,
+//! or PostgreSQL with `--journal postgres://...`), the key that seals private keys
+//! at rest, and with PostgreSQL the lease that elects one leading executor among
+//! several ([`serve_ha`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rollover_executor::sealed::{JournalKey, SealedJournal};
+use rollover_executor::{Executor, ExecutorConfig, Journal, RedbJournal, ServeOptions};
+use rollover_journal_postgres::{Lease, LeaseConfig, PgJournal};
+use rollover_pki::LiveCredentials;
+
+use super::net;
+use crate::status::BadInput;
+
+/// The journal flags of `rollover serve executor`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JournalArgs {
+    /// Journal in PostgreSQL (`postgres://user[:password]@host[:port]/db`) instead of
+    /// `--state DIR/executor.redb`. Several executors may share one database: they
+    /// elect one leader through a lease; the others wait and take over when it dies.
+    #[arg(long, value_name = "URL")]
+    pub journal: Option<String>,
+    /// Seal the private keys kept in the journal (new roots, the executor's own) with
+    /// this key: 64 hex digits, e.g. from `openssl rand -hex 32`. Without it they are
+    /// stored as they are (with a warning).
+    #[arg(long, value_name = "FILE")]
+    pub journal_key_file: Option<PathBuf>,
+    /// With --journal postgres://: how long the leader's lease lasts unrenewed, in
+    /// seconds (a dead leader is replaced after about this long).
+    #[arg(long, value_name = "SECS", default_value_t = 6.0)]
+    pub lease: f64,
+    /// With --journal postgres://: how often the leader renews its lease and a
+    /// follower tries to take it, in seconds (less than half of --lease).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub lease_renew: f64,
+}
+
+/// The journal an executor runs on.
+pub enum OpenedJournal {
+    /// One executor, redb in the state directory.
+    Redb(Arc<dyn Journal>),
+    /// PostgreSQL, shared by several executors, with a lease.
+    Postgres {
+        /// The journal (unfenced; each term of leadership fences its own handle).
+        journal: PgJournal,
+        /// The sealing key, if any.
+        key: Option<JournalKey>,
+        /// The database URL.
+        url: String,
+        /// The lease timings.
+        ttl: Duration,
+        /// How often to renew.
+        renew_every: Duration,
+    },
+}
+
+fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    if !(v.is_finite() && v > 0.0 && v < 3600.0) {
+        return Err(BadInput(format!(
+            "{flag} {v}: seconds, more than 0 and less than 3600"
+        ))
+        .into());
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Open the journal the flags name (schema created or migrated on PostgreSQL).
+pub fn open(args: &JournalArgs, state: &Path) -> anyhow::Result<OpenedJournal> {
+    let key = match &args.journal_key_file {
+        Some(path) => Some(
+            JournalKey::from_file(path)
+                .map_err(|e| BadInput(format!("--journal-key-file: {e}")))?,
+        ),
+        None => {
+            eprintln!(
+                "warning: no --journal-key-file: the new roots' private keys are stored \
+                 unencrypted in the journal"
+            );
+            None
+        }
+    };
+    let Some(url) = &args.journal else {
+        let redb = RedbJournal::open(state)
+            .map_err(|e| anyhow::anyhow!("{}: cannot open the journal: {e}", state.display()))?;
+        return Ok(OpenedJournal::Redb(Arc::new(SealedJournal::new(
+            Arc::new(redb),
+            key,
+        ))));
+    };
+    if !rollover_journal_postgres::is_postgres_url(url) {
+        return Err(BadInput(format!(
+            "--journal {url}: expected postgres://user@host/db (or leave it out for the redb \
+             journal in --state DIR)"
+        ))
+        .into());
+    }
+    let ttl = seconds("--lease", args.lease)?;
+    let renew_every = seconds("--lease-renew", args.lease_renew)?;
+    if renew_every * 2 > ttl {
+        return Err(BadInput(format!(
+            "--lease-renew {} must be at most half of --lease {}",
+            args.lease_renew, args.lease
+        ))
+        .into());
+    }
+    let journal =
+        PgJournal::connect(url).map_err(|e| anyhow::anyhow!("--journal {}: {e}", redact(url)))?;
+    Ok(OpenedJournal::Postgres {
+        journal,
+        key,
+        url: url.clone(),
+        ttl,
+        renew_every,
+    })
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// What [`serve_ha`] needs besides the journal.
+pub struct HaServe {
+    /// Where to serve the API while leading.
+    pub addr: SocketAddr,
+    /// The API's TLS.
+    pub tls: Option<Arc<LiveCredentials>>,
+    /// Where to serve metrics while leading.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Run one executor of a group on PostgreSQL until `stop` resolves: wait for the
+/// lease, lead (open the journal's rotations, resume the unfinished ones, serve the
+/// API) until the lease is lost, then follow again. A follower does not listen, so
+/// clients given every executor's address reach the leader.
+pub async fn serve_ha<C, S>(
+    opened: OpenedJournal,
+    serve: HaServe,
+    mut make_config: C,
+    stop: S,
+) -> anyhow::Result<()>
+where
+    C: FnMut(i64) -> anyhow::Result<ExecutorConfig>,
+    S: std::future::Future<Output = ()> + Send + 'static,
+{
+    let OpenedJournal::Postgres {
+        journal,
+        key,
+        url,
+        ttl,
+        renew_every,
+    } = opened
+    else {
+        return Err(anyhow::anyhow!("serve_ha needs a PostgreSQL journal"));
+    };
+    let holder = format!(
+        "{}:{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "executor".into()),
+        std::process::id(),
+        rollover_executor_random()
+    );
+    let lease = Lease::new(
+        &url,
+        LeaseConfig {
+            ttl,
+            renew_every,
+            ..LeaseConfig::new(holder, serve.addr.to_string())
+        },
+    )?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    loop {
+        eprintln!("executor following: waiting for the lease");
+        let Some(epoch) = lease.acquire(stopped()).await else {
+            return Ok(());
+        };
+        eprintln!("executor leading with epoch {epoch}");
+        let term: Arc<dyn Journal> = Arc::new(SealedJournal::new(
+            Arc::new(journal.fenced(epoch)),
+            key.clone(),
+        ));
+        let mut config = make_config(epoch)?;
+        config.journal = Some(term);
+        let opened = tokio::task::block_in_place(|| Executor::open(config));
+        let executor = match opened {
+            Ok(executor) => executor,
+            Err(e) => {
+                // The database may be failing us: let another executor try.
+                eprintln!("executor cannot lead: {e}; stepping down");
+                let _ = lease.release(epoch).await;
+                tokio::time::sleep(ttl).await;
+                continue;
+            }
+        };
+        let listener = net::bind("--listen", serve.addr).await?;
+        let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel();
+        let until = {
+            let stopped = stopped();
+            let lease = &lease;
+            async move {
+                tokio::select! {
+                    e = lease.hold(epoch) => { let _ = lost_tx.send(e); }
+                    () = stopped => {}
+                }
+            }
+        };
+        let options = ServeOptions {
+            tls: serve.tls.clone(),
+            metrics: serve.metrics,
+        };
+        rollover_executor::serve(listener, executor, options, until).await?;
+        match lost_rx.try_recv() {
+            Ok(e) => eprintln!("executor lost the lease: {e}"),
+            Err(_) => {
+                if let Err(e) = lease.release(epoch).await {
+                    eprintln!("executor could not release the lease: {e}");
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A few random bits to tell apart processes with the same host and pid.
+fn rollover_executor_random() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) as u32
+}
