@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 
+use crate::export::{Export, exported_identity};
 use crate::node::{CsrKey, CsrLabel, NodeData, Outcome, StepRequest};
 use crate::service::AgentService;
 use crate::{AgentError, dataplane, store};
@@ -87,6 +88,11 @@ pub(crate) struct Inner {
     dir: PathBuf,
     /// The data plane's live credentials.
     pub creds: Arc<LiveCredentials>,
+    /// Where the credentials are exported for a workload, if they are.
+    export: Option<Export>,
+    /// The workload's identity (the exported leaf only), which probes present when
+    /// the credentials are exported.
+    workload: Option<Arc<LiveCredentials>>,
     node: Mutex<NodeData>,
     /// Serializes the operations that change the node.
     op: tokio::sync::Mutex<()>,
@@ -144,9 +150,17 @@ impl Inner {
         let set = next.credential_set()?;
         // Persist first, then swap: a crash in between restarts into the new state.
         persist(&self.dir, next.clone()).await?;
-        if let Err(e) = self.creds.swap(set) {
+        if let Err(e) = self.creds.swap(set.clone()) {
             persist(&self.dir, current).await?;
             return Err(e.into());
+        }
+        if let Err(e) = self.publish(&set).await {
+            // The workload did not take the new credentials: the step has failed, so
+            // the node goes back to where it was (files rewritten, workload reloaded)
+            // and a retry applies it afresh.
+            tracing::warn!(error = %e, "export or reload failed: undoing the step on this node");
+            self.restore(current).await?;
+            return Err(e);
         }
         let keep: Vec<String> = next.key_files().into_iter().map(String::from).collect();
         let state = machine_state(&next);
@@ -165,9 +179,35 @@ impl Inner {
         Ok((true, self.snapshot()?))
     }
 
-    /// Probe: a real handshake and ping/pong with a peer's data plane.
+    /// Exports `set` for the workload and runs its reload command (nothing without
+    /// an export): the node's state is persisted already.
+    async fn publish(&self, set: &rollover_pki::CredentialSet) -> Result<(), AgentError> {
+        let (Some(export), Some(workload)) = (&self.export, &self.workload) else {
+            return Ok(());
+        };
+        workload.swap(exported_identity(set)?)?;
+        let (writer, set) = (export.clone(), set.clone());
+        blocking(move || writer.write(&set)).await?;
+        export.run_reload().await
+    }
+
+    /// Puts the node back in `previous` after a step failed past persisting: state,
+    /// live credentials, exported files, and a best-effort reload.
+    async fn restore(&self, previous: NodeData) -> Result<(), AgentError> {
+        let set = previous.credential_set()?;
+        persist(&self.dir, previous).await?;
+        self.creds.swap(set.clone())?;
+        if let Err(e) = self.publish(&set).await {
+            tracing::error!(error = %e, "could not re-export the previous credentials");
+        }
+        Ok(())
+    }
+
+    /// Probe: a real handshake and ping/pong with a peer's data plane, presenting
+    /// the workload's identity when the credentials are exported.
     pub async fn probe(&self, peer_id: &str, peer_address: &str) -> v1::ProbeResponse {
-        let answer = dataplane::probe(&self.creds, peer_id, peer_address).await;
+        let creds = self.workload.as_ref().unwrap_or(&self.creds);
+        let answer = dataplane::probe(creds, peer_id, peer_address).await;
         let counter = if answer.ok {
             &self.counters.probes_ok
         } else {
@@ -204,6 +244,21 @@ impl Agent {
     /// data plane (mTLS ping/pong) and the Agent gRPC service over mTLS with gRPC
     /// health and reflection. Control calls are accepted from `@executor` only.
     pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
+        Self::start_with_export(config, None).await
+    }
+
+    /// [`Agent::start`], exporting the node's credentials for a workload (see
+    /// [`crate::export`]): the files are written, and the reload command run, before
+    /// the agent serves (a failed reload is only logged then, since the workload may
+    /// not be running yet), and again after every step.
+    pub async fn start_with_export(
+        config: AgentConfig,
+        export: Option<Export>,
+    ) -> Result<AgentHandle, AgentError> {
+        if let Some(export) = &export {
+            let check = export.clone();
+            blocking(move || check.check()).await?;
+        }
         let dir = config.state_dir.clone();
         let node = blocking(move || store::load_node(&dir)).await?;
         if node.id != config.id {
@@ -223,7 +278,12 @@ impl Agent {
                 node.mode
             )));
         }
-        let creds = LiveCredentials::new(node.credential_set()?)?;
+        let set = node.credential_set()?;
+        let creds = LiveCredentials::new(set.clone())?;
+        let workload = match &export {
+            Some(_) => Some(LiveCredentials::new(exported_identity(&set)?)?),
+            None => None,
+        };
         let control_creds = match config.control {
             ControlCreds::Rotated => creds.clone(),
             ControlCreds::Separate(c) => c,
@@ -261,6 +321,8 @@ impl Agent {
             mode: node.mode,
             dir: config.state_dir.clone(),
             creds: creds.clone(),
+            export,
+            workload,
             node: Mutex::new(node),
             op: tokio::sync::Mutex::new(()),
             counters: Counters::default(),
@@ -268,6 +330,15 @@ impl Agent {
             control_stats: Arc::default(),
             data_addr,
         });
+
+        if let Some(export) = &inner.export {
+            let (writer, set) = (export.clone(), set.clone());
+            blocking(move || writer.write(&set)).await?;
+            if let Err(e) = export.run_reload().await {
+                tracing::warn!(error = %e, "reload at start failed (is the workload running yet?)");
+            }
+            tracing::info!(dir = %export.dir.display(), "credentials exported");
+        }
 
         let (stop, stopped) = watch::channel(false);
         let (failed_tx, failed) = watch::channel(None);

@@ -83,6 +83,19 @@ pub enum AgentError {
         source: io::Error,
     },
 
+    /// The export directory cannot be used, or the node has nothing to export.
+    #[error("export: {0}")]
+    Export(String),
+
+    /// The workload's reload command failed or timed out.
+    #[error("reload command `{command}` {why}")]
+    Reload {
+        /// The command, as given.
+        command: String,
+        /// How it failed, with its stderr.
+        why: String,
+    },
+
     /// A server task of the agent stopped with an error.
     #[error("agent server failed: {0}")]
     Server(String),

@@ -7,6 +7,8 @@
 //!   simulator and `rollover agent` run the same code); [`run`] is `rollover agent`.
 //! * [`machine`]: the pure step state machine (which credential set each step
 //!   leaves, what may come next, undo).
+//! * [`export`]: the node's credentials as files for a workload (nginx, curl...)
+//!   and its reload command (MODEL §12).
 //!
 //! Private keys are made in the state directory and never leave it: CreateCsr
 //! returns a CSR, ApplyStep brings certificates only.
@@ -15,6 +17,7 @@ mod agent;
 mod bootstrap;
 mod dataplane;
 mod error;
+pub mod export;
 pub mod machine;
 mod node;
 mod run;
@@ -27,6 +30,7 @@ pub use bootstrap::{
 };
 pub use dataplane::LINE_TIMEOUT;
 pub use error::AgentError;
+pub use export::Export;
 pub use rollover_core::EXECUTOR_ID;
 pub use run::{RunOptions, read_root, run};
 pub use store::{CONTROL_FILE, CONTROL_KEY_FILE, KEYS_DIR, NODE_FILE};

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use rollover_core::state::Mode;
 use rollover_pki::{RootCa, Validity};
 
-use crate::{Agent, AgentConfig, AgentError, ControlCreds, bootstrap, bootstrap_control, store};
+use crate::{
+    Agent, AgentConfig, AgentError, ControlCreds, Export, bootstrap, bootstrap_control, store,
+};
 
 /// The arguments of `rollover agent --id ID --mode bundle|atomic --listen ADDR
 /// --data-listen ADDR --state DIR [--bootstrap-ca FILE] [--control-ca FILE]`.
@@ -31,6 +33,9 @@ pub struct RunOptions {
     /// node's control leaf from, if the state directory holds none yet. Without it,
     /// and without earlier control credentials, the control CA is the rotated CA.
     pub control_ca: Option<PathBuf>,
+    /// `--export DIR --reload CMD --reload-timeout T`: export the node's
+    /// credentials as files for a workload and reload it after every change.
+    pub export: Option<Export>,
 }
 
 /// Runs `rollover agent` until `shutdown` completes (or a server fails): enrols the
@@ -43,6 +48,10 @@ where
     F: Future<Output = ()>,
 {
     let dir = options.state.as_path();
+    // Before anything is made: a bad export directory changes nothing.
+    if let Some(export) = &options.export {
+        export.check()?;
+    }
     if let Some(ca_file) = &options.bootstrap_ca {
         if store::is_bootstrapped(dir) {
             tracing::info!(dir = %dir.display(), "node already enrolled: --bootstrap-ca ignored");
@@ -69,14 +78,17 @@ where
     } else {
         ControlCreds::Rotated
     };
-    let mut handle = Agent::start(AgentConfig {
-        id: options.id,
-        mode: options.mode,
-        state_dir: options.state,
-        data_listen: options.data_listen,
-        control_listen: options.listen,
-        control,
-    })
+    let mut handle = Agent::start_with_export(
+        AgentConfig {
+            id: options.id,
+            mode: options.mode,
+            state_dir: options.state,
+            data_listen: options.data_listen,
+            control_listen: options.listen,
+            control,
+        },
+        options.export,
+    )
     .await?;
     tokio::select! {
         () = shutdown => {

@@ -23,6 +23,7 @@ async fn run_enrols_once_then_serves_until_shutdown() {
             state: state.clone(),
             bootstrap_ca: Some(ca_file.clone()),
             control_ca: Some(control_file),
+            export: None,
         };
         run(options.clone(), async {}).await.unwrap();
         assert!(is_bootstrapped(&state) && has_control_credentials(&state));

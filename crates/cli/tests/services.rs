@@ -297,6 +297,60 @@ fn an_executor_needs_an_enrolment_and_an_agent_a_node() {
     );
 }
 
+#[test]
+fn an_export_dir_that_cannot_be_written_is_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("root.pem");
+    let run = rollover(&["pki", "init", "--ca", "demo", "--out", ca.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // A directory under a regular file cannot be made, whoever runs the test.
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "x").unwrap();
+    let export = plain.join("tls");
+    let node = dir.path().join("web-1");
+    let run = rollover(&[
+        "agent",
+        "--id",
+        "web-1",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-listen",
+        "127.0.0.1:0",
+        "--state",
+        node.to_str().unwrap(),
+        "--bootstrap-ca",
+        ca.to_str().unwrap(),
+        "--export",
+        export.to_str().unwrap(),
+        "--reload",
+        "true",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--export") && run.stderr.contains("cannot create"),
+        "{}",
+        run.stderr
+    );
+    assert!(!node.exists(), "nothing enrolled");
+    assert_eq!(std::fs::read_to_string(&plain).unwrap(), "x");
+
+    let run = rollover(&[
+        "agent",
+        "--id",
+        "web-1",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-listen",
+        "127.0.0.1:0",
+        "--state",
+        node.to_str().unwrap(),
+        "--reload",
+        "true",
+    ]);
+    assert_eq!(run.code, 2, "--reload needs --export: {}", run.stderr);
+    assert!(run.stderr.contains("--export"), "{}", run.stderr);
+}
+
 const TOPOLOGY: &str = "\
 ca: demo-root
 nodes:

@@ -27,7 +27,19 @@ init`) enrols the node: a key made in DIR and a leaf issued from its CSR. Later 
 resume from DIR and ignore it. Demo/dev only: a real fleet enrols with its own PKI.
 
 The topology's `address` of this node is the --listen address as the executor can
-reach it; peers probe the --data-listen address the agent reports.
+reach it; peers probe the --data-listen address the agent reports, or the node's
+`probe:` address (its workload's own TLS endpoint) when the topology gives one.
+
+For real TLS software (nginx, HAProxy, curl, ...), --export DIR writes the node's
+live credentials as files after every step, and once at start so the workload can
+start on them: cert.pem (the presented leaf, then any bridges it sends), key.pem
+(mode 0600), trust-clients.pem (roots that verify clients) and trust-servers.pem
+(roots that verify servers). Each file is replaced atomically, after the node's state
+is saved; then --reload CMD runs with `sh -c` (env ROLLOVER_EXPORT_DIR=DIR). A reload
+that exits non-zero or runs past --reload-timeout fails the step, with its stderr in
+the error, and the node goes back to its previous credentials. The workload should
+be declared `identity: single` in the topology: it presents one certificate, as
+server and as client, and the agent's probes from this node present exactly that one.
 
 One rotation at a time: a step of another rotation while one is under way on the node
 is refused (FAILED_PRECONDITION) until it is finished or undone to its start.
@@ -41,7 +53,9 @@ Examples:
   rollover agent --id gw --mode bundle --listen 127.0.0.1:7101 \\
       --data-listen 127.0.0.1:7201 --state ./gw --bootstrap-ca demo-root.pem
   rollover agent --id meter-7 --mode atomic --listen 10.0.3.7:7443 \\
-      --data-listen 10.0.3.7:8443 --state /var/lib/rollover/meter-7";
+      --data-listen 10.0.3.7:8443 --state /var/lib/rollover/meter-7
+  rollover agent --id web-1 --listen 127.0.0.1:7102 --data-listen 127.0.0.1:7202 \\
+      --state ./web-1 --export /etc/nginx/tls --reload 'nginx -s reload'";
 
 /// Arguments of `rollover agent`.
 #[derive(Debug, clap::Args)]
@@ -67,6 +81,38 @@ pub struct AgentArgs {
     /// On the first start: a separate, never rotated control CA (certificate and key).
     #[arg(long, value_name = "FILE")]
     pub control_ca: Option<PathBuf>,
+    /// Write the live credentials as PEM files in DIR for a workload (created if
+    /// missing; must be writable).
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
+    /// Run CMD with `sh -c` after the exported files changed (needs --export).
+    #[arg(long, value_name = "CMD", requires = "export")]
+    pub reload: Option<String>,
+    /// How long --reload may run before it is killed and the step fails (e.g. 10s,
+    /// 500ms, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub reload_timeout: std::time::Duration,
+}
+
+/// `10s`, `500ms`, `2m`: a positive number with a unit.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit: write e.g. 10s, 500ms or 2m"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a whole number"))?;
+    let d = match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("`{unit}` is not a unit: use ms, s or m")),
+    };
+    if d.is_zero() {
+        return Err("the time-out must be more than zero".into());
+    }
+    Ok(d)
 }
 
 /// `--mode`.
@@ -98,6 +144,21 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<Status> {
         ))
         .into());
     }
+    let export = match &args.export {
+        Some(dir) => {
+            let export = rollover_agent::Export {
+                dir: dir.clone(),
+                reload: args.reload.clone(),
+                reload_timeout: args.reload_timeout,
+            };
+            // Checked before anything is enrolled, so a bad directory changes nothing.
+            export
+                .check()
+                .map_err(|e| BadInput(format!("--export {}: {e}", dir.display())))?;
+            Some(export)
+        }
+        None => None,
+    };
     let mode = match args.mode {
         ModeArg::Bundle => Mode::Bundle,
         ModeArg::Atomic => Mode::Atomic,
@@ -110,6 +171,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<Status> {
         state: args.state.clone(),
         bootstrap_ca: args.bootstrap_ca.clone(),
         control_ca: args.control_ca.clone(),
+        export,
     };
     let runtime = net::runtime()?;
     let id = args.id.clone();
