@@ -204,7 +204,13 @@ impl ExportFiles {
     /// leaf's key, and its two trust lists.
     pub fn of(set: &CredentialSet) -> Result<Self, AgentError> {
         let leaf = presented(set)?;
-        let certs: Vec<&CertificateDer<'static>> = std::iter::once(&leaf.cert).collect();
+        // A node that cannot build chains sends no bridges (MODEL §11).
+        let bridges = if set.chains {
+            set.sends.as_slice()
+        } else {
+            &[]
+        };
+        let certs = std::iter::once(&leaf.cert).chain(bridges);
         Ok(Self {
             cert: pem_certs(certs),
             key: leaf.key.to_pem(),
@@ -221,10 +227,9 @@ impl ExportFiles {
 pub fn exported_identity(set: &CredentialSet) -> Result<CredentialSet, AgentError> {
     let leaf = presented(set)?.clone();
     Ok(CredentialSet {
-        server_roots: set.server_roots.clone(),
-        client_roots: set.client_roots.clone(),
         held: vec![leaf],
         presents: Some(0),
+        ..set.clone()
     })
 }
 
@@ -306,6 +311,7 @@ mod tests {
             client_roots: vec![new.cert_der().clone()],
             held: vec![leaf(&old), leaf(&new)],
             presents: Some(1),
+            ..Default::default()
         };
         (set, old, new)
     }
@@ -356,6 +362,25 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names.len(), 4, "{names:?}");
+    }
+
+    #[test]
+    fn cert_pem_carries_the_bridges_the_node_sends() {
+        let (mut set, old, new) = set();
+        set.sends = vec![old.cert_der().clone(), new.cert_der().clone()];
+        let files = ExportFiles::of(&set).unwrap();
+        assert_eq!(
+            certs_in(&files.cert),
+            vec![
+                set.held[1].cert.to_vec(),
+                old.cert_der().to_vec(),
+                new.cert_der().to_vec()
+            ]
+        );
+        set.chains = false;
+        let files = ExportFiles::of(&set).unwrap();
+        assert_eq!(certs_in(&files.cert), vec![set.held[1].cert.to_vec()]);
+        assert_eq!(exported_identity(&set).unwrap().sends, set.sends);
     }
 
     #[test]
