@@ -1997,6 +1997,7 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
                         .probe(v1::ProbeRequest {
                             peer_id,
                             peer_address,
+                            workload: false,
                         })
                         .await
                         .map(drop),
@@ -2061,6 +2062,7 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
         v1::ProbeRequest {
             peer_id: "a".into(),
             peer_address: agent.data_addr().to_string(),
+            workload: false,
         }
         .encode_to_vec(),
     ];

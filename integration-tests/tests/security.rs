@@ -105,6 +105,7 @@ async fn every_method(
             c().probe(v1::ProbeRequest {
                 peer_id: agent.id().into(),
                 peer_address: agent.data_addr().to_string(),
+                workload: false,
             })
             .await
             .map(drop),
@@ -615,6 +616,7 @@ async fn expired_and_not_yet_valid_certificates_are_refused_over_tcp() {
                 .probe(v1::ProbeRequest {
                     peer_id: id.into(),
                     peer_address: agent.data_addr().to_string(),
+                    workload: false,
                 })
                 .await
                 .expect("probe")
@@ -636,6 +638,7 @@ async fn expired_and_not_yet_valid_certificates_are_refused_over_tcp() {
                 .probe(v1::ProbeRequest {
                     peer_id: "v".into(),
                     peer_address: v.data_addr().to_string(),
+                    workload: false,
                 })
                 .await
                 .expect("probe")
@@ -1115,6 +1118,7 @@ async fn no_response_of_a_full_rotation_carries_a_private_key() {
                 .probe(v1::ProbeRequest {
                     peer_id: "m".into(),
                     peer_address: m.data_addr().to_string(),
+                    workload: false,
                 })
                 .await
                 .expect("probe")

@@ -203,11 +203,22 @@ impl Inner {
         Ok(())
     }
 
-    /// Probe: a real handshake and ping/pong with a peer's data plane, presenting
-    /// the workload's identity when the credentials are exported.
-    pub async fn probe(&self, peer_id: &str, peer_address: &str) -> v1::ProbeResponse {
+    /// Probe: a real handshake with a peer's data plane (ping/pong) or, for
+    /// `workload`, with its workload's own endpoint (HTTP), presenting the workload's
+    /// identity when the credentials are exported.
+    pub async fn probe(
+        &self,
+        peer_id: &str,
+        peer_address: &str,
+        workload: bool,
+    ) -> v1::ProbeResponse {
         let creds = self.workload.as_ref().unwrap_or(&self.creds);
-        let answer = dataplane::probe(creds, peer_id, peer_address).await;
+        let target = if workload {
+            dataplane::Target::Workload
+        } else {
+            dataplane::Target::DataPlane
+        };
+        let answer = dataplane::probe(creds, peer_id, peer_address, target).await;
         let counter = if answer.ok {
             &self.counters.probes_ok
         } else {

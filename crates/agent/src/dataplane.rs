@@ -26,6 +26,8 @@ use tokio_rustls::TlsAcceptor;
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest line either side reads.
 const MAX_LINE: u64 = 64;
+/// Longest HTTP status line a workload probe reads.
+const MAX_STATUS_LINE: u64 = 512;
 
 /// Accepts data-plane connections until `stop` turns true (or its sender is gone).
 /// Connections still open then are dropped with the task.
@@ -95,12 +97,25 @@ async fn answer(
     }
 }
 
-/// Dials `peer_id`'s data plane at `peer_address` as a client with `creds`, sends
-/// `ping`, expects `pong`.
+/// What a probe talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Another agent's data plane: `ping` / `pong`.
+    DataPlane,
+    /// A workload's own TLS endpoint (the topology's `probe:`, e.g. nginx): an HTTP
+    /// `GET /`, ok iff an answer comes back that is not an HTTP error (nginx answers
+    /// 400 to a client whose certificate it could not take; a refused certificate
+    /// ends the connection with a TLS alert).
+    Workload,
+}
+
+/// Dials `peer_id` at `peer_address` as a client with `creds` and checks that the
+/// peer accepted the connection (see [`Target`]).
 pub(crate) async fn probe(
     creds: &LiveCredentials,
     peer_id: &str,
     peer_address: &str,
+    target: Target,
 ) -> ProbeResponse {
     let base = creds.client_config();
     let recorder = Arc::new(Recording {
@@ -119,20 +134,33 @@ pub(crate) async fn probe(
             peer_presented = fingerprint(cert);
         }
         let mut stream = BufReader::new(tls);
+        let (ask, limit) = match target {
+            Target::DataPlane => ("ping\n".to_string(), MAX_LINE),
+            Target::Workload => (
+                format!(
+                    "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    rollover_pki::node_dns_name(peer_id)
+                ),
+                MAX_STATUS_LINE,
+            ),
+        };
         let exchange = async {
-            stream.get_mut().write_all(b"ping\n").await?;
+            stream.get_mut().write_all(ask.as_bytes()).await?;
             stream.get_mut().flush().await?;
             let mut line = String::new();
-            (&mut stream).take(MAX_LINE).read_line(&mut line).await?;
+            (&mut stream).take(limit).read_line(&mut line).await?;
             Ok::<_, std::io::Error>(line)
         };
-        match tokio::time::timeout(LINE_TIMEOUT, exchange).await {
-            Ok(Ok(line)) if line == "pong\n" => Ok(()),
-            Ok(Ok(line)) if line.is_empty() => Err("connection closed before pong".to_string()),
-            Ok(Ok(line)) => Err(format!("expected pong, got {line:?}")),
-            Ok(Err(e)) => Err(format!("tls with {peer_address}: {e}")),
-            Err(_) => Err(format!(
-                "no pong from {peer_address} within {LINE_TIMEOUT:?}"
+        match (tokio::time::timeout(LINE_TIMEOUT, exchange).await, target) {
+            (Ok(Ok(line)), Target::DataPlane) if line == "pong\n" => Ok(()),
+            (Ok(Ok(line)), _) if line.is_empty() => {
+                Err("connection closed before an answer".to_string())
+            }
+            (Ok(Ok(line)), Target::DataPlane) => Err(format!("expected pong, got {line:?}")),
+            (Ok(Ok(line)), Target::Workload) => http_answer(line.trim_end()),
+            (Ok(Err(e)), _) => Err(format!("tls with {peer_address}: {e}")),
+            (Err(_), _) => Err(format!(
+                "no answer from {peer_address} within {LINE_TIMEOUT:?}"
             )),
         }
     }
@@ -178,5 +206,33 @@ impl ResolvesClientCert for Recording {
 
     fn has_certs(&self) -> bool {
         self.inner.has_certs()
+    }
+}
+
+/// A workload's first answer line: an HTTP error status fails the probe; any other
+/// answer (a success or redirect status, or a protocol that is not HTTP) passes.
+fn http_answer(line: &str) -> Result<(), String> {
+    let status = line
+        .strip_prefix("HTTP/")
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|code| code.parse::<u16>().ok());
+    match status {
+        Some(code) if code >= 400 => Err(format!("the workload answered {line:?}")),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_answer;
+
+    #[test]
+    fn http_errors_fail_a_workload_probe() {
+        assert!(http_answer("HTTP/1.1 200 OK").is_ok());
+        assert!(http_answer("HTTP/1.1 301 Moved Permanently").is_ok());
+        assert!(http_answer("+OK redis").is_ok());
+        let err = http_answer("HTTP/1.1 400 Bad Request").unwrap_err();
+        assert!(err.contains("400 Bad Request"), "{err}");
+        assert!(http_answer("HTTP/1.0 503 Service Unavailable").is_err());
     }
 }

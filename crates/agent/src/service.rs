@@ -154,7 +154,10 @@ impl Agent for AgentService {
             if r.peer_address.is_empty() {
                 return Err(AgentError::InvalidRequest("peer_address is empty".into()).into());
             }
-            let answer = self.inner.probe(&r.peer_id, &r.peer_address).await;
+            let answer = self
+                .inner
+                .probe(&r.peer_id, &r.peer_address, r.workload)
+                .await;
             if answer.ok {
                 tracing::debug!("probe ok");
             } else {

@@ -1292,6 +1292,7 @@ impl Rotation {
         let request = v1::ProbeRequest {
             peer_id: server.to_string(),
             peer_address: address,
+            workload: false,
         };
         let answer = self
             .ctx

@@ -134,6 +134,7 @@ impl Executor {
             .probe(ProbeRequest {
                 peer_id: server.id().into(),
                 peer_address: server.data_addr().to_string(),
+                workload: false,
             })
             .await
             .unwrap()
