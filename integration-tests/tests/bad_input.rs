@@ -1321,6 +1321,7 @@ async fn real_fleet() -> RealFleet {
             id: id.into(),
             mode: v1::NodeMode::from(mode) as i32,
             address: Some(agent.control_addr().to_string()),
+            ..Default::default()
         });
         agents.push(agent);
     }

@@ -316,6 +316,7 @@ fn topology(nodes: &[(&str, String)], control: bool) -> v1::Topology {
                 id: (*id).into(),
                 mode: v1::NodeMode::Bundle as i32,
                 address: Some(address.clone()),
+                ..Default::default()
             })
             .collect(),
         links: vec![v1::Link {
@@ -1026,6 +1027,7 @@ async fn no_response_of_a_full_rotation_carries_a_private_key() {
                     id: agent.id().into(),
                     mode: v1::NodeMode::from(*mode) as i32,
                     address: Some(agent.control_addr().to_string()),
+                    ..Default::default()
                 })
                 .collect(),
             links: vec![v1::Link {

@@ -81,11 +81,7 @@ pub async fn agent_memory(count: usize) -> Result<f64, SimError> {
     let topology = Topology {
         ca: "memory-root".into(),
         nodes: (0..count)
-            .map(|i| NodeSpec {
-                id: format!("idle-{i}"),
-                mode: Mode::Bundle,
-                address: None,
-            })
+            .map(|i| NodeSpec::new(format!("idle-{i}"), Mode::Bundle))
             .collect(),
         links: Vec::new(),
         control: None,

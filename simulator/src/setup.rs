@@ -61,11 +61,10 @@ impl SimFleet {
             out.nodes.iter().map(|n| n.id.clone()).collect();
         for (ix, id) in fleet.ids.iter().enumerate() {
             if id != EXECUTOR_ID && !listed.contains(id) {
-                out.nodes.push(rollover_core::topology::NodeSpec {
-                    id: id.clone(),
-                    mode: fleet.modes[ix],
-                    address: None,
-                });
+                let mut node = rollover_core::topology::NodeSpec::new(id.clone(), fleet.modes[ix]);
+                node.identity = fleet.identities[ix];
+                node.chains = fleet.chains[ix];
+                out.nodes.push(node);
             }
         }
         for node in &mut out.nodes {

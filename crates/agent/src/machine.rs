@@ -49,6 +49,9 @@ pub enum StepError {
     /// A state that needs the new generation, without one.
     #[error("no new generation to use for {0}")]
     NoNewGeneration(NodeState),
+    /// A `bridge` or `unbridge` step (MODEL §11), which this agent cannot take yet.
+    #[error("{0} steps (the bridge strategy) are not supported by this agent yet")]
+    BridgeUnsupported(Action),
 }
 
 fn next_text(next: Option<Action>) -> String {
@@ -79,7 +82,10 @@ pub fn last_action(mode: Mode, done: usize) -> Option<Action> {
 
 /// Checks that `action` is the node's next step; returns the new number of steps done.
 pub fn check_apply(mode: Mode, done: usize, action: Action) -> Result<usize, StepError> {
-    if action.mode() != mode {
+    if action.is_bridge() {
+        return Err(StepError::BridgeUnsupported(action));
+    }
+    if action.mode() != Some(mode) {
         return Err(StepError::WrongMode { mode, action });
     }
     let next = next_action(mode, done);
@@ -92,7 +98,10 @@ pub fn check_apply(mode: Mode, done: usize, action: Action) -> Result<usize, Ste
 /// Checks that `action` is the node's last applied step; returns the new number of
 /// steps done (the state before that step).
 pub fn check_undo(mode: Mode, done: usize, action: Action) -> Result<usize, StepError> {
-    if action.mode() != mode {
+    if action.is_bridge() {
+        return Err(StepError::BridgeUnsupported(action));
+    }
+    if action.mode() != Some(mode) {
         return Err(StepError::WrongMode { mode, action });
     }
     let last = last_action(mode, done);

@@ -202,7 +202,10 @@ impl NodeData {
                 req.step_id, req.rotation_id
             )));
         }
-        if req.action.mode() != self.mode {
+        if req.action.is_bridge() {
+            return Err(StepError::BridgeUnsupported(req.action).into());
+        }
+        if req.action.mode() != Some(self.mode) {
             return Err(StepError::WrongMode {
                 mode: self.mode,
                 action: req.action,

@@ -8,7 +8,7 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::state::Mode;
+use crate::state::{Identity, Mode, Profile};
 use crate::topology::{EXECUTOR_ID, Topology};
 
 /// Dense index of a target node.
@@ -39,6 +39,10 @@ pub struct Fleet {
     pub ids: Vec<String>,
     /// Node modes, by index.
     pub modes: Vec<Mode>,
+    /// Node identities, by index (MODEL §12).
+    pub identities: Vec<Identity>,
+    /// Whether each node supports chains (MODEL §11).
+    pub chains: Vec<bool>,
     /// Distinct rotated links, in order of first appearance (self-links included).
     pub links: Vec<Link>,
     /// The `@executor` node, when the control channel is anchored in the rotated CA.
@@ -55,13 +59,15 @@ impl Fleet {
             ca: topology.ca.clone(),
             ids: Vec::with_capacity(topology.nodes.len()),
             modes: Vec::with_capacity(topology.nodes.len()),
+            identities: Vec::with_capacity(topology.nodes.len()),
+            chains: Vec::with_capacity(topology.nodes.len()),
             links: Vec::with_capacity(topology.links.len()),
             executor: None,
             foreign_links: 0,
             index: FxHashMap::default(),
         };
         for node in &topology.nodes {
-            fleet.intern(&node.id, node.mode);
+            fleet.intern(&node.id, node.profile());
         }
         let mut seen = FxHashSet::default();
         seen.reserve(topology.links.len());
@@ -72,8 +78,8 @@ impl Fleet {
                 foreign.insert((link.client.as_str(), link.server.as_str(), ca));
                 continue;
             }
-            let client = fleet.intern(&link.client, Mode::Bundle);
-            let server = fleet.intern(&link.server, Mode::Bundle);
+            let client = fleet.intern(&link.client, Profile::of(Mode::Bundle));
+            let server = fleet.intern(&link.server, Profile::of(Mode::Bundle));
             let link = Link { client, server };
             if seen.insert(link) {
                 fleet.links.push(link);
@@ -82,7 +88,8 @@ impl Fleet {
         fleet.foreign_links = foreign.len();
         if topology.control_in_rotated_ca() {
             let targets = fleet.ids.len() as NodeIx;
-            let executor = fleet.intern(EXECUTOR_ID, Mode::Bundle);
+            // The executor picks its client leaf per agent (rustls) and builds chains.
+            let executor = fleet.intern(EXECUTOR_ID, Profile::of(Mode::Bundle));
             fleet.executor = Some(executor);
             fleet.links.extend((0..targets).map(|server| Link {
                 client: executor,
@@ -92,13 +99,15 @@ impl Fleet {
         fleet
     }
 
-    fn intern(&mut self, id: &str, mode: Mode) -> NodeIx {
+    fn intern(&mut self, id: &str, profile: Profile) -> NodeIx {
         if let Some(&ix) = self.index.get(id) {
             return ix;
         }
         let ix = self.ids.len() as NodeIx;
         self.ids.push(id.to_string());
-        self.modes.push(mode);
+        self.modes.push(profile.mode);
+        self.identities.push(profile.identity);
+        self.chains.push(profile.chains);
         self.index.insert(id.to_string(), ix);
         ix
     }
@@ -118,6 +127,27 @@ impl Fleet {
         self.modes[node as usize]
     }
 
+    /// A node's mode, identity and chain support.
+    pub fn profile(&self, node: NodeIx) -> Profile {
+        let n = node as usize;
+        Profile {
+            mode: self.modes[n],
+            identity: self.identities[n],
+            chains: self.chains[n],
+        }
+    }
+
+    /// Whether a node presents one leaf as client and server (MODEL §12).
+    pub fn single(&self, node: NodeIx) -> bool {
+        self.identities[node as usize] == Identity::Single
+    }
+
+    /// Whether both ends of a link support chains, so that bridges keep it up
+    /// whatever the order of their steps (MODEL §11).
+    pub fn bridgeable(&self, link: Link) -> bool {
+        self.chains[link.client as usize] && self.chains[link.server as usize]
+    }
+
     /// Number of target nodes.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -128,9 +158,14 @@ impl Fleet {
         self.ids.is_empty()
     }
 
-    /// Total number of steps in any plan for this fleet.
+    /// Total number of steps in any plan for this fleet without bridges.
     pub fn step_count(&self) -> usize {
         self.modes.iter().map(|m| m.steps().len()).sum()
+    }
+
+    /// A node's steps in a plan that bridges (`bridged`) or not (MODEL §3, §11).
+    pub fn steps(&self, node: NodeIx, bridged: bool) -> &'static [crate::state::Action] {
+        self.profile(node).steps(bridged)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Sans-IO core of rollover: the model of `docs/MODEL.md` (cited below as MODEL §N).
 //!
 //! * [`topology`] and [`fleet`]: the link graph and its rotated part (MODEL §6, §7);
-//! * [`state`]: node state, the handshake rule, modes and steps (MODEL §2, §3);
+//! * [`state`]: node state, the handshake rule, modes and steps (MODEL §2, §3, §11, §12);
 //! * [`planner`]: the safe, fewest-waves order and the claim's literal order (§4, §5, §9);
 //! * [`plan`] and [`order`]: the plan file and its checked partial order (§8);
 //! * [`verifier`]: the independent safety check (§5);
@@ -24,10 +24,12 @@ pub mod verifier;
 pub use error::{CoreError, InputError};
 pub use fleet::{Fleet, Link, NodeIx};
 pub use order::PlanOrder;
-pub use plan::{Disruption, PLAN_FORMAT, Plan, Step};
-pub use planner::{PlanOptions, Strategy, linearize, plan, plan_naive, plan_waves};
+pub use plan::{Disruption, Figures, PLAN_FORMAT, Plan, Step};
+pub use planner::{PlanOptions, Strategy, linearize, plan, plan_bridge, plan_naive, plan_waves};
 pub use source::Document;
-pub use state::{Action, Mode, NodeState, Root, RootSet, handshake};
+pub use state::{
+    Action, Identity, Mode, NodeState, Profile, Root, RootSet, accepts, handshake, handshake_chains,
+};
 pub use topology::{EXECUTOR_ID, Topology};
 pub use verifier::{BrokenLink, Verdict, verify};
 

@@ -30,6 +30,9 @@ pub struct PlanOrder {
     pub topological: Vec<StepIx>,
     /// Links declared as disruptions.
     pub disrupted: FxHashSet<Link>,
+    /// Whether the plan bridges (has `bridge`/`unbridge` steps): then every node that
+    /// supports chains takes them around its mode's steps, and MODEL §11's rule applies.
+    pub bridged: bool,
 }
 
 impl PlanOrder {
@@ -47,6 +50,7 @@ impl PlanOrder {
             ));
         }
         let n = plan.steps.len();
+        let bridged = plan.steps.iter().any(|s| s.action.is_bridge());
         let mut by_id: FxHashMap<u64, StepIx> = FxHashMap::default();
         by_id.reserve(n);
         let mut step_node = Vec::with_capacity(n);
@@ -65,20 +69,32 @@ impl PlanOrder {
                     format!("`{}` is not a target node of the topology", step.node),
                 ));
             };
-            let mode = fleet.mode(node);
+            let profile = fleet.profile(node);
+            let mode = profile.mode;
+            let expected_steps = profile.steps(bridged);
             let taken = &mut node_steps[node as usize];
-            let expected = mode.steps().get(taken.len());
+            let expected = expected_steps.get(taken.len());
             if expected != Some(&step.action) {
-                let message = match expected {
-                    Some(next) => format!(
-                        "`{}` is a {mode} node: its next step is `{next}`, not `{}`",
+                let message = if step.action.is_bridge() && !profile.chains {
+                    format!(
+                        "`{}` has `chains: false`: it cannot send bridges, so it takes no `{}` step",
                         step.node, step.action
-                    ),
-                    None => format!(
-                        "`{}` is a {mode} node and already has all its steps ({})",
-                        step.node,
-                        steps_list(mode)
-                    ),
+                    )
+                } else {
+                    match expected {
+                        Some(next) => format!(
+                            "`{}` is a {}: its next step is `{next}`, not `{}`",
+                            step.node,
+                            kind(mode, bridged, profile.chains),
+                            step.action
+                        ),
+                        None => format!(
+                            "`{}` is a {} and already has all its steps ({})",
+                            step.node,
+                            kind(mode, bridged, profile.chains),
+                            steps_list(expected_steps)
+                        ),
+                    }
                 };
                 return Err(doc.error_in(&[Key("steps"), Index(i), Key("action")], message));
             }
@@ -87,14 +103,16 @@ impl PlanOrder {
             step_node.push(node);
         }
         for (node, taken) in node_steps.iter().enumerate() {
-            let mode = fleet.mode(node as NodeIx);
-            if taken.len() != mode.steps().len() {
+            let profile = fleet.profile(node as NodeIx);
+            let expected_steps = profile.steps(bridged);
+            if taken.len() != expected_steps.len() {
                 return Err(doc.error_in(
                     &[Key("steps")],
                     format!(
-                        "{mode} node `{}` must have the steps {} but has {}",
+                        "{} `{}` must have the steps {} but has {}",
+                        kind(profile.mode, bridged, profile.chains),
                         fleet.id(node as NodeIx),
-                        steps_list(mode),
+                        steps_list(expected_steps),
                         taken.len()
                     ),
                 ));
@@ -177,6 +195,7 @@ impl PlanOrder {
             preds,
             topological,
             disrupted,
+            bridged,
         })
     }
 
@@ -205,9 +224,18 @@ impl PlanOrder {
     }
 }
 
-fn steps_list(mode: crate::state::Mode) -> String {
-    let names: Vec<&str> = mode.steps().iter().map(|a| a.as_str()).collect();
+fn steps_list(steps: &[crate::state::Action]) -> String {
+    let names: Vec<&str> = steps.iter().map(|a| a.as_str()).collect();
     names.join(", ")
+}
+
+/// How a node is described in errors: its mode, and whether it bridges in this plan.
+fn kind(mode: crate::state::Mode, bridged: bool, chains: bool) -> String {
+    if bridged && chains {
+        format!("{mode} node in a bridge plan")
+    } else {
+        format!("{mode} node")
+    }
 }
 
 /// Kahn's algorithm over predecessor lists; on a cycle, returns the steps of one cycle.

@@ -1,5 +1,6 @@
 //! The plan file of MODEL §8 (`rollover-plan/1`): steps with their cross-node
-//! prerequisites, a wave schedule, and declared disruptions.
+//! prerequisites, a wave schedule, and declared disruptions (steps may include the
+//! `bridge`/`unbridge` steps of MODEL §11).
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,34 @@ pub struct Plan {
     /// Links the plan accepts will fail during the rotation.
     #[serde(default)]
     pub disruptions: Vec<Disruption>,
+    /// Informative only: the figures of this plan and of other strategies on the same
+    /// topology (e.g. what `bridge` would give after a `waves` plan). Never read by
+    /// the verifier or the executor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comparison: Vec<Figures>,
+}
+
+/// The size of a plan a strategy makes, for comparing strategies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Figures {
+    /// The strategy (`waves`, `bridge`, ...).
+    pub strategy: String,
+    /// Waves of its plan.
+    pub waves: u32,
+    /// Disruptions it declares.
+    pub disruptions: usize,
+}
+
+impl Figures {
+    /// The figures of `plan`.
+    pub fn of(plan: &Plan) -> Figures {
+        Figures {
+            strategy: plan.strategy.clone().unwrap_or_default(),
+            waves: plan.wave_count(),
+            disruptions: plan.disruptions.len(),
+        }
+    }
 }
 
 /// One step of one node.

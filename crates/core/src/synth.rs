@@ -87,14 +87,13 @@ pub fn layered_fleet(shape: &FleetShape) -> Topology {
         starts.push(n * acc / total);
     }
     let nodes = (0..n)
-        .map(|i| NodeSpec {
-            id: format!("n{i}"),
-            mode: if rng.chance(shape.atomic_share) {
+        .map(|i| {
+            let mode = if rng.chance(shape.atomic_share) {
                 Mode::Atomic
             } else {
                 Mode::Bundle
-            },
-            address: None,
+            };
+            NodeSpec::new(format!("n{i}"), mode)
         })
         .collect();
     let mut links = Vec::with_capacity(n * shape.fan_out);

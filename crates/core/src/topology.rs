@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
 use crate::source::{Document, PathPart};
-use crate::state::Mode;
+use crate::state::{Identity, Mode, Profile};
 
 /// The id of the virtual node that stands for the executor when the control channel is
 /// anchored in the rotated CA (MODEL §6).
@@ -48,6 +48,49 @@ pub struct NodeSpec {
         deserialize_with = "crate::source::optional_string_only"
     )]
     pub address: Option<String>,
+    /// Whether the node can send bridges and verify a peer through one (MODEL §11;
+    /// default true).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub chains: bool,
+    /// Whether the node presents one certificate as client and server (MODEL §12;
+    /// default `multi`).
+    #[serde(default, skip_serializing_if = "Identity::is_multi")]
+    pub identity: Identity,
+    /// The workload's own TLS endpoint (`host:port`) that link probes dial instead of
+    /// the agent's data plane (MODEL §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl NodeSpec {
+    /// A node with the given id and mode and every other field at its default.
+    pub fn new(id: impl Into<String>, mode: Mode) -> NodeSpec {
+        NodeSpec {
+            id: id.into(),
+            mode,
+            address: None,
+            chains: true,
+            identity: Identity::Multi,
+            probe: None,
+        }
+    }
+
+    /// The node's mode, identity and chain support.
+    pub fn profile(&self) -> Profile {
+        Profile {
+            mode: self.mode,
+            identity: self.identity,
+            chains: self.chains,
+        }
+    }
 }
 
 /// A link `client -> server`.
@@ -102,6 +145,14 @@ impl Topology {
         for (i, node) in self.nodes.iter().enumerate() {
             let at = [Key("nodes"), Index(i), Key("id")];
             check_id(doc, &at, &node.id)?;
+            if let Some(probe) = &node.probe
+                && let Err(why) = check_host_port(probe)
+            {
+                return Err(doc.error_in(
+                    &[Key("nodes"), Index(i), Key("probe")],
+                    format!("`{probe}` is not host:port: {why}"),
+                ));
+            }
             if let Some(first) = seen.insert(node.id.as_str(), i) {
                 return Err(doc.error_in(
                     &at,
@@ -148,6 +199,42 @@ impl Topology {
     /// Render as JSON (the form sent over the wire and used by benchmarks).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Checks `host:port` syntax: a non-empty host name or address (IPv6 in brackets)
+/// and a port in 1..=65535.
+pub fn check_host_port(text: &str) -> Result<(), String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, after) = rest
+            .split_once(']')
+            .ok_or_else(|| "an IPv6 address needs its closing `]`".to_string())?;
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("`{inside}` is not an IPv6 address"));
+        }
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| "expected `:port` after the address".to_string())?;
+        (inside, port)
+    } else {
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| "expected `host:port` (e.g. `127.0.0.1:8443`)".to_string())?;
+        if host.contains(':') {
+            return Err("write an IPv6 address in brackets, e.g. `[::1]:8443`".into());
+        }
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+        if host.is_empty() || !host.chars().all(valid) {
+            return Err(format!("`{host}` is not a host name or address"));
+        }
+        (host, port)
+    };
+    if host.is_empty() {
+        return Err("the host is empty".into());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("`{port}` is not a port (1-65535)")),
     }
 }
 
@@ -316,6 +403,86 @@ mod tests {
         assert_eq!(t.links[1].ca, None);
         let j = Topology::parse("t.json", &t.to_json()).unwrap();
         assert_eq!(j, t);
+    }
+
+    #[test]
+    fn chains_identity_and_probe_parse_with_defaults() {
+        let t = Topology::parse(
+            "t.yaml",
+            "ca: r\nnodes:\n  - {id: a}\n  - {id: b, chains: false, identity: single, probe: \"127.0.0.1:8443\"}\n  - {id: c, identity: multi, probe: \"[::1]:1\"}\n",
+        )
+        .unwrap();
+        assert!(t.nodes[0].chains);
+        assert_eq!(t.nodes[0].identity, Identity::Multi);
+        assert_eq!(t.nodes[0].probe, None);
+        assert!(!t.nodes[1].chains);
+        assert_eq!(t.nodes[1].identity, Identity::Single);
+        assert_eq!(t.nodes[1].probe.as_deref(), Some("127.0.0.1:8443"));
+        let j = Topology::parse(
+            "t.json",
+            "{\"ca\": \"r\", \"nodes\": [{\"id\": \"a\", \"chains\": false, \"identity\": \"single\", \"probe\": \"web-1:443\"}]}",
+        )
+        .unwrap();
+        assert_eq!(j.nodes[0].profile().identity, Identity::Single);
+        // Written back without the defaults, and read back the same.
+        let again = Topology::parse("again.json", &t.to_json()).unwrap();
+        assert_eq!(again, t);
+        assert!(!t.to_json().contains("\"chains\": true"));
+    }
+
+    #[test]
+    fn bad_chains_identity_and_probe_name_their_line() {
+        let e = err(
+            "t.yaml",
+            "ca: r\nnodes:\n  - {id: a}\n  - {id: b, identity: dual}\n",
+        );
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(4), "nodes[1].identity"),
+            "{e}"
+        );
+        assert!(e.message.contains("dual"), "{e}");
+        let e = err("t.yaml", "ca: r\nnodes:\n  - {id: a, chains: sometimes}\n");
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(3), "nodes[0].chains"),
+            "{e}"
+        );
+        let e = err(
+            "t.json",
+            "{\"ca\": \"r\",\n\"nodes\": [\n {\"id\": \"a\", \"chains\": \"no\"}]}",
+        );
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(3), "nodes[0].chains"),
+            "{e}"
+        );
+        for bad in [
+            "web",
+            "web:",
+            ":80",
+            "web:0",
+            "web:99999",
+            "a b:80",
+            "::1:80",
+            "[::1]80",
+            "[zz]:80",
+        ] {
+            let text = format!("ca: r\nnodes:\n  - {{id: a}}\n  - {{id: b, probe: \"{bad}\"}}\n");
+            let e = err("t.yaml", &text);
+            assert_eq!(
+                (e.line, e.field.as_str()),
+                (Some(4), "nodes[1].probe"),
+                "{bad}: {e}"
+            );
+            assert!(e.message.contains("host:port"), "{e}");
+        }
+        let e = err(
+            "t.json",
+            "{\"ca\": \"r\",\n\"nodes\": [\n {\"id\": \"a\",\n \"probe\": \"nope\"}]}",
+        );
+        assert_eq!(e.field, "nodes[0].probe", "{e}");
+        assert!(e.line.is_some(), "{e}");
     }
 
     #[test]

@@ -2,18 +2,21 @@
 //! interleaving a plan allows, except the links it declares as disruptions.
 //!
 //! It does not use the planner or MODEL §4's prerequisites. It reasons from the state
-//! table of MODEL §3 and the plan's partial order alone: two ends of a link can be in
-//! states `i` (client has done its first `i` steps) and `j` at the same time iff the
-//! client's step `i+1` is not required before the server's step `j`, and the server's
-//! step `j+1` is not required before the client's step `i`. The link is broken iff such
-//! a pair of states fails the handshake rule.
+//! tables (MODEL §3, with single-identity nodes §12 and bridges §11) and the plan's
+//! partial order alone: two ends of a link can be in states `i` (client has done its
+//! first `i` steps) and `j` at the same time iff the client's step `i+1` is not required
+//! before the server's step `j`, and the server's step `j+1` is not required before the
+//! client's step `i`. The link is broken iff such a pair of states fails the handshake
+//! rule with bridges (which is MODEL §2's rule while no node sends bridges).
 
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{Fleet, Link};
 use crate::order::{PlanOrder, StepIx};
 use crate::plan::Plan;
-use crate::state::{Mode, handshake};
+use rustc_hash::FxHashMap;
+
+use crate::state::{MAX_STEPS, Profile, handshake_chains};
 
 /// The verifier's decision on a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,12 +60,14 @@ pub struct StepRef {
 }
 
 /// State pairs `(client steps done, server steps done)` that fail the handshake rule,
-/// for one pair of modes, read off the state table.
-fn failing_pairs(client: Mode, server: Mode) -> Vec<(usize, usize)> {
+/// for one pair of node profiles, read off the state tables.
+fn failing_pairs(client: Profile, server: Profile, bridged: bool) -> Vec<(usize, usize)> {
     let mut pairs = Vec::new();
-    for i in 0..=client.steps().len() {
-        for j in 0..=server.steps().len() {
-            if handshake(client.state_after(i), server.state_after(j)).is_err() {
+    for i in 0..=client.steps(bridged).len() {
+        for j in 0..=server.steps(bridged).len() {
+            let c = client.state_after(bridged, i);
+            let s = server.state_after(bridged, j);
+            if handshake_chains(c, client.chains, s, server.chains).is_err() {
                 pairs.push((i, j));
             }
         }
@@ -121,20 +126,9 @@ pub fn verify(fleet: &Fleet, plan: &Plan, order: &PlanOrder) -> Verdict {
         epoch: 0,
         queue: std::collections::VecDeque::new(),
     };
-    let table: [[Vec<(usize, usize)>; 2]; 2] = [
-        [
-            failing_pairs(Mode::Bundle, Mode::Bundle),
-            failing_pairs(Mode::Bundle, Mode::Atomic),
-        ],
-        [
-            failing_pairs(Mode::Atomic, Mode::Bundle),
-            failing_pairs(Mode::Atomic, Mode::Atomic),
-        ],
-    ];
-    let mode_ix = |m: Mode| match m {
-        Mode::Bundle => 0,
-        Mode::Atomic => 1,
-    };
+    let bridged = order.bridged;
+    // A handful of profile pairs cover any fleet; their tables are computed once.
+    let mut table: FxHashMap<(Profile, Profile), Vec<(usize, usize)>> = FxHashMap::default();
     let mut broken = Vec::new();
     for &link in &fleet.links {
         if order.disrupted.contains(&link) {
@@ -142,13 +136,18 @@ pub fn verify(fleet: &Fleet, plan: &Plan, order: &PlanOrder) -> Verdict {
         }
         if link.is_self() {
             // Both ends are the same node, always in the same state.
-            let mode = fleet.mode(link.client);
-            let fails = (0..=mode.steps().len())
-                .any(|i| handshake(mode.state_after(i), mode.state_after(i)).is_err());
+            let p = fleet.profile(link.client);
+            let fails = (0..=p.steps(bridged).len()).any(|i| {
+                let s = p.state_after(bridged, i);
+                handshake_chains(s, p.chains, s, p.chains).is_err()
+            });
             debug_assert!(!fails, "the state table lets a node reject itself");
             continue;
         }
-        let pairs = &table[mode_ix(fleet.mode(link.client))][mode_ix(fleet.mode(link.server))];
+        let key = (fleet.profile(link.client), fleet.profile(link.server));
+        let pairs = table
+            .entry(key)
+            .or_insert_with(|| failing_pairs(key.0, key.1, bridged));
         if let Some(found) = first_coexisting(&mut reach, order, link, pairs) {
             broken.push(describe(fleet, plan, order, link, found));
         }
@@ -197,15 +196,15 @@ fn first_coexisting(
 /// what a node's own order implies: `x[a] ≤ y[b]` holds if `x[a'] ≤ y[b']` holds for some
 /// `a' ≥ a, b' ≤ b`, and fails if it fails for some `a' ≤ a, b' ≥ b`.
 #[derive(Default)]
-struct Memo([[Option<bool>; 3]; 3]);
+struct Memo([[Option<bool>; MAX_STEPS]; MAX_STEPS]);
 
 impl Memo {
     fn get(&mut self, a: usize, b: usize, compute: impl FnOnce() -> bool) -> bool {
         let known = &self.0;
-        if (a..3).any(|a2| (0..=b).any(|b2| known[a2][b2] == Some(true))) {
+        if (a..MAX_STEPS).any(|a2| (0..=b).any(|b2| known[a2][b2] == Some(true))) {
             return true;
         }
-        if (0..=a).any(|a2| (b..3).any(|b2| known[a2][b2] == Some(false))) {
+        if (0..=a).any(|a2| (b..MAX_STEPS).any(|b2| known[a2][b2] == Some(false))) {
             return false;
         }
         let answer = compute();
@@ -238,9 +237,10 @@ fn describe(
             action: step.action.to_string(),
         }
     };
-    let cs = fleet.mode(link.client).state_after(i);
-    let ss = fleet.mode(link.server).state_after(j);
-    let failure = handshake(cs, ss)
+    let (cp, sp) = (fleet.profile(link.client), fleet.profile(link.server));
+    let cs = cp.state_after(order.bridged, i);
+    let ss = sp.state_after(order.bridged, j);
+    let failure = handshake_chains(cs, cp.chains, ss, sp.chains)
         .err()
         .map(|f| f.to_string())
         .unwrap_or_default();

@@ -28,10 +28,11 @@ fn fleet_strategy(max_nodes: usize, max_links_per_node: usize) -> impl Strategy<
             nodes: modes
                 .iter()
                 .enumerate()
-                .map(|(i, &atomic)| NodeSpec {
-                    id: format!("n{i}"),
-                    mode: if atomic { Mode::Atomic } else { Mode::Bundle },
-                    address: None,
+                .map(|(i, &atomic)| {
+                    NodeSpec::new(
+                        format!("n{i}"),
+                        if atomic { Mode::Atomic } else { Mode::Bundle },
+                    )
                 })
                 .collect(),
             links: links

@@ -802,6 +802,7 @@ mod tests {
                 preds,
                 topological: (0..n as u32).collect(),
                 disrupted: Default::default(),
+                bridged: false,
             })
         }
     }

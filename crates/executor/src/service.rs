@@ -58,6 +58,7 @@ fn options_to_wire(o: &StoredOptions) -> v1::RotationOptions {
     let strategy = match o.strategy.as_deref() {
         Some("claim") => v1::Strategy::Claim,
         Some("waves") => v1::Strategy::Waves,
+        Some("bridge") => v1::Strategy::Bridge,
         _ => v1::Strategy::Unspecified,
     };
     v1::RotationOptions {
@@ -178,6 +179,12 @@ impl Executor {
         };
         let order = PlanOrder::resolve(&plan, &fleet, &doc)
             .map_err(|e| Status::invalid_argument(format!("plan: {e}")))?;
+        if order.bridged {
+            return Err(Status::failed_precondition(
+                "plan: bridge steps (the bridge strategy, MODEL §11) are not supported by \
+                 the executor yet; plan with `--strategy waves`",
+            ));
+        }
         let verdict = rollover_core::verify(&fleet, &plan, &order);
         // An unsafe plan is refused before anything changes (observe-only simulations
         // run it on purpose: they must see every failure the order causes).

@@ -57,9 +57,8 @@ async fn fleet() -> Fleet {
         .await
         .unwrap();
         nodes.push(NodeSpec {
-            id: id.into(),
-            mode,
             address: Some(handle.control_addr().to_string()),
+            ..NodeSpec::new(id, mode)
         });
         agents.push(handle);
         dirs.push(dir);

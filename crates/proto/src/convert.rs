@@ -18,7 +18,7 @@ use rollover_core::plan::{Disruption, PLAN_FORMAT, Plan, Step};
 use rollover_core::source::{Document, Format};
 use rollover_core::topology::{Control, LinkSpec, NodeSpec, Topology};
 use rollover_core::verifier::{BrokenLink, StepRef, Verdict};
-use rollover_core::{Action, CoreError, Mode, Strategy};
+use rollover_core::{Action, CoreError, Identity, Mode, Strategy};
 
 use crate::v1;
 
@@ -134,12 +134,14 @@ pub fn core_error_status(e: &CoreError) -> tonic::Status {
 // ---------------------------------------------------------------------------------
 // Enums
 
-const ACTIONS: [Action; 5] = [
+const ACTIONS: [Action; 7] = [
     Action::Stage,
     Action::Present,
     Action::Retire,
     Action::Switch,
     Action::Finalize,
+    Action::Bridge,
+    Action::Unbridge,
 ];
 
 /// The action called `name` (`stage`, `present`, ...), as core spells it.
@@ -155,6 +157,8 @@ impl From<Action> for v1::StepAction {
             Action::Retire => v1::StepAction::Retire,
             Action::Switch => v1::StepAction::Switch,
             Action::Finalize => v1::StepAction::Finalize,
+            Action::Bridge => v1::StepAction::Bridge,
+            Action::Unbridge => v1::StepAction::Unbridge,
         }
     }
 }
@@ -169,6 +173,8 @@ impl TryFrom<v1::StepAction> for Action {
             v1::StepAction::Retire => Action::Retire,
             v1::StepAction::Switch => Action::Switch,
             v1::StepAction::Finalize => Action::Finalize,
+            v1::StepAction::Bridge => Action::Bridge,
+            v1::StepAction::Unbridge => Action::Unbridge,
         })
     }
 }
@@ -224,6 +230,7 @@ impl From<Strategy> for v1::Strategy {
         match s {
             Strategy::Waves => v1::Strategy::Waves,
             Strategy::Claim => v1::Strategy::Claim,
+            Strategy::Bridge => v1::Strategy::Bridge,
         }
     }
 }
@@ -234,6 +241,7 @@ impl From<v1::Strategy> for Strategy {
         match s {
             v1::Strategy::Unspecified | v1::Strategy::Waves => Strategy::Waves,
             v1::Strategy::Claim => Strategy::Claim,
+            v1::Strategy::Bridge => Strategy::Bridge,
         }
     }
 }
@@ -273,6 +281,12 @@ impl From<&NodeSpec> for v1::Node {
             id: n.id.clone(),
             mode: v1::NodeMode::from(n.mode) as i32,
             address: n.address.clone(),
+            chains: (!n.chains).then_some(false),
+            identity: match n.identity {
+                Identity::Multi => v1::NodeIdentity::Multi,
+                Identity::Single => v1::NodeIdentity::Single,
+            } as i32,
+            probe: n.probe.clone(),
         }
     }
 }
@@ -280,10 +294,18 @@ impl From<&NodeSpec> for v1::Node {
 impl TryFrom<v1::Node> for NodeSpec {
     type Error = ConvertError;
     fn try_from(n: v1::Node) -> Result<Self, ConvertError> {
+        let identity = match v1::NodeIdentity::try_from(n.identity) {
+            Ok(v1::NodeIdentity::Unspecified | v1::NodeIdentity::Multi) => Identity::Multi,
+            Ok(v1::NodeIdentity::Single) => Identity::Single,
+            Err(_) => return Err(ConvertError::unknown_enum("identity", n.identity)),
+        };
         Ok(NodeSpec {
             mode: topology_mode_from_i32(n.mode).map_err(|e| e.within("mode"))?,
             id: n.id,
             address: n.address,
+            chains: n.chains.unwrap_or(true),
+            identity,
+            probe: n.probe,
         })
     }
 }
@@ -442,6 +464,8 @@ impl TryFrom<v1::Plan> for Plan {
             cycle_breaking: p.cycle_breaking,
             steps,
             disruptions: p.disruptions.into_iter().map(Disruption::from).collect(),
+            // Informative figures are not part of the wire plan.
+            comparison: Vec::new(),
         })
     }
 }
@@ -666,7 +690,7 @@ mod tests {
         for m in [Mode::Bundle, Mode::Atomic] {
             assert_eq!(mode_from_i32(v1::NodeMode::from(m) as i32), Ok(m));
         }
-        for s in [Strategy::Waves, Strategy::Claim] {
+        for s in [Strategy::Waves, Strategy::Claim, Strategy::Bridge] {
             assert_eq!(strategy_from_i32(v1::Strategy::from(s) as i32), Ok(s));
         }
     }

@@ -294,6 +294,7 @@ fn structured_input_is_checked_like_a_file() {
         id: id.into(),
         mode: mode as i32,
         address: None,
+        ..Default::default()
     };
     let mut t = v1::Topology {
         ca: "r".into(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::ValueEnum;
-use rollover_core::{Fleet, PlanOptions, Strategy, Topology, planner, verify_plan};
+use rollover_core::{Figures, Fleet, PlanOptions, Strategy, Topology, planner, verify_plan};
 
 use crate::render;
 use crate::status::{BadInput, Status};
@@ -19,16 +19,24 @@ The default strategy (`waves`) orders every node's steps so that clients trust a
 the new key before their servers start presenting it, runs independent steps in
 parallel waves (the fewest possible), and, when constrained `atomic` nodes form a cycle
 that no order can keep up, declares the fewest links as disruptions and says why.
+`bridge` first has every node send cross-signed bridges (the new root certified by the
+old and the other way round), so that any order of the usual steps keeps links up:
+a fixed, small number of waves and no disruption whatever the depth or the cycles of
+the graph (links with a `chains: false` end keep the `waves` order). After a `waves`
+plan, a line says what `bridge` would give on the same fleet.
 `claim` reproduces the source design's literal one-node-at-a-time order, for comparison;
 check it with `rollover verify`. `naive` lets every node switch at once: the negative
 control, unsafe whenever target nodes are linked.
 
 Formats:
-  text   the plan by wave, its disruptions and a summary line
+  text   the plan by wave, its disruptions, the comparison with `bridge` (after a
+         `waves` plan) and a summary line
          `N nodes, L links, W waves, D disruptions` (N counts @executor when the
          control channel is anchored in the rotated CA; L counts the distinct links
          anchored in the rotated CA, self-links and control links included)
-  json   the plan file (`rollover-plan/1`), input to `rollover verify`
+  json   the plan file (`rollover-plan/1`), input to `rollover verify`; after a
+         `waves` plan its optional `comparison` field gives waves and disruptions of
+         this plan and of `bridge`
   dot    Graphviz of the fleet; each rotated link is labelled `wN`, the wave after
          which it runs on the new key; disrupted links dashed red, atomic nodes boxes,
          links under other CAs grey
@@ -46,6 +54,7 @@ pub const EXAMPLES: &str = "\
 Examples:
   rollover plan examples/mesh.yaml
   rollover plan examples/ring.yaml --format json -o ring.plan.json
+  rollover plan examples/chain-60.yaml --strategy bridge
   rollover plan examples/mixed.yaml --format dot | dot -Tsvg > mixed.svg
   rollover plan examples/claim-unsafe.yaml --strategy claim --start meter-1
   cat examples/mesh.yaml | rollover plan - --format order";
@@ -75,6 +84,9 @@ pub struct PlanArgs {
 pub enum StrategyArg {
     /// Parallel waves, provably safe, fewest waves and disruptions.
     Waves,
+    /// Cross-signed bridges first, then every node's steps: a fixed number of waves
+    /// and no disruption on links whose ends support chains (MODEL §11).
+    Bridge,
     /// The source design's literal order, one node at a time (may be unsafe).
     Claim,
     /// Every node switches at once with no cross-node order: the negative control
@@ -116,10 +128,11 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Status> {
     let started = Instant::now();
     let strategy = match args.strategy {
         StrategyArg::Waves => Some(Strategy::Waves),
+        StrategyArg::Bridge => Some(Strategy::Bridge),
         StrategyArg::Claim => Some(Strategy::Claim),
         StrategyArg::Naive => None,
     };
-    let plan = match strategy {
+    let mut plan = match strategy {
         Some(strategy) => planner::plan(
             &fleet,
             &PlanOptions {
@@ -140,6 +153,11 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Status> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "planned"
     );
+    if strategy == Some(Strategy::Waves) {
+        // Say whether bridging would pay on this fleet.
+        let bridge = rollover_core::plan_bridge(&fleet);
+        plan.comparison = vec![Figures::of(&plan), Figures::of(&bridge)];
+    }
     let text = match args.format {
         PlanFormat::Text => {
             // The text form says whether the plan is safe: `waves` plans are by

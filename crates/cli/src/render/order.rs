@@ -58,6 +58,7 @@ mod tests {
                 step(4, "m", Action::Finalize, 2),
             ],
             disruptions: vec![],
+            comparison: vec![],
         };
         assert_eq!(nodes(&plan), "b\na\nm\n");
     }

@@ -1,6 +1,7 @@
 //! The readable form of a plan: one line per wave (`wave 0: stage gw, switch meter-7`),
 //! then the declared disruptions with their reasons, the cycle-breaking method, the
-//! verifier's verdict and a summary line `N nodes, L links, W waves, D disruptions`.
+//! verifier's verdict, the comparison with another strategy when the plan carries one,
+//! and a summary line `N nodes, L links, W waves, D disruptions`.
 //!
 //! Counts: N is the number of target nodes (with `@executor` when the control channel
 //! is anchored in the rotated CA), L the distinct links anchored in the rotated CA
@@ -10,7 +11,7 @@
 
 use std::fmt::Write;
 
-use rollover_core::{Fleet, Plan, Topology, Verdict};
+use rollover_core::{Figures, Fleet, Plan, Topology, Verdict};
 
 use super::dot::foreign_links;
 
@@ -65,8 +66,20 @@ pub fn plan(topology: &Topology, fleet: &Fleet, plan: &Plan, verdict: &Verdict) 
             verdict.undeclared_count
         );
     }
+    if let [here, other, ..] = plan.comparison.as_slice() {
+        let _ = writeln!(out, "{}", comparison(here, other));
+    }
     let _ = writeln!(out, "{}", summary(fleet, plan));
     out
+}
+
+/// The line comparing this plan with another strategy's, e.g. `bridge strategy would
+/// take 4 waves and 0 disruptions (here: 61 waves, 0 disruptions)`.
+pub fn comparison(here: &Figures, other: &Figures) -> String {
+    format!(
+        "{} strategy would take {} waves and {} disruptions (here: {} waves, {} disruptions)",
+        other.strategy, other.waves, other.disruptions, here.waves, here.disruptions
+    )
 }
 
 /// The summary line `N nodes, L links, W waves, D disruptions`.
@@ -85,9 +98,12 @@ fn cycle_breaking(strategy: Option<&str>, method: Option<&str>) -> &'static str 
         Some("none") if strategy == Some("claim") => {
             "none (the claim's literal order breaks no cycle and declares no disruption)"
         }
+        Some("none") if strategy == Some("bridge") => {
+            "none (links whose ends support chains never constrain the order; the rest form no cycle)"
+        }
         Some("none") => "none (no atomic nodes form a prerequisite cycle)",
         Some("exact") => {
-            "exact (each cycle of atomic nodes cut at the fewest links, by exhaustive search)"
+            "exact (each prerequisite cycle cut at the fewest links, by exhaustive search)"
         }
         Some("heuristic") => {
             "heuristic (a large cycle of atomic nodes cut by the Eades-Lin-Smyth greedy order; \

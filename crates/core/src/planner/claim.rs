@@ -99,6 +99,7 @@ pub(crate) fn plan_claim(fleet: &Fleet, start: Option<&str>) -> Result<Plan, Cor
         cycle_breaking: Some("none".to_string()),
         steps,
         disruptions: Vec::new(),
+        comparison: Vec::new(),
     })
 }
 

@@ -1,10 +1,18 @@
-//! Breaking prerequisite cycles (MODEL §5).
+//! Breaking prerequisite cycles (MODEL §5, §12).
 //!
-//! A cycle needs a step that both waits for another node and is waited for by one; only
-//! `switch` is both, so every cycle runs through links between atomic nodes, where
-//! `switch(s)` waits for `switch(c)`. Each strongly connected part of that atomic link
-//! graph is made acyclic by declaring a minimum feedback arc set of its links as
-//! disruptions:
+//! Only links that keep their order prerequisites can close a cycle (all links under
+//! `waves`; under `bridge`, links with a `chains: false` end).
+//!
+//! A link from a single-identity client to an atomic server is a cycle by itself
+//! (MODEL §12): `switch(s)` must wait for the client to show its new leaf, which must
+//! wait for `s` to trust new, which `switch(s)` does. Each is declared, and no other
+//! choice can spare it.
+//!
+//! Once those are gone, a cycle needs a step that both waits for another node and is
+//! waited for by one; only `switch` is both, so every remaining cycle runs through
+//! links between atomic nodes, where `switch(s)` waits for `switch(c)`. Each strongly
+//! connected part of that atomic link graph is made acyclic by declaring a minimum
+//! feedback arc set of its links as disruptions:
 //!
 //! * **exact** for parts of at most [`EXACT_LIMIT`] nodes: a dynamic programme over
 //!   subsets finds the node order with the fewest backward links (O(2ⁿ·n));
@@ -55,23 +63,61 @@ pub(crate) struct Breaking {
     pub method: CycleMethod,
 }
 
-pub(crate) fn break_cycles(fleet: &Fleet) -> Breaking {
-    let n = fleet.len();
-    // Atomic-to-atomic links, as adjacency lists.
-    let mut adjacency: Vec<Vec<NodeIx>> = vec![Vec::new(); n];
-    for l in &fleet.links {
-        if !l.is_self()
-            && fleet.mode(l.client) == Mode::Atomic
-            && fleet.mode(l.server) == Mode::Atomic
-        {
-            adjacency[l.client as usize].push(l.server);
-        }
+/// What bridges would do for a declared link, for its reason.
+fn bridge_note(fleet: &Fleet, link: Link) -> String {
+    if fleet.bridgeable(link) {
+        "; bridges (`--strategy bridge`) would keep it up".to_string()
+    } else {
+        let end = if fleet.chains[link.client as usize] {
+            link.server
+        } else {
+            link.client
+        };
+        format!(
+            "; bridges cannot help: `{}` has `chains: false`",
+            fleet.id(end)
+        )
     }
+}
+
+/// Choose the disruptions; `bridged` selects the bridge strategy, under which only
+/// links with a `chains: false` end keep order prerequisites.
+pub(crate) fn break_cycles(fleet: &Fleet, bridged: bool) -> Breaking {
+    let n = fleet.len();
     let mut breaking = Breaking {
         disrupted: FxHashSet::default(),
         disruptions: Vec::new(),
         method: CycleMethod::None,
     };
+    // Atomic-to-atomic links with a multi-identity client, as adjacency lists; links
+    // from a single-identity client to an atomic server are cycles of their own.
+    let mut adjacency: Vec<Vec<NodeIx>> = vec![Vec::new(); n];
+    for &l in &fleet.links {
+        if l.is_self() || fleet.mode(l.server) != Mode::Atomic || (bridged && fleet.bridgeable(l)) {
+            continue;
+        }
+        if fleet.single(l.client) {
+            let reason = format!(
+                "`{c}` presents one certificate as client and server (identity: single) and \
+                 `{s}` is atomic: `{s}` stops trusting old clients when it switches, and \
+                 `{c}` may show its new leaf only once `{s}` trusts new, so no order keeps \
+                 this link up{note}",
+                c = fleet.id(l.client),
+                s = fleet.id(l.server),
+                note = bridge_note(fleet, l)
+            );
+            if breaking.disrupted.insert(l) {
+                breaking.disruptions.push(Disruption {
+                    client: fleet.id(l.client).to_string(),
+                    server: fleet.id(l.server).to_string(),
+                    reason,
+                });
+                breaking.method = breaking.method.max(CycleMethod::Exact);
+            }
+        } else if fleet.mode(l.client) == Mode::Atomic {
+            adjacency[l.client as usize].push(l.server);
+        }
+    }
     let mut incoming: Vec<Vec<NodeIx>> = vec![Vec::new(); n];
     for (u, targets) in adjacency.iter().enumerate() {
         for &v in targets {
@@ -128,11 +174,12 @@ pub(crate) fn break_cycles(fleet: &Fleet) -> Breaking {
             let reason = format!(
                 "atomic nodes {names} form a prerequisite cycle (each may switch only after \
                  its clients did); no order keeps all {total_links} of their links up, and \
-                 dropping this one is part of the {} choice of the fewest links to drop",
+                 dropping this one is part of the {} choice of the fewest links to drop{}",
                 match method {
                     CycleMethod::Exact => "exact",
                     _ => "heuristic",
-                }
+                },
+                bridge_note(fleet, link)
             );
             breaking.disruptions.push(Disruption {
                 client: fleet.id(link.client).to_string(),

@@ -1,8 +1,10 @@
 //! The planner: from a fleet to a plan that keeps every link up (MODEL §4, §5, §9).
 //!
-//! `waves` (the default) builds the prerequisite graph of MODEL §4, breaks cycles among
-//! atomic nodes by declaring the fewest links as disruptions, and places every step in
-//! the earliest wave its prerequisites allow, which gives the fewest waves possible.
+//! `waves` (the default) builds the prerequisite graph of MODEL §4 and §12, breaks its
+//! cycles by declaring the fewest links as disruptions, and places every step in the
+//! earliest wave its prerequisites allow, which gives the fewest waves possible.
+//! `bridge` does the same with MODEL §11's steps and prerequisites: links whose ends
+//! both support chains only wait for bridges, so they never constrain the order.
 //! `claim` reproduces the source design's literal breadth-first order for comparison.
 
 mod claim;
@@ -24,6 +26,8 @@ pub enum Strategy {
     Waves,
     /// The source design's literal breadth-first order, one node at a time.
     Claim,
+    /// Cross-signed bridges first, then every node's steps at once (MODEL §11).
+    Bridge,
 }
 
 impl Strategy {
@@ -32,6 +36,7 @@ impl Strategy {
         match self {
             Strategy::Waves => "waves",
             Strategy::Claim => "claim",
+            Strategy::Bridge => "bridge",
         }
     }
 }
@@ -42,8 +47,9 @@ impl std::str::FromStr for Strategy {
         match s {
             "waves" => Ok(Strategy::Waves),
             "claim" => Ok(Strategy::Claim),
+            "bridge" => Ok(Strategy::Bridge),
             other => Err(CoreError::Planning(format!(
-                "unknown strategy `{other}` (expected `waves` or `claim`)"
+                "unknown strategy `{other}` (expected `waves`, `bridge` or `claim`)"
             ))),
         }
     }
@@ -61,23 +67,30 @@ pub struct PlanOptions {
 /// Plan a rotation of `fleet`.
 pub fn plan(fleet: &Fleet, options: &PlanOptions) -> Result<Plan, CoreError> {
     match options.strategy {
-        Strategy::Waves => {
-            if options.start.is_some() {
-                return Err(CoreError::Planning(
-                    "`start` only applies to the `claim` strategy".into(),
-                ));
-            }
-            Ok(plan_waves(fleet))
-        }
+        Strategy::Waves | Strategy::Bridge if options.start.is_some() => Err(CoreError::Planning(
+            "`start` only applies to the `claim` strategy".into(),
+        )),
+        Strategy::Waves => Ok(plan_waves(fleet)),
+        Strategy::Bridge => Ok(plan_bridge(fleet)),
         Strategy::Claim => claim::plan_claim(fleet, options.start.as_deref()),
     }
 }
 
-/// The default strategy: fewest waves, fewest disruptions.
+/// The default strategy: fewest waves, fewest disruptions (MODEL §4, §5, §12).
 pub fn plan_waves(fleet: &Fleet) -> Plan {
-    let breaking = cycles::break_cycles(fleet);
-    let graph = prereq::Prerequisites::build(fleet, &breaking.disrupted);
-    schedule::waves_plan(fleet, &graph, breaking)
+    let breaking = cycles::break_cycles(fleet, false);
+    let graph = prereq::Prerequisites::build(fleet, &breaking.disrupted, false);
+    schedule::waves_plan(fleet, &graph, breaking, "waves")
+}
+
+/// The bridge strategy (MODEL §11): every node that supports chains sends bridges
+/// before its mode's steps and stops after; links with a `chains: false` end keep
+/// their order prerequisites and their cycles are broken as under `waves`. Fewest
+/// waves under those prerequisites.
+pub fn plan_bridge(fleet: &Fleet) -> Plan {
+    let breaking = cycles::break_cycles(fleet, true);
+    let graph = prereq::Prerequisites::build(fleet, &breaking.disrupted, true);
+    schedule::waves_plan(fleet, &graph, breaking, "bridge")
 }
 
 /// The naive plan used as a negative control: every node takes its steps as fast as it
@@ -103,6 +116,7 @@ pub fn plan_naive(fleet: &Fleet) -> Plan {
         cycle_breaking: Some("none".to_string()),
         steps,
         disruptions: Vec::new(),
+        comparison: Vec::new(),
     }
 }
 

@@ -1,9 +1,21 @@
-//! The prerequisites of MODEL §4 as a graph on steps.
+//! The prerequisites of MODEL §4, §11 and §12 as a graph on steps.
 //!
-//! For a link `c -> s` (not a self-link, not disrupted): `s` starts showing the new
-//! leaf (present/switch) only after `c` took its first step (stage/switch), and `c`
-//! drops the old root (retire/finalize) only after `s` shows the new leaf. The rule
-//! "retire(s) after first(c)" is implied through present(s) and adds no edge.
+//! For a link `c -> s` (not a self-link, not disrupted) that keeps its order
+//! prerequisites (every link under `waves`; under `bridge`, links with a
+//! `chains: false` end):
+//!
+//! * §4: `s` starts showing the new leaf (present/switch) only after `c` took its first
+//!   step (stage/switch), and `c` drops the old root (retire/finalize) only after `s`
+//!   shows the new leaf. "retire(s) after first(c)" is implied through present(s).
+//! * §12, when `c` has a single identity: `c` shows its new leaf (as a client too) only
+//!   after `s` took its first step, and `s` narrows `t_srv` to `{new}` (retire/switch)
+//!   only after `c` shows its new leaf.
+//!
+//! For a link whose ends both support chains, under `bridge` (§11): every mode step of
+//! either end comes after the other end's `bridge` (the first mode step suffices, a
+//! node's own steps being ordered), and each end's `unbridge` after the other end's
+//! first mode step.
+//!
 //! A node's own steps are chained in order.
 
 use rustc_hash::FxHashSet;
@@ -21,14 +33,16 @@ pub(crate) struct Prerequisites {
     pub succ: Vec<u32>,
     /// Cross-node predecessor count per step (for `after` lists).
     pub cross_in: Vec<u32>,
+    /// Whether nodes that support chains take `bridge`/`unbridge` steps.
+    pub bridged: bool,
 }
 
-/// Index, among a node's steps, of its first step (stage or switch).
+/// Index, among a node's mode steps, of its first step (stage or switch).
 fn first_rank(_mode: Mode) -> u32 {
     0
 }
 
-/// Index of the step where a node starts presenting the new leaf.
+/// Index of the mode step where a node starts presenting the new leaf.
 fn shows_rank(mode: Mode) -> u32 {
     match mode {
         Mode::Bundle => 1,
@@ -36,40 +50,65 @@ fn shows_rank(mode: Mode) -> u32 {
     }
 }
 
-/// Index of the step where a node drops the old root.
+/// Index of the mode step where a node drops the old root.
 fn last_rank(mode: Mode) -> u32 {
     mode.steps().len() as u32 - 1
 }
 
+/// Index of the mode step where a node stops trusting old clients (`t_srv = {new}`).
+fn narrow_rank(mode: Mode) -> u32 {
+    match mode {
+        Mode::Bundle => 2,
+        Mode::Atomic => 0,
+    }
+}
+
 impl Prerequisites {
-    pub fn build(fleet: &Fleet, disrupted: &FxHashSet<Link>) -> Prerequisites {
+    /// The graph for a fleet; `bridged` selects the bridge strategy's steps and
+    /// prerequisites. Links in `disrupted` add no prerequisite.
+    pub fn build(fleet: &Fleet, disrupted: &FxHashSet<Link>, bridged: bool) -> Prerequisites {
         let mut base = Vec::with_capacity(fleet.len() + 1);
+        // Offset of the first mode step within each node's steps: 1 after `bridge`.
+        let mut shift = Vec::with_capacity(fleet.len());
         let mut total = 0u32;
-        for &mode in &fleet.modes {
+        for node in 0..fleet.len() as NodeIx {
             base.push(total);
-            total += mode.steps().len() as u32;
+            let steps = fleet.steps(node, bridged);
+            shift.push(u32::from(steps.len() != fleet.mode(node).steps().len()));
+            total += steps.len() as u32;
         }
         base.push(total);
-        let step = |n: NodeIx, rank: u32| base[n as usize] + rank;
+        let mode_step = |n: NodeIx, rank: u32| base[n as usize] + shift[n as usize] + rank;
+        let bridge_step = |n: NodeIx| base[n as usize];
+        let unbridge_step = |n: NodeIx| base[n as usize + 1] - 1;
 
-        let cross: Vec<(u32, u32)> = fleet
-            .links
-            .iter()
-            .filter(|l| !l.is_self() && !disrupted.contains(l))
-            .flat_map(|l| {
-                let (cm, sm) = (fleet.mode(l.client), fleet.mode(l.server));
-                [
-                    (
-                        step(l.client, first_rank(cm)),
-                        step(l.server, shows_rank(sm)),
-                    ),
-                    (
-                        step(l.server, shows_rank(sm)),
-                        step(l.client, last_rank(cm)),
-                    ),
-                ]
-            })
-            .collect();
+        let mut cross: Vec<(u32, u32)> = Vec::with_capacity(fleet.links.len() * 2);
+        for l in &fleet.links {
+            if l.is_self() || disrupted.contains(l) {
+                continue;
+            }
+            let (c, s) = (l.client, l.server);
+            let (cm, sm) = (fleet.mode(c), fleet.mode(s));
+            if bridged && fleet.bridgeable(*l) {
+                cross.extend([
+                    (bridge_step(c), mode_step(s, 0)),
+                    (bridge_step(s), mode_step(c, 0)),
+                    (mode_step(s, first_rank(sm)), unbridge_step(c)),
+                    (mode_step(c, first_rank(cm)), unbridge_step(s)),
+                ]);
+                continue;
+            }
+            cross.extend([
+                (mode_step(c, first_rank(cm)), mode_step(s, shows_rank(sm))),
+                (mode_step(s, shows_rank(sm)), mode_step(c, last_rank(cm))),
+            ]);
+            if fleet.single(c) {
+                cross.extend([
+                    (mode_step(s, first_rank(sm)), mode_step(c, shows_rank(cm))),
+                    (mode_step(c, shows_rank(cm)), mode_step(s, narrow_rank(sm))),
+                ]);
+            }
+        }
 
         let n = total as usize;
         let mut offsets = vec![0u32; n + 1];
@@ -105,6 +144,7 @@ impl Prerequisites {
             offsets,
             succ,
             cross_in,
+            bridged,
         }
     }
 

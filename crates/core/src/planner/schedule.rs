@@ -40,7 +40,12 @@ pub(crate) fn earliest_waves(graph: &Prerequisites) -> Vec<u32> {
     wave
 }
 
-pub(crate) fn waves_plan(fleet: &Fleet, graph: &Prerequisites, breaking: Breaking) -> Plan {
+pub(crate) fn waves_plan(
+    fleet: &Fleet,
+    graph: &Prerequisites,
+    breaking: Breaking,
+    strategy: &str,
+) -> Plan {
     let wave = earliest_waves(graph);
     let n = graph.step_count();
     let mut step_node = vec![0u32; n];
@@ -75,10 +80,12 @@ pub(crate) fn waves_plan(fleet: &Fleet, graph: &Prerequisites, breaking: Breakin
             let rank = s - graph.base[node as usize];
             let mut prereqs = std::mem::take(&mut after[s as usize]);
             prereqs.sort_unstable();
+            // Two links between the same nodes can ask for the same prerequisite.
+            prereqs.dedup();
             Step {
                 id: id_of[s as usize],
                 node: fleet.id(node).to_string(),
-                action: fleet.mode(node).steps()[rank as usize],
+                action: fleet.steps(node, graph.bridged)[rank as usize],
                 wave: wave[s as usize],
                 after: prereqs,
             }
@@ -87,9 +94,10 @@ pub(crate) fn waves_plan(fleet: &Fleet, graph: &Prerequisites, breaking: Breakin
     Plan {
         format: PLAN_FORMAT.to_string(),
         ca: fleet.ca.clone(),
-        strategy: Some("waves".to_string()),
+        strategy: Some(strategy.to_string()),
         cycle_breaking: Some(breaking.method.as_str().to_string()),
         steps,
         disruptions: breaking.disruptions,
+        comparison: Vec::new(),
     }
 }
