@@ -58,7 +58,11 @@ pub struct NodeSpec {
     pub identity: Identity,
     /// The workload's own TLS endpoint (`host:port`) that link probes dial instead of
     /// the agent's data plane (MODEL §12).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::source::optional_string_only"
+    )]
     pub probe: Option<String>,
 }
 
