@@ -15,6 +15,8 @@
 //! The node states, the handshake rule with bridges and the prerequisites are written
 //! out again here from MODEL.md, independently of the crate's own state table.
 
+#![allow(clippy::needless_range_loop)] // node and step indices index several tables at once
+
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use proptest::prelude::*;
