@@ -189,7 +189,7 @@ mod tests {
     fn link_wave_is_when_the_server_shows_new_in_a_safe_plan() {
         // stage all (w0); present b after stage a (w1); switch m after stage b (w1).
         let dot = render(
-            "ca: r\nnodes:\n  - {id: m, mode: atomic}\nlinks:\n  - {client: a, server: b}\n  - {client: b, server: m}\n  - {client: x, server: y, ca: other}\n",
+            "ca: r\nnodes:\n  - {id: m, mode: atomic}\nlinks:\n  - {client: a, server: b}\n  - {client: b, server: m}\n  - {client: x, server: \"y\", ca: other}\n",
             Strategy::Waves,
         );
         assert!(dot.starts_with("digraph rollover {\n"), "{dot}");
