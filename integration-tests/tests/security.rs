@@ -428,8 +428,8 @@ async fn the_executor_refuses_an_agent_with_another_nodes_certificate() {
         assert_eq!(status.state, v1::RotationState::Failed as i32, "{status:?}");
         let error = status.error.unwrap_or_default();
         assert!(
-            error.contains("node `a`") || error.contains("node `b`"),
-            "the error names the node: {error}"
+            error.contains("`a`:") && error.contains("`b`:"),
+            "the error names both nodes: {error}"
         );
         assert!(error.contains("not valid for name"), "{error}");
         assert_eq!(status.steps_done, 0);

@@ -165,10 +165,14 @@ impl Executor {
             Some(source) => convert::plan_from_source(source)
                 .map_err(|e| Status::invalid_argument(format!("plan: {e}")))?,
             None => {
-                // Fail fast, before asking the planner; `admit` checks again, atomically.
+                // Bad input is INVALID_ARGUMENT whatever else runs, so the planner sees the
+                // request first; then fail fast before verifying (`admit` checks again,
+                // atomically).
+                let plan = self
+                    .ask_planner(&topology, strategy, options.start_node.clone())
+                    .await?;
                 self.check_idle(&topology.ca)?;
-                self.ask_planner(&topology, strategy, options.start_node.clone())
-                    .await?
+                plan
             }
         };
         let fleet = Fleet::new(&topology);

@@ -76,6 +76,7 @@ fn services_and_methods_are_the_contract() {
                 "Resume",
                 "Abort",
                 "Rollback",
+                "CheckFleet",
             ][..],
         ),
         (

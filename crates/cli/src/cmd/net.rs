@@ -299,7 +299,8 @@ pub fn call_error(service: &str, url: &str, status: tonic::Status) -> anyhow::Er
         source = cause.source();
     }
     // A plaintext client of an mTLS server fails in several ways depending on timing
-    // (h2 protocol error, broken pipe, reset): each gets the same hint.
+    // (h2 protocol error, broken pipe, reset, a cancelled call on a closed connection):
+    // each gets the same hint.
     let hint = if url.starts_with("https://") {
         ""
     } else {
@@ -309,7 +310,7 @@ pub fn call_error(service: &str, url: &str, status: tonic::Status) -> anyhow::Er
         Code::Unavailable | Code::DeadlineExceeded => {
             anyhow::anyhow!("cannot reach the {service} at {url}: {detail}{hint}")
         }
-        Code::Unknown if std::error::Error::source(&status).is_some() => {
+        Code::Unknown | Code::Cancelled if std::error::Error::source(&status).is_some() => {
             anyhow::anyhow!("cannot reach the {service} at {url}: {detail}{hint}")
         }
         Code::InvalidArgument | Code::NotFound => BadInput(detail).into(),
