@@ -474,7 +474,9 @@ async fn one_active_rotation_per_ca_even_when_started_concurrently() {
     assert_eq!(status.state, S::RolledBack as i32, "{status:?}");
     world.assert_all(false);
 
-    // After the rollback, the next one starts cleanly, with a new generation.
+    // After the rollback, the next one starts cleanly, with a new generation. Slow agents keep it
+    // running while a third start is tried (unlimited concurrency would otherwise finish it first).
+    *world.delay.lock().unwrap() = Duration::from_millis(300);
     let second = executor
         .start_rotation(request(&topology, true, 0))
         .await
@@ -485,6 +487,7 @@ async fn one_active_rotation_per_ca_even_when_started_concurrently() {
         .await
         .unwrap_err();
     assert!(e.message().contains(&second), "{}", e.message());
+    *world.delay.lock().unwrap() = Duration::from_millis(3);
     let status = wait_for(&executor, &second, &[S::Succeeded, S::Failed, S::Paused]).await;
     assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
     world.assert_all(true);
@@ -546,6 +549,7 @@ async fn a_finished_rotation_is_not_rolled_back_under_a_newer_one() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert!(e.message().contains(&second), "{}", e.message());
+    *world.delay.lock().unwrap() = Duration::from_millis(3);
     executor
         .control(&second, Control::Abort(String::new()))
         .await
