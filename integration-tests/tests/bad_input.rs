@@ -36,9 +36,9 @@ use rollover_integration_tests::{
 };
 use rollover_pki::{NodeKey, RootCa, Validity};
 use rollover_proto::v1;
-use rollover_proto::v1::agent_client::AgentClient;
-use rollover_proto::v1::executor_client::ExecutorClient;
-use rollover_proto::v1::planner_client::PlannerClient;
+use rollover_proto::v1::agent_service_client::AgentServiceClient;
+use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
+use rollover_proto::v1::planner_service_client::PlannerServiceClient;
 use rollover_proto::v1::rotation_event::Event;
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
@@ -390,6 +390,7 @@ impl Inputs {
             topology: self.topology.clone(),
             plan: self.plan.clone(),
             options,
+            request_id: String::new(),
         }
     }
 
@@ -1030,7 +1031,7 @@ fn planner_refuses_bad_input_clearly_and_keeps_serving() {
     let rt = runtime();
     let _in_runtime = rt.enter();
     let planner = rt.block_on(start_planner());
-    let client = PlannerClient::new(planner.channel());
+    let client = PlannerServiceClient::new(planner.channel());
     let tally = Tally::default();
     let seeds = input_seeds();
 
@@ -1115,7 +1116,7 @@ fn planner_refuses_bad_input_clearly_and_keeps_serving() {
     // Still serving, and a real request is answered with a safe plan.
     rt.block_on(async {
         assert!(planner.is_running());
-        assert!(serving(planner.channel(), "rollover.v1.Planner").await);
+        assert!(serving(planner.channel(), "rollover.v1.PlannerService").await);
         let mut client = client.clone();
         let plan = client
             .plan(seeds[0].plan_request())
@@ -1134,7 +1135,9 @@ fn planner_refuses_bad_input_clearly_and_keeps_serving() {
             })
             .await
             .expect("a valid Verify after the barrage")
-            .into_inner();
+            .into_inner()
+            .verdict
+            .unwrap();
         assert!(verdict.safe, "{verdict:?}");
         planner.stop().await;
     });
@@ -1196,7 +1199,7 @@ fn control(known: Vec<String>) -> BoxedStrategy<Control> {
 /// Watches `id` from `from`; when the rotation is already over, the stream must end
 /// by itself (it can never get another event).
 async fn watch(
-    mut client: ExecutorClient<Channel>,
+    mut client: ExecutorServiceClient<Channel>,
     executor: Executor,
     id: String,
     from: u64,
@@ -1252,6 +1255,7 @@ fn empty_rotation() -> v1::StartRotationRequest {
             })),
         }),
         options: None,
+        request_id: String::new(),
     }
 }
 
@@ -1360,7 +1364,7 @@ fn executor_refuses_bad_input_clearly_and_keeps_serving() {
         let (server, executor) = start_executor(config).await;
         (planner, fleet, server, executor)
     });
-    let client = ExecutorClient::new(executor_server.channel())
+    let client = ExecutorServiceClient::new(executor_server.channel())
         .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES);
     let tally = Tally::default();
     let seeds = input_seeds();
@@ -1413,7 +1417,9 @@ fn executor_refuses_bad_input_clearly_and_keeps_serving() {
                 })
                 .await
                 .expect("abort")
-                .into_inner();
+                .into_inner()
+                .rotation
+                .unwrap();
             assert_eq!(
                 status.state,
                 v1::RotationState::Aborted as i32,
@@ -1593,7 +1599,11 @@ fn executor_refuses_bad_input_clearly_and_keeps_serving() {
                         .await
                         .map(drop),
                     Control::List(active_only) => c
-                        .list_rotations(v1::ListRotationsRequest { active_only })
+                        .list_rotations(v1::ListRotationsRequest {
+                            active_only,
+                            page_size: 0,
+                            page_token: String::new(),
+                        })
                         .await
                         .map(drop),
                     Control::Watch(id, from) => watch(c, e, id, from).await,
@@ -1658,7 +1668,12 @@ fn executor_refuses_bad_input_clearly_and_keeps_serving() {
     control_bytes!(
         "ListRotations (bytes)",
         v1::ListRotationsRequest,
-        |_| v1::ListRotationsRequest { active_only: true }.encode_to_vec(),
+        |_| v1::ListRotationsRequest {
+            active_only: true,
+            page_size: 0,
+            page_token: String::new(),
+        }
+        .encode_to_vec(),
         list_rotations
     );
     control_bytes!(
@@ -1726,7 +1741,7 @@ fn executor_refuses_bad_input_clearly_and_keeps_serving() {
     // Still serving, and a real rotation of real agents succeeds through it.
     rt.block_on(async {
         assert!(executor_server.is_running());
-        assert!(serving(executor_server.channel(), "rollover.v1.Executor").await);
+        assert!(serving(executor_server.channel(), "rollover.v1.ExecutorService").await);
         let mut c = client.clone();
         let id = c
             .start_rotation(v1::StartRotationRequest {
@@ -1740,6 +1755,7 @@ fn executor_refuses_bad_input_clearly_and_keeps_serving() {
                     probe: true,
                     ..Default::default()
                 }),
+                request_id: String::new(),
             })
             .await
             .expect("a valid StartRotation after the barrage")
@@ -1756,7 +1772,7 @@ fn executor_refuses_bad_input_clearly_and_keeps_serving() {
         let mut last = None;
         bounded("the real rotation", Duration::from_secs(30), async {
             while let Some(event) = events.next().await {
-                last = Some(event.expect("event"));
+                last = Some(event.expect("event").event.expect("an event"));
             }
         })
         .await;
@@ -1932,7 +1948,7 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
         let channel =
             rollover_transport::tls_channel(&agent.control_addr().to_string(), exec.clone(), "a")
                 .expect("channel");
-        (agent, AgentClient::new(channel))
+        (agent, AgentServiceClient::new(channel))
     });
     let csr = rt.block_on(async {
         client
@@ -2105,12 +2121,14 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
         let channel =
             rollover_transport::tls_channel(&agent.control_addr().to_string(), exec.clone(), "a")
                 .expect("channel");
-        assert!(serving(channel, "rollover.v1.Agent").await);
+        assert!(serving(channel, "rollover.v1.AgentService").await);
         let state = c
             .get_state(v1::GetStateRequest {})
             .await
             .expect("GetState")
-            .into_inner();
+            .into_inner()
+            .state
+            .unwrap();
         assert_eq!(state.server_roots, vec![old.fingerprint()]);
 
         let csr = c
@@ -2230,7 +2248,9 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
             .get_state(v1::GetStateRequest {})
             .await
             .expect("GetState")
-            .into_inner();
+            .into_inner()
+            .state
+            .unwrap();
         assert_eq!(state.server_roots, vec![new.fingerprint()]);
         agent.shutdown().await;
     });
@@ -2263,7 +2283,7 @@ async fn messages_over_the_limit_are_refused_clearly() {
         "a",
     )
     .expect("channel");
-    let mut client = AgentClient::new(channel.clone());
+    let mut client = AgentServiceClient::new(channel.clone());
     let big = v1::ApplyStepRequest {
         rotation_id: "r".into(),
         step_id: 1,
@@ -2287,7 +2307,7 @@ async fn messages_over_the_limit_are_refused_clearly() {
     };
     let result = bounded("large ApplyStep", CALL_LIMIT, client.apply_step(under)).await;
     assert_ne!(refused("large ApplyStep", &result), Code::OutOfRange);
-    assert!(serving(channel, "rollover.v1.Agent").await);
+    assert!(serving(channel, "rollover.v1.AgentService").await);
     assert!(client.get_state(v1::GetStateRequest {}).await.is_ok());
     assert_eq!(agent.applied_count(), 0);
     agent.shutdown().await;
@@ -2301,7 +2321,7 @@ async fn messages_over_the_limit_are_refused_clearly() {
         ))),
     };
     let planner = start_planner().await;
-    let mut client = PlannerClient::new(planner.channel());
+    let mut client = PlannerServiceClient::new(planner.channel());
     let result = bounded(
         "large Plan",
         CALL_LIMIT,
@@ -2312,11 +2332,11 @@ async fn messages_over_the_limit_are_refused_clearly() {
     )
     .await;
     assert_eq!(refused("large Plan", &result), Code::InvalidArgument);
-    assert!(serving(planner.channel(), "rollover.v1.Planner").await);
+    assert!(serving(planner.channel(), "rollover.v1.PlannerService").await);
 
     let state = tempfile::tempdir().expect("tempdir");
     let (server, executor) = start_executor(ExecutorConfig::new(state.path())).await;
-    let mut client = ExecutorClient::new(server.channel());
+    let mut client = ExecutorServiceClient::new(server.channel());
     let result = bounded(
         "large StartRotation",
         CALL_LIMIT,
@@ -2330,7 +2350,7 @@ async fn messages_over_the_limit_are_refused_clearly() {
         refused("large StartRotation", &result),
         Code::InvalidArgument
     );
-    assert!(serving(server.channel(), "rollover.v1.Executor").await);
+    assert!(serving(server.channel(), "rollover.v1.ExecutorService").await);
     server.stop().await;
     executor.shutdown();
     planner.stop().await;
@@ -2345,7 +2365,7 @@ async fn messages_over_the_limit_are_refused_clearly() {
 async fn watching_a_finished_rotation_from_past_its_end_ends() {
     let state = tempfile::tempdir().expect("tempdir");
     let (server, executor) = start_executor(ExecutorConfig::new(state.path())).await;
-    let mut client = ExecutorClient::new(server.channel());
+    let mut client = ExecutorServiceClient::new(server.channel());
     let id = client
         .start_rotation(empty_rotation())
         .await
@@ -2402,7 +2422,7 @@ async fn control_calls_answer_while_the_agents_hang() {
     let mut config = ExecutorConfig::new(state.path());
     config.own_creds = Some(creds(EXECUTOR_ID, &root(CA, 1)));
     let (server, executor) = start_executor(config).await;
-    let mut client = ExecutorClient::new(server.channel());
+    let mut client = ExecutorServiceClient::new(server.channel());
     let mut topology = core_topology();
     for node in &mut topology.nodes {
         node.address = Some(address.clone());
@@ -2417,6 +2437,7 @@ async fn control_calls_answer_while_the_agents_hang() {
             source: Some(v1::plan_source::Source::Plan(v1::Plan::from(&core_plan()))),
         }),
         options: None,
+        request_id: String::new(),
     };
     let quick = Duration::from_secs(3);
     let id = client
@@ -2425,8 +2446,8 @@ async fn control_calls_answer_while_the_agents_hang() {
         .expect("start")
         .into_inner()
         .rotation_id;
-    let status = |r: Result<tonic::Response<v1::RotationStatus>, Status>| {
-        v1::RotationState::try_from(r.expect("answer").into_inner().state).expect("state")
+    let status = |r: Result<Option<v1::RotationStatus>, Status>| {
+        v1::RotationState::try_from(r.expect("answer").expect("a rotation").state).expect("state")
     };
     let paused = bounded(
         "Pause during preparation",
@@ -2437,7 +2458,10 @@ async fn control_calls_answer_while_the_agents_hang() {
         }),
     )
     .await;
-    assert_eq!(status(paused), v1::RotationState::Paused);
+    assert_eq!(
+        status(paused.map(|r| r.into_inner().rotation)),
+        v1::RotationState::Paused
+    );
     let resumed = bounded(
         "Resume during preparation",
         quick,
@@ -2446,7 +2470,10 @@ async fn control_calls_answer_while_the_agents_hang() {
         }),
     )
     .await;
-    assert_ne!(status(resumed), v1::RotationState::Paused);
+    assert_ne!(
+        status(resumed.map(|r| r.into_inner().rotation)),
+        v1::RotationState::Paused
+    );
     let aborted = bounded(
         "Abort during preparation",
         quick,
@@ -2456,7 +2483,10 @@ async fn control_calls_answer_while_the_agents_hang() {
         }),
     )
     .await;
-    assert_eq!(status(aborted), v1::RotationState::Aborted);
+    assert_eq!(
+        status(aborted.map(|r| r.into_inner().rotation)),
+        v1::RotationState::Aborted
+    );
 
     let id = client
         .start_rotation(request(&topology))
@@ -2473,7 +2503,7 @@ async fn control_calls_answer_while_the_agents_hang() {
         }),
     )
     .await;
-    let state = status(rolled_back);
+    let state = status(rolled_back.map(|r| r.into_inner().rotation));
     assert!(
         matches!(
             state,

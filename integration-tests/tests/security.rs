@@ -36,9 +36,9 @@ use rollover_integration_tests::{
 };
 use rollover_pki::{CredentialSet, HeldLeaf, LiveCredentials, NodeKey, PkiError, RootCa, Validity};
 use rollover_proto::v1;
-use rollover_proto::v1::agent_client::AgentClient;
-use rollover_proto::v1::executor_client::ExecutorClient;
-use rollover_proto::v1::planner_client::PlannerClient;
+use rollover_proto::v1::agent_service_client::AgentServiceClient;
+use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
+use rollover_proto::v1::planner_service_client::PlannerServiceClient;
 use rollover_proto::v1::rotation_event::Event;
 use rollover_transport::{connect_tls, tls_channel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,8 +49,8 @@ const LIMIT: Duration = Duration::from_secs(30);
 fn agent_client(
     agent: &AgentHandle,
     as_: Arc<LiveCredentials>,
-) -> AgentClient<tonic::transport::Channel> {
-    AgentClient::new(
+) -> AgentServiceClient<tonic::transport::Channel> {
+    AgentServiceClient::new(
         tls_channel(&agent.control_addr().to_string(), as_, agent.id()).expect("channel"),
     )
 }
@@ -338,12 +338,13 @@ fn start(topology: v1::Topology) -> v1::StartRotationRequest {
             probe: true,
             ..Default::default()
         }),
+        request_id: String::new(),
     }
 }
 
 /// Waits until the rotation stops moving (paused or over) and returns its status.
 async fn settle(
-    client: &mut ExecutorClient<tonic::transport::Channel>,
+    client: &mut ExecutorServiceClient<tonic::transport::Channel>,
     id: &str,
 ) -> v1::RotationStatus {
     loop {
@@ -354,7 +355,9 @@ async fn settle(
             })
             .await
             .expect("status")
-            .into_inner();
+            .into_inner()
+            .rotation
+            .unwrap();
         use v1::RotationState as S;
         if [
             S::Paused,
@@ -382,7 +385,7 @@ async fn the_executor_refuses_an_agent_with_another_nodes_certificate() {
         let failed_before = p.b.metrics().control_handshakes_failed;
         let channel =
             tls_channel(&p.b.control_addr().to_string(), exec.clone(), "a").expect("channel");
-        let status = AgentClient::new(channel)
+        let status = AgentServiceClient::new(channel)
             .get_state(v1::GetStateRequest {})
             .await
             .expect_err("b's agent is not a's");
@@ -410,7 +413,7 @@ async fn the_executor_refuses_an_agent_with_another_nodes_certificate() {
         config.own_creds = Some(exec.clone());
         config.retry = quick_retry();
         let (server, executor) = start_executor(config).await;
-        let mut client = ExecutorClient::new(server.channel());
+        let mut client = ExecutorServiceClient::new(server.channel());
         let swapped = topology(
             &[
                 ("a", p.b.control_addr().to_string()),
@@ -503,7 +506,7 @@ async fn csrs_for_another_nodes_name_are_refused() {
         config.connector = Some(Arc::new(Misrouted(GrpcConnector::tls(exec))));
         config.retry = quick_retry();
         let (server, executor) = start_executor(config).await;
-        let mut client = ExecutorClient::new(server.channel());
+        let mut client = ExecutorServiceClient::new(server.channel());
         let id = client
             .start_rotation(start(topology(
                 &[("a", b.control_addr().to_string())],
@@ -1042,7 +1045,7 @@ async fn no_response_of_a_full_rotation_carries_a_private_key() {
         };
 
         // The planner's answers.
-        let mut planner_client = PlannerClient::new(planner.channel());
+        let mut planner_client = PlannerServiceClient::new(planner.channel());
         let plan = planner_client
             .plan(v1::PlanRequest {
                 topology: Some(source.clone()),
@@ -1063,12 +1066,14 @@ async fn no_response_of_a_full_rotation_carries_a_private_key() {
             })
             .await
             .expect("verify")
-            .into_inner();
+            .into_inner()
+            .verdict
+            .unwrap();
         assert!(verdict.safe);
         record("Verify", verdict.encode_to_vec());
 
         // The rotation, watched to its end, and every status call on the way.
-        let mut client = ExecutorClient::new(server.channel());
+        let mut client = ExecutorServiceClient::new(server.channel());
         let started = client
             .start_rotation(start(topology))
             .await
@@ -1086,7 +1091,7 @@ async fn no_response_of_a_full_rotation_carries_a_private_key() {
             .into_inner();
         let mut outcome = None;
         while let Some(event) = events.next().await {
-            let event = event.expect("event");
+            let event = event.expect("event").event.expect("an event");
             record("RotationEvent", event.encode_to_vec());
             if let Some(Event::Finished(f)) = &event.event {
                 outcome = Some(f.outcome);
@@ -1100,10 +1105,16 @@ async fn no_response_of_a_full_rotation_carries_a_private_key() {
             })
             .await
             .expect("status")
-            .into_inner();
+            .into_inner()
+            .rotation
+            .unwrap();
         record("GetRotation", status.encode_to_vec());
         let list = client
-            .list_rotations(v1::ListRotationsRequest { active_only: false })
+            .list_rotations(v1::ListRotationsRequest {
+                active_only: false,
+                page_size: 0,
+                page_token: String::new(),
+            })
             .await
             .expect("list")
             .into_inner();
@@ -1114,7 +1125,9 @@ async fn no_response_of_a_full_rotation_carries_a_private_key() {
                 .get_state(v1::GetStateRequest {})
                 .await
                 .expect("state")
-                .into_inner();
+                .into_inner()
+                .state
+                .unwrap();
             record("GetState", state.encode_to_vec());
             let probe = c
                 .probe(v1::ProbeRequest {

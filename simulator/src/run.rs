@@ -177,6 +177,7 @@ async fn rotate(
             start_node: options.start.clone(),
             observe_only: true,
         }),
+        request_id: String::new(),
     };
     let started = Instant::now();
     let response = services
@@ -303,7 +304,9 @@ async fn rotate(
 
 /// Follow the rotation's events until it finishes; returns its outcome.
 async fn watch(
-    client: &mut rollover_proto::v1::executor_client::ExecutorClient<tonic::transport::Channel>,
+    client: &mut rollover_proto::v1::executor_service_client::ExecutorServiceClient<
+        tonic::transport::Channel,
+    >,
     rotation_id: &str,
     observer: &Observer,
 ) -> Result<String, SimError> {
@@ -315,7 +318,9 @@ async fn watch(
         .await?
         .into_inner();
     while let Some(event) = stream.message().await? {
-        let Some(event) = event.event else { continue };
+        let Some(event) = event.event.and_then(|e| e.event) else {
+            continue;
+        };
         observe_event(observer, &event);
         match event {
             Event::Paused(p) => {

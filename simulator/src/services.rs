@@ -11,7 +11,7 @@ use rollover_executor::{
     AgentConnector, Executor, ExecutorConfig, RedbJournal, RetryPolicy, ServeOptions,
 };
 use rollover_pki::LiveCredentials;
-use rollover_proto::v1::executor_client::ExecutorClient;
+use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -22,7 +22,7 @@ use crate::error::SimError;
 /// Running planner and executor services.
 pub struct Services {
     /// A client of the executor.
-    pub executor: ExecutorClient<Channel>,
+    pub executor: ExecutorServiceClient<Channel>,
     /// Where the executor listens.
     pub executor_addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -59,7 +59,7 @@ impl Reopen {
 async fn serve_executor(
     executor: Executor,
     rx: &watch::Receiver<bool>,
-) -> Result<(SocketAddr, JoinHandle<()>, ExecutorClient<Channel>), SimError> {
+) -> Result<(SocketAddr, JoinHandle<()>, ExecutorServiceClient<Channel>), SimError> {
     let listener = loopback().await?;
     let executor_addr = listener.local_addr()?;
     let signal = stopped(rx);
@@ -74,7 +74,7 @@ async fn serve_executor(
     });
     let channel = rollover_transport::plain_channel(&executor_addr.to_string())
         .map_err(|e| SimError::Setup(e.to_string()))?;
-    let client = ExecutorClient::new(channel)
+    let client = ExecutorServiceClient::new(channel)
         .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(rollover_executor::MAX_MESSAGE_BYTES);
     Ok((executor_addr, task, client))
@@ -155,7 +155,7 @@ impl Services {
         // and with it the journal, alive.
         let dead = rollover_transport::plain_channel(&self.executor_addr.to_string())
             .map_err(|e| SimError::Setup(e.to_string()))?;
-        self.executor = ExecutorClient::new(dead);
+        self.executor = ExecutorServiceClient::new(dead);
         // The old incarnation lets go of the journal as its tasks are dropped.
         let dir = self.reopen.dir.join("executor");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rollover_core::state::Mode;
 use rollover_pki::LiveCredentials;
 use rollover_proto::v1;
-use rollover_proto::v1::agent_server::AgentServer;
+use rollover_proto::v1::agent_service_server::AgentServiceServer;
 use rollover_transport::{HANDSHAKE_TIMEOUT, HandshakeStats, TlsIncoming, base_router};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -362,8 +362,10 @@ impl Agent {
         )));
 
         let (router, reporter) = base_router(&mut Server::builder())?;
-        reporter.set_serving::<AgentServer<AgentService>>().await;
-        let router = router.add_service(AgentServer::new(AgentService::new(inner.clone())));
+        reporter
+            .set_serving::<AgentServiceServer<AgentService>>()
+            .await;
+        let router = router.add_service(AgentServiceServer::new(AgentService::new(inner.clone())));
         let mut incoming = TlsIncoming::with_stats(
             control_listener,
             &control_creds,

@@ -1,5 +1,5 @@
 //! One node of the fleet: its state directory, its data-plane mTLS server and
-//! client, and the `rollover.v1.Agent` gRPC service through which the executor
+//! client, and the `rollover.v1.AgentService` gRPC service through which the executor
 //! rotates it (MODEL §2, §3, §6; docs/DESIGN.md "Agent").
 //!
 //! * [`bootstrap`] / [`bootstrap_control`]: enrol a node before any rotation.

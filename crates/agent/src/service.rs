@@ -1,4 +1,4 @@
-//! The `rollover.v1.Agent` gRPC service: who may call it, request parsing, and one
+//! The `rollover.v1.AgentService` gRPC service: who may call it, request parsing, and one
 //! tracing span per call (node, rotation, step).
 
 use std::sync::Arc;
@@ -6,10 +6,10 @@ use std::sync::Arc;
 use rollover_core::EXECUTOR_ID;
 use rollover_pki::CertificateDer;
 use rollover_proto::convert::action_from_i32;
-use rollover_proto::v1::agent_server::Agent;
+use rollover_proto::v1::agent_service_server::AgentService as AgentApi;
 use rollover_proto::v1::{
-    AgentState, ApplyStepRequest, ApplyStepResponse, CreateCsrRequest, CreateCsrResponse,
-    GetStateRequest, ProbeRequest, ProbeResponse,
+    ApplyStepRequest, ApplyStepResponse, CreateCsrRequest, CreateCsrResponse, GetStateRequest,
+    GetStateResponse, ProbeRequest, ProbeResponse,
 };
 use rollover_transport::peer_node_id;
 use tonic::{Request, Response, Status};
@@ -69,15 +69,17 @@ fn parse_step(r: ApplyStepRequest) -> Result<StepRequest, AgentError> {
 }
 
 #[tonic::async_trait]
-impl Agent for AgentService {
+impl AgentApi for AgentService {
     async fn get_state(
         &self,
         request: Request<GetStateRequest>,
-    ) -> Result<Response<AgentState>, Status> {
+    ) -> Result<Response<GetStateResponse>, Status> {
         let span = tracing::info_span!("get_state", node = %self.inner.id);
         let _enter = span.enter();
         authorize(&request)?;
-        Ok(Response::new(self.inner.snapshot()?))
+        Ok(Response::new(GetStateResponse {
+            state: Some(self.inner.snapshot()?),
+        }))
     }
 
     async fn create_csr(

@@ -262,7 +262,7 @@ async fn control_calls_from_other_identities_are_refused() {
         .unwrap();
         let health = tonic_health::pb::health_client::HealthClient::new(channel)
             .check(tonic_health::pb::HealthCheckRequest {
-                service: "rollover.v1.Agent".into(),
+                service: "rollover.v1.AgentService".into(),
             })
             .await
             .unwrap()

@@ -12,7 +12,7 @@ use rollover_core::{Fleet, Mode, Topology};
 use rollover_executor::{Executor, ExecutorConfig};
 use rollover_pki::{KeyAlg, NodeKey};
 use rollover_proto::v1;
-use rollover_proto::v1::agent_server::{Agent, AgentServer};
+use rollover_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use tonic::{Request, Response, Status};
 
 const NODES: usize = 1000;
@@ -25,20 +25,22 @@ struct InstantAgent {
 }
 
 #[tonic::async_trait]
-impl Agent for InstantAgent {
+impl AgentService for InstantAgent {
     async fn get_state(
         &self,
         _: Request<v1::GetStateRequest>,
-    ) -> Result<Response<v1::AgentState>, Status> {
+    ) -> Result<Response<v1::GetStateResponse>, Status> {
         let mode = match self.mode {
             Mode::Bundle => v1::NodeMode::Bundle,
             Mode::Atomic => v1::NodeMode::Atomic,
         };
-        Ok(Response::new(v1::AgentState {
-            node_id: self.id.clone(),
-            mode: mode as i32,
-            client_roots: vec!["old".into()],
-            ..Default::default()
+        Ok(Response::new(v1::GetStateResponse {
+            state: Some(v1::AgentState {
+                node_id: self.id.clone(),
+                mode: mode as i32,
+                client_roots: vec!["old".into()],
+                ..Default::default()
+            }),
         }))
     }
 
@@ -97,7 +99,7 @@ async fn fleet() -> Topology {
         node.address = Some(listener.local_addr().unwrap().to_string());
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(AgentServer::new(agent))
+                .add_service(AgentServiceServer::new(agent))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
     }
@@ -120,6 +122,7 @@ async fn rotate(executor: &Executor, topology: &Topology) -> (usize, Duration) {
             probe: false,
             ..Default::default()
         }),
+        request_id: String::new(),
     };
     let start = Instant::now();
     let id = executor.start_rotation(request).await.unwrap().rotation_id;

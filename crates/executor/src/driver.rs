@@ -1,5 +1,5 @@
 //! Talking to agents: the [`AgentApi`] trait, its gRPC implementation over
-//! `rollover.v1.Agent`, error classification and exponential backoff, and the
+//! `rollover.v1.AgentService`, error classification and exponential backoff, and the
 //! executor's own data-plane handshake (for links whose client is `@executor`).
 //!
 //! Transient errors (UNAVAILABLE, DEADLINE_EXCEEDED, connection errors) are retried
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rollover_proto::v1;
-use rollover_proto::v1::agent_client::AgentClient;
+use rollover_proto::v1::agent_service_client::AgentServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
@@ -173,7 +173,7 @@ impl AgentConnector for GrpcConnector {
         let key = (node_id.to_string(), address.to_string());
         if let Some(channel) = self.cache.lock().expect("channel cache").get(&key) {
             return Ok(Arc::new(GrpcAgent {
-                client: AgentClient::new(channel.clone())
+                client: AgentServiceClient::new(channel.clone())
                     .max_decoding_message_size(64 << 20)
                     .max_encoding_message_size(64 << 20),
                 timeout: self.timeout,
@@ -194,7 +194,7 @@ impl AgentConnector for GrpcConnector {
             .expect("channel cache")
             .insert(key, channel.clone());
         Ok(Arc::new(GrpcAgent {
-            client: AgentClient::new(channel)
+            client: AgentServiceClient::new(channel)
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
             timeout: self.timeout,
@@ -205,7 +205,7 @@ impl AgentConnector for GrpcConnector {
 /// One agent over gRPC.
 #[derive(Clone)]
 pub struct GrpcAgent {
-    client: AgentClient<Channel>,
+    client: AgentServiceClient<Channel>,
     timeout: Duration,
 }
 
@@ -221,10 +221,14 @@ impl AgentApi for GrpcAgent {
     fn get_state(&self) -> BoxFuture<'_, Result<v1::AgentState, AgentError>> {
         Box::pin(async move {
             let mut client = self.client.clone();
-            Ok(client
+            client
                 .get_state(self.request(v1::GetStateRequest {}))
                 .await?
-                .into_inner())
+                .into_inner()
+                .state
+                .ok_or_else(|| {
+                    AgentError::new(tonic::Code::Internal, "GetState answered without a state")
+                })
         })
     }
 

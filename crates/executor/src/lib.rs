@@ -5,7 +5,7 @@
 //! * [`journal`]: the durable record (redb) every transition is committed to first;
 //! * [`driver`]: agents over gRPC, retries, the executor's own TLS probe;
 //! * [`rotation`]: running one rotation (preparation, steps, probes, rollback);
-//! * [`service`]: the `rollover.v1.Executor` gRPC service;
+//! * [`service`]: the `rollover.v1.ExecutorService` gRPC service;
 //! * [`metrics`]: Prometheus counters and the `--metrics` endpoint;
 //! * [`check`]: the pre-flight check of a fleet (CheckFleet);
 //! * [`sealed`]: private keys in the journal encrypted at rest (`--journal-key-file`);
@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use rollover_core::{Fleet, Plan, PlanOrder, Topology, Verdict};
 use rollover_pki::{KeyAlg, LiveCredentials};
-use rollover_proto::v1::executor_server::ExecutorServer;
-use rollover_proto::v1::planner_client::PlannerClient;
+use rollover_proto::v1::executor_service_server::ExecutorServiceServer;
+use rollover_proto::v1::planner_service_client::PlannerServiceClient;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 use tonic::transport::Channel;
@@ -82,7 +82,7 @@ pub struct ExecutorConfig {
     /// Use this journal instead of the one in `state_dir` (tests).
     pub journal: Option<Arc<dyn Journal>>,
     /// The planner, for rotations started without a plan.
-    pub planner: Option<PlannerClient<Channel>>,
+    pub planner: Option<PlannerServiceClient<Channel>>,
     /// How to reach agents; default: mTLS with `own_creds` if set, else plaintext
     /// (loopback only).
     pub connector: Option<Arc<dyn AgentConnector>>,
@@ -130,7 +130,7 @@ impl ExecutorConfig {
         let channel = rollover_transport::plain_channel(url)
             .map_err(|e| ExecutorError::Planner(e.to_string()))?;
         self.planner = Some(
-            PlannerClient::new(channel)
+            PlannerServiceClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
@@ -146,7 +146,7 @@ pub struct Executor {
 
 struct Inner {
     ctx: Arc<Ctx>,
-    planner: Option<PlannerClient<Channel>>,
+    planner: Option<PlannerServiceClient<Channel>>,
     rotations: Mutex<HashMap<String, Arc<Rotation>>>,
     runners: Mutex<Vec<AbortHandle>>,
     /// Held while a rotation is admitted (StartRotation, or Rollback of a finished
@@ -400,8 +400,8 @@ impl Executor {
 }
 
 /// The Executor gRPC server for `executor`, with generous message limits.
-pub fn executor_server(executor: Executor) -> ExecutorServer<ExecutorService> {
-    ExecutorServer::new(ExecutorService::new(executor))
+pub fn executor_server(executor: Executor) -> ExecutorServiceServer<ExecutorService> {
+    ExecutorServiceServer::new(ExecutorService::new(executor))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
@@ -440,7 +440,7 @@ where
     let (router, reporter) = rollover_transport::base_router(&mut server)
         .map_err(|e| ExecutorError::Serve(e.to_string()))?;
     reporter
-        .set_serving::<ExecutorServer<ExecutorService>>()
+        .set_serving::<ExecutorServiceServer<ExecutorService>>()
         .await;
     let router = router.add_service(executor_server(executor.clone()));
     let addr = listener.local_addr().ok();

@@ -1,4 +1,4 @@
-//! The `rollover.v1.Executor` gRPC service over an [`Executor`].
+//! The `rollover.v1.ExecutorService` gRPC service over an [`Executor`].
 //!
 //! Unknown rotation ids are NOT_FOUND; bad input is INVALID_ARGUMENT with a message
 //! naming the field; a control call that does not apply to the rotation's state is
@@ -7,11 +7,11 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use rollover_core::{Document, Fleet, Plan, PlanOrder, Topology};
 use rollover_proto::convert::{self, PLAN_ORIGIN};
 use rollover_proto::v1;
-use rollover_proto::v1::executor_server::Executor as ExecutorApi;
+use rollover_proto::v1::executor_service_server::ExecutorService as ExecutorApi;
 use rollover_proto::v1::rotation_event::Event;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -245,6 +245,7 @@ impl Executor {
         let response = v1::StartRotationResponse {
             rotation_id: rotation.id.clone(),
             plan: Some(v1::Plan::from(&rotation.plan)),
+            deduplicated: false,
         };
         tracing::info!(rotation_id = %rotation.id, steps = rotation.plan.steps.len(), given, "rotation accepted");
         self.spawn_runner(rotation);
@@ -466,7 +467,7 @@ impl Executor {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<v1::RotationEvent, Status>> + Send>>;
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::WatchRotationResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ExecutorApi for ExecutorService {
@@ -488,17 +489,23 @@ impl ExecutorApi for ExecutorService {
     ) -> Result<Response<Self::WatchRotationStream>, Status> {
         let r = request.into_inner();
         let stream = self.executor.watch(&r.rotation_id, r.from_sequence)?;
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(stream.map(|event| {
+            event.map(|event| v1::WatchRotationResponse { event: Some(event) })
+        }))))
     }
 
     async fn get_rotation(
         &self,
         request: Request<v1::GetRotationRequest>,
-    ) -> Result<Response<v1::RotationStatus>, Status> {
+    ) -> Result<Response<v1::GetRotationResponse>, Status> {
         let r = request.into_inner();
         self.executor
             .get_rotation(&r.rotation_id, r.include_plan)
-            .map(Response::new)
+            .map(|rotation| {
+                Response::new(v1::GetRotationResponse {
+                    rotation: Some(rotation),
+                })
+            })
     }
 
     async fn list_rotations(
@@ -508,51 +515,66 @@ impl ExecutorApi for ExecutorService {
         let rotations = self
             .executor
             .list_rotations(request.into_inner().active_only);
-        Ok(Response::new(v1::ListRotationsResponse { rotations }))
+        Ok(Response::new(v1::ListRotationsResponse {
+            rotations,
+            next_page_token: String::new(),
+        }))
     }
 
     async fn pause(
         &self,
         request: Request<v1::PauseRequest>,
-    ) -> Result<Response<v1::RotationStatus>, Status> {
+    ) -> Result<Response<v1::PauseResponse>, Status> {
         let r = request.into_inner();
-        self.executor
+        let rotation = self
+            .executor
             .control(&r.rotation_id, Control::Pause(r.reason))
-            .await
-            .map(Response::new)
+            .await?;
+        Ok(Response::new(v1::PauseResponse {
+            rotation: Some(rotation),
+        }))
     }
 
     async fn resume(
         &self,
         request: Request<v1::ResumeRequest>,
-    ) -> Result<Response<v1::RotationStatus>, Status> {
+    ) -> Result<Response<v1::ResumeResponse>, Status> {
         let r = request.into_inner();
-        self.executor
+        let rotation = self
+            .executor
             .control(&r.rotation_id, Control::Resume)
-            .await
-            .map(Response::new)
+            .await?;
+        Ok(Response::new(v1::ResumeResponse {
+            rotation: Some(rotation),
+        }))
     }
 
     async fn abort(
         &self,
         request: Request<v1::AbortRequest>,
-    ) -> Result<Response<v1::RotationStatus>, Status> {
+    ) -> Result<Response<v1::AbortResponse>, Status> {
         let r = request.into_inner();
-        self.executor
+        let rotation = self
+            .executor
             .control(&r.rotation_id, Control::Abort(r.reason))
-            .await
-            .map(Response::new)
+            .await?;
+        Ok(Response::new(v1::AbortResponse {
+            rotation: Some(rotation),
+        }))
     }
 
     async fn rollback(
         &self,
         request: Request<v1::RollbackRequest>,
-    ) -> Result<Response<v1::RotationStatus>, Status> {
+    ) -> Result<Response<v1::RollbackResponse>, Status> {
         let r = request.into_inner();
-        self.executor
+        let rotation = self
+            .executor
             .control(&r.rotation_id, Control::Rollback(r.reason))
-            .await
-            .map(Response::new)
+            .await?;
+        Ok(Response::new(v1::RollbackResponse {
+            rotation: Some(rotation),
+        }))
     }
 
     async fn check_fleet(

@@ -36,6 +36,7 @@ fn request(topology: &rollover_core::Topology, probe: bool, max: u32) -> v1::Sta
             probe,
             ..Default::default()
         }),
+        request_id: String::new(),
     }
 }
 
@@ -586,9 +587,10 @@ async fn grpc_service_runs_a_given_plan_document() {
     ));
     let fleet = Fleet::new(&topology);
     let plan = rollover_core::plan_waves(&fleet);
-    let mut client = v1::executor_client::ExecutorClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let mut client =
+        v1::executor_service_client::ExecutorServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
     let mut req = request(&topology, true, 0);
     req.plan = Some(v1::PlanSource {
         source: Some(v1::plan_source::Source::Document(v1::Document {
@@ -613,7 +615,7 @@ async fn grpc_service_runs_a_given_plan_document() {
         .into_inner();
     let mut last = None;
     while let Some(e) = stream.next().await {
-        last = Some(e.unwrap());
+        last = Some(e.unwrap().event.unwrap());
     }
     assert!(
         matches!(last.unwrap().event, Some(Event::Finished(f)) if f.outcome == S::Succeeded as i32)
@@ -625,7 +627,9 @@ async fn grpc_service_runs_a_given_plan_document() {
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .rotation
+        .unwrap();
     assert_eq!(status.plan.unwrap().steps.len(), plan.steps.len());
     // Replay from the middle.
     let tail: Vec<_> = client
@@ -640,7 +644,11 @@ async fn grpc_service_runs_a_given_plan_document() {
         .await;
     assert_eq!(tail.len(), 2);
     let list = client
-        .list_rotations(v1::ListRotationsRequest { active_only: false })
+        .list_rotations(v1::ListRotationsRequest {
+            active_only: false,
+            page_size: 0,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();

@@ -121,6 +121,7 @@ fn request(topology: &Topology) -> v1::StartRotationRequest {
             probe: true,
             ..Default::default()
         }),
+        request_id: String::new(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The Planner gRPC service (`rollover.v1.Planner`) around rollover-core.
+//! The Planner gRPC service (`rollover.v1.PlannerService`) around rollover-core.
 //!
 //! * [`PlannerService`]: `Plan` builds a plan with the requested strategy (and start
 //!   node, for `claim`); `Verify` runs core's independent verifier on any plan. Bad
@@ -13,7 +13,7 @@ mod service;
 
 use std::future::Future;
 
-use rollover_proto::v1::planner_server::PlannerServer;
+use rollover_proto::v1::planner_service_server::PlannerServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
@@ -41,19 +41,19 @@ pub enum ServeError {
 }
 
 /// The Planner server with its message size limits.
-pub fn planner_server() -> PlannerServer<PlannerService> {
-    PlannerServer::new(PlannerService::new())
+pub fn planner_server() -> PlannerServiceServer<PlannerService> {
+    PlannerServiceServer::new(PlannerService::new())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-/// The Planner, gRPC health (the server `""` and `rollover.v1.Planner` report
+/// The Planner, gRPC health (the server `""` and `rollover.v1.PlannerService` report
 /// SERVING) and gRPC reflection over the `rollover.v1` and health descriptors. The
 /// reporter lets the caller report NOT_SERVING on shutdown.
 pub async fn routes() -> Result<(Routes, HealthReporter), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
-        .set_serving::<PlannerServer<PlannerService>>()
+        .set_serving::<PlannerServiceServer<PlannerService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rollover_proto::FILE_DESCRIPTOR_SET)
@@ -80,7 +80,7 @@ where
     let shutdown = async move {
         shutdown.await;
         reporter
-            .set_not_serving::<PlannerServer<PlannerService>>()
+            .set_not_serving::<PlannerServiceServer<PlannerService>>()
             .await;
         reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)

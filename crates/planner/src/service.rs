@@ -1,4 +1,4 @@
-//! The `rollover.v1.Planner` service: `Plan` and `Verify` around rollover-core.
+//! The `rollover.v1.PlannerService`: `Plan` and `Verify` around rollover-core.
 //!
 //! Each call is a pure function of its request. The core work runs on tokio's blocking
 //! pool (planning a large fleet is CPU-bound), inside a tracing span that records the
@@ -14,7 +14,7 @@ use rollover_proto::convert::{
     ConvertError, PLAN_ORIGIN, SourceError, core_document, core_error_status, plan_from_source,
     strategy_from_i32, topology_from_source,
 };
-use rollover_proto::v1::{self, planner_server::Planner};
+use rollover_proto::v1::{self, planner_service_server::PlannerService as PlannerApi};
 use tonic::{Request, Response, Status};
 use tracing::{Span, field};
 
@@ -55,7 +55,10 @@ impl PlannerService {
     /// given as a document has its consistency errors placed in it (line and field).
     /// Records `nodes`, `links`, `steps`, `waves`, `safe` and `broken` on the current
     /// span.
-    pub fn verify_request(&self, request: &v1::VerifyRequest) -> Result<v1::Verdict, Status> {
+    pub fn verify_request(
+        &self,
+        request: &v1::VerifyRequest,
+    ) -> Result<v1::VerifyResponse, Status> {
         let span = Span::current();
         let topology = topology_in(request.topology.as_ref())?;
         let source = request
@@ -71,7 +74,9 @@ impl PlannerService {
         span.record("waves", verdict.waves);
         span.record("safe", verdict.safe);
         span.record("broken", verdict.broken.len());
-        Ok(v1::Verdict::from(&verdict))
+        Ok(v1::VerifyResponse {
+            verdict: Some(v1::Verdict::from(&verdict)),
+        })
     }
 }
 
@@ -119,7 +124,7 @@ where
 }
 
 #[tonic::async_trait]
-impl Planner for PlannerService {
+impl PlannerApi for PlannerService {
     async fn plan(
         &self,
         request: Request<v1::PlanRequest>,
@@ -142,7 +147,7 @@ impl Planner for PlannerService {
     async fn verify(
         &self,
         request: Request<v1::VerifyRequest>,
-    ) -> Result<Response<v1::Verdict>, Status> {
+    ) -> Result<Response<v1::VerifyResponse>, Status> {
         let span = tracing::info_span!(
             "planner.verify",
             nodes = field::Empty,

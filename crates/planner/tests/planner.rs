@@ -1,5 +1,5 @@
 //! The Planner over real gRPC: served on 127.0.0.1:0 and called with the generated
-//! `PlannerClient`, health and reflection clients.
+//! `PlannerServiceClient`, health and reflection clients.
 
 mod common;
 
@@ -62,7 +62,9 @@ async fn mixed_fleet_plan_verifies_safe() {
         })
         .await
         .expect("verifies")
-        .into_inner();
+        .into_inner()
+        .verdict
+        .unwrap();
     assert!(verdict.safe, "{verdict:?}");
     assert_eq!(verdict.waves, 4);
     assert_eq!(verdict.links_checked, 12);
@@ -78,7 +80,9 @@ async fn mixed_fleet_plan_verifies_safe() {
         })
         .await
         .expect("verifies")
-        .into_inner();
+        .into_inner()
+        .verdict
+        .unwrap();
     assert_eq!(again, verdict);
     served.stop().await;
 }
@@ -114,7 +118,9 @@ async fn atomic_ring_gets_exactly_one_disruption() {
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .verdict
+        .unwrap();
     assert!(verdict.safe, "{verdict:?}");
     assert_eq!(verdict.declared_count, 1);
     assert_eq!(verdict.undeclared_count, 0);
@@ -268,7 +274,9 @@ async fn claim_strategy_start_node_is_checked_and_unsafe_claim_is_an_answer() {
         })
         .await
         .expect("an unsafe plan is not an error")
-        .into_inner();
+        .into_inner()
+        .verdict
+        .unwrap();
     assert!(!verdict.safe);
     assert!(!verdict.broken.is_empty());
     assert_eq!(verdict.undeclared_count as usize, verdict.broken.len());
@@ -330,7 +338,7 @@ async fn missing_and_unknown_fields_are_invalid_argument() {
 async fn health_reports_serving_then_stops() {
     let served = Served::start().await;
     let mut health = HealthClient::new(served.channel().await);
-    for service in ["", "rollover.v1.Planner"] {
+    for service in ["", "rollover.v1.PlannerService"] {
         let response = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -373,6 +381,6 @@ async fn reflection_lists_the_planner() {
         panic!("unexpected reflection response {response:?}");
     };
     let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&"rollover.v1.Planner"), "{names:?}");
+    assert!(names.contains(&"rollover.v1.PlannerService"), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 }

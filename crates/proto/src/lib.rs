@@ -10,9 +10,9 @@ pub mod convert;
 
 /// Messages, enums, clients and servers of the `rollover.v1` package.
 ///
-/// Clients: [`v1::planner_client::PlannerClient`], [`v1::executor_client::ExecutorClient`],
-/// [`v1::agent_client::AgentClient`]. Servers: [`v1::planner_server::PlannerServer`],
-/// [`v1::executor_server::ExecutorServer`], [`v1::agent_server::AgentServer`], each
+/// Clients: [`v1::planner_service_client::PlannerServiceClient`], [`v1::executor_service_client::ExecutorServiceClient`],
+/// [`v1::agent_service_client::AgentServiceClient`]. Servers: [`v1::planner_service_server::PlannerServiceServer`],
+/// [`v1::executor_service_server::ExecutorServiceServer`], [`v1::agent_service_server::AgentServiceServer`], each
 /// wrapping an implementation of the service trait of the same module.
 // Generated code is not ours to lint: newer clippy versions must not break the build.
 #[allow(clippy::all, clippy::pedantic)]

@@ -33,7 +33,7 @@ fn reflection() -> Result<Routes, TransportError> {
 /// reflection (v1 and v1alpha, describing `rollover.v1` and the health service).
 ///
 /// Add the server's own service(s) to the router, then mark each one serving with
-/// the reporter, e.g. `reporter.set_serving::<AgentServer<MyAgent>>().await`.
+/// the reporter, e.g. `reporter.set_serving::<AgentServiceServer<MyAgent>>().await`.
 pub fn base_router(server: &mut Server) -> Result<(Router, HealthReporter), TransportError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let router = server.add_routes(reflection()?).add_service(health);

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollover_pki::{CredentialSet, HeldLeaf, KeyAlg, LiveCredentials, NodeKey, RootCa, Validity};
-use rollover_proto::v1::agent_client::AgentClient;
-use rollover_proto::v1::agent_server::{Agent, AgentServer};
+use rollover_proto::v1::agent_service_client::AgentServiceClient;
+use rollover_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use rollover_proto::v1::{
     AgentState, ApplyStepRequest, ApplyStepResponse, CreateCsrRequest, CreateCsrResponse,
-    GetStateRequest, ProbeRequest, ProbeResponse,
+    GetStateRequest, GetStateResponse, ProbeRequest, ProbeResponse,
 };
 use rollover_transport::{
     TransportError, base_router, peer_node_id, plain_channel, serve_plain, serve_tls, tls_channel,
@@ -54,15 +54,17 @@ fn set(root: &RootCa, id: &str) -> CredentialSet {
 struct WhoAmI;
 
 #[tonic::async_trait]
-impl Agent for WhoAmI {
+impl AgentService for WhoAmI {
     async fn get_state(
         &self,
         request: Request<GetStateRequest>,
-    ) -> Result<Response<AgentState>, Status> {
+    ) -> Result<Response<GetStateResponse>, Status> {
         let caller = peer_node_id(&request).unwrap_or_else(|| "<none>".into());
-        Ok(Response::new(AgentState {
-            node_id: caller,
-            ..Default::default()
+        Ok(Response::new(GetStateResponse {
+            state: Some(AgentState {
+                node_id: caller,
+                ..Default::default()
+            }),
         }))
     }
     async fn create_csr(
@@ -106,8 +108,8 @@ async fn start(server_creds: Option<Arc<LiveCredentials>>) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (router, reporter) = base_router(&mut Server::builder()).unwrap();
-    reporter.set_serving::<AgentServer<WhoAmI>>().await;
-    let router = router.add_service(AgentServer::new(WhoAmI));
+    reporter.set_serving::<AgentServiceServer<WhoAmI>>().await;
+    let router = router.add_service(AgentServiceServer::new(WhoAmI));
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = async move {
         let _ = stopped.await;
@@ -126,10 +128,12 @@ async fn start(server_creds: Option<Arc<LiveCredentials>>) -> Running {
 }
 
 async fn whoami(channel: tonic::transport::Channel) -> Result<String, Status> {
-    let state = AgentClient::new(channel)
+    let state = AgentServiceClient::new(channel)
         .get_state(GetStateRequest {})
         .await?
-        .into_inner();
+        .into_inner()
+        .state
+        .unwrap_or_default();
     Ok(state.node_id)
 }
 
@@ -144,7 +148,7 @@ async fn round_trip_over_mtls_names_the_client() {
 
     let health = HealthClient::new(channel)
         .check(HealthCheckRequest {
-            service: "rollover.v1.Agent".into(),
+            service: "rollover.v1.AgentService".into(),
         })
         .await
         .unwrap()
@@ -177,7 +181,7 @@ async fn reflection_lists_the_services() {
         panic!("unexpected {answer:?}");
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    for want in ["rollover.v1.Agent", "grpc.health.v1.Health"] {
+    for want in ["rollover.v1.AgentService", "grpc.health.v1.Health"] {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
     server.stop().await;
@@ -254,7 +258,7 @@ async fn no_connection_outlives_an_aborted_server() {
     // A call in flight when the server task is aborted is cut off, not served by a
     // connection task left behind.
     let in_flight = tokio::spawn(async move {
-        AgentClient::new(channel)
+        AgentServiceClient::new(channel)
             .probe(ProbeRequest::default())
             .await
             .map(|_| ())

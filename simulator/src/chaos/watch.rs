@@ -67,7 +67,10 @@ pub async fn watch(
         };
         loop {
             let event = match stream.message().await {
-                Ok(Some(event)) => event,
+                Ok(Some(response)) => match response.event {
+                    Some(event) => event,
+                    None => continue,
+                },
                 Ok(None) | Err(_) if unexplained < RECONNECTS => {
                     unexplained += 1;
                     tracing::warn!("chaos: the event stream broke; reconnecting");

@@ -12,7 +12,7 @@ use rollover_agent::{
 };
 use rollover_core::state::{Action, Mode};
 use rollover_pki::{KeyAlg, LiveCredentials, RootCa, Validity};
-use rollover_proto::v1::agent_client::AgentClient;
+use rollover_proto::v1::agent_service_client::AgentServiceClient;
 use rollover_proto::v1::{
     AgentState, ApplyStepRequest, ApplyStepResponse, CreateCsrRequest, GetStateRequest,
     ProbeRequest, ProbeResponse, StepAction,
@@ -78,9 +78,9 @@ pub struct Executor {
 }
 
 impl Executor {
-    pub fn client(&self, agent: &AgentHandle) -> AgentClient<Channel> {
+    pub fn client(&self, agent: &AgentHandle) -> AgentServiceClient<Channel> {
         let addr = agent.control_addr().to_string();
-        AgentClient::new(tls_channel(&addr, self.creds.clone(), agent.id()).unwrap())
+        AgentServiceClient::new(tls_channel(&addr, self.creds.clone(), agent.id()).unwrap())
     }
 
     pub async fn state(&self, agent: &AgentHandle) -> Result<AgentState, Status> {
@@ -88,7 +88,9 @@ impl Executor {
             .client(agent)
             .get_state(GetStateRequest {})
             .await?
-            .into_inner())
+            .into_inner()
+            .state
+            .unwrap())
     }
 
     /// Applies (or undoes) `action` as step `step_id`; the first step of a mode

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollover_pki::{CertificateDer, CredentialSet, HeldLeaf, LiveCredentials, NodeKey};
-use rollover_proto::v1::executor_client::ExecutorClient;
+use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
 use tonic::transport::Channel;
 
 use crate::status::BadInput;
@@ -145,7 +145,10 @@ impl ExecutorArgs {
 
 /// A client of the executor at `url`: mTLS with `tls`'s files when given, else
 /// plaintext, which only a loopback address may use. Lazy: nothing is dialled yet.
-pub fn executor_client(url: &str, tls: &ClientTls) -> anyhow::Result<ExecutorClient<Channel>> {
+pub fn executor_client(
+    url: &str,
+    tls: &ClientTls,
+) -> anyhow::Result<ExecutorServiceClient<Channel>> {
     let channel = match (&tls.tls_cert, &tls.tls_key, &tls.ca) {
         (Some(cert), Some(key), Some(ca)) => {
             let creds = load_credentials(cert, key, ca)?;
@@ -166,7 +169,7 @@ pub fn executor_client(url: &str, tls: &ClientTls) -> anyhow::Result<ExecutorCli
             })?
         }
     };
-    Ok(ExecutorClient::new(channel)
+    Ok(ExecutorServiceClient::new(channel)
         .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(rollover_executor::MAX_MESSAGE_BYTES))
 }

@@ -206,6 +206,7 @@ async fn rotate(
             start_node: args.start.clone(),
             ..v1::RotationOptions::default()
         }),
+        request_id: String::new(),
     };
     let started = client
         .start_rotation(request)
@@ -262,7 +263,8 @@ pub async fn follow(
                             signal = &mut stop => return Ok(stopped(view, signal, id, url)),
                         };
                         match message {
-                            Ok(Some(event)) => {
+                            Ok(Some(v1::WatchRotationResponse { event: None })) => continue,
+                            Ok(Some(v1::WatchRotationResponse { event: Some(event) })) => {
                                 if event.sequence < next {
                                     continue;
                                 }

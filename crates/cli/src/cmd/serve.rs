@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 use rollover_executor::{Executor, ExecutorConfig, ServeOptions};
 use rollover_pki::{CredentialSet, HeldLeaf, LiveCredentials, NodeKey, Validity};
-use rollover_proto::v1::planner_client::PlannerClient;
+use rollover_proto::v1::planner_service_client::PlannerServiceClient;
 
 use super::net::{self, ServerTls};
 use crate::status::{BadInput, Status};
@@ -340,7 +340,7 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
             rollover_transport::tls_channel(&args.planner, creds.clone(), &args.planner_id)
                 .map_err(|e| BadInput(format!("--planner {}: {e}", args.planner)))?;
         config.planner = Some(
-            PlannerClient::new(channel)
+            PlannerServiceClient::new(channel)
                 .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(rollover_executor::MAX_MESSAGE_BYTES),
         );

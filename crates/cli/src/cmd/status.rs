@@ -129,7 +129,11 @@ async fn query(args: &StatusArgs) -> anyhow::Result<(String, bool)> {
                 })
                 .await
                 .map_err(|s| net::call_error("executor", url, s))?
-                .into_inner();
+                .into_inner()
+                .rotation
+                .ok_or_else(|| {
+                    anyhow::anyhow!("executor {url}: GetRotation answered without a rotation")
+                })?;
             let text = if json {
                 // One object per line when watching: a stream of states.
                 if args.watch {
@@ -146,6 +150,8 @@ async fn query(args: &StatusArgs) -> anyhow::Result<(String, bool)> {
             let list = client
                 .list_rotations(v1::ListRotationsRequest {
                     active_only: args.active,
+                    page_size: 0,
+                    page_token: String::new(),
                 })
                 .await
                 .map_err(|s| net::call_error("executor", url, s))?

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use rollover_proto::v1;
-use rollover_proto::v1::planner_client::PlannerClient;
+use rollover_proto::v1::planner_service_client::PlannerServiceClient;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -41,8 +41,8 @@ impl Served {
             .expect("connects to the planner")
     }
 
-    pub async fn client(&self) -> PlannerClient<Channel> {
-        PlannerClient::new(self.channel().await)
+    pub async fn client(&self) -> PlannerServiceClient<Channel> {
+        PlannerServiceClient::new(self.channel().await)
     }
 
     /// Shut down and wait for the server to finish cleanly.
