@@ -361,7 +361,10 @@ impl Agent {
             stopped.clone(),
         )));
 
-        let (router, reporter) = base_router(&mut Server::builder())?;
+        let (router, reporter) = base_router(
+            &mut Server::builder(),
+            &[rollover_proto::v1::agent_service_server::SERVICE_NAME],
+        )?;
         reporter
             .set_serving::<AgentServiceServer<AgentService>>()
             .await;

@@ -437,8 +437,11 @@ where
         None => None,
     };
     let mut server = tonic::transport::Server::builder();
-    let (router, reporter) = rollover_transport::base_router(&mut server)
-        .map_err(|e| ExecutorError::Serve(e.to_string()))?;
+    let (router, reporter) = rollover_transport::base_router(
+        &mut server,
+        &[rollover_proto::v1::executor_service_server::SERVICE_NAME],
+    )
+    .map_err(|e| ExecutorError::Serve(e.to_string()))?;
     reporter
         .set_serving::<ExecutorServiceServer<ExecutorService>>()
         .await;

@@ -4,7 +4,7 @@
 //!   node, for `claim`); `Verify` runs core's independent verifier on any plan. Bad
 //!   input is `INVALID_ARGUMENT` with core's located message.
 //! * [`routes`]: the Planner with gRPC health (`grpc.health.v1.Health`) and reflection
-//!   (`grpc.reflection.v1`), ready for any server (plaintext here, mTLS through the
+//!   (`grpc.reflection.v1` and `v1alpha`, listing only what the planner serves), ready for any server (plaintext here, mTLS through the
 //!   transport crate).
 //! * [`serve`]: all of it in plaintext on a bound listener, until a shutdown future
 //!   completes. Plaintext is for loopback and tests; the CLI refuses it elsewhere.
@@ -13,7 +13,7 @@ mod service;
 
 use std::future::Future;
 
-use rollover_proto::v1::planner_service_server::PlannerServiceServer;
+use rollover_proto::v1::planner_service_server::{PlannerServiceServer, SERVICE_NAME};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
@@ -31,7 +31,7 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 pub enum ServeError {
     /// The reflection service rejected the descriptor sets.
     #[error("cannot build the reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(#[from] rollover_transport::TransportError),
     /// The server failed.
     #[error("planner server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -48,20 +48,16 @@ pub fn planner_server() -> PlannerServiceServer<PlannerService> {
 }
 
 /// The Planner, gRPC health (the server `""` and `rollover.v1.PlannerService` report
-/// SERVING) and gRPC reflection over the `rollover.v1` and health descriptors. The
-/// reporter lets the caller report NOT_SERVING on shutdown.
+/// SERVING) and gRPC reflection (v1 and v1alpha) listing the planner, health and
+/// reflection. The reporter lets the caller report NOT_SERVING on shutdown.
 pub async fn routes() -> Result<(Routes, HealthReporter), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<PlannerServiceServer<PlannerService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(rollover_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let routes = Routes::new(planner_server())
-        .add_service(health)
-        .add_service(reflection);
+    let routes = rollover_transport::reflection_routes(&[SERVICE_NAME])?
+        .add_service(planner_server())
+        .add_service(health);
     Ok((routes, reporter))
 }
 

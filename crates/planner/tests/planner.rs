@@ -358,29 +358,65 @@ async fn health_reports_serving_then_stops() {
     served.stop().await;
 }
 
+/// Both reflection versions answer, and list exactly what the planner serves.
 #[tokio::test]
-async fn reflection_lists_the_planner() {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-
+async fn reflection_v1_and_v1alpha_list_only_the_planner() {
     let served = Served::start().await;
-    let mut reflection = ServerReflectionClient::new(served.channel().await);
+    let want = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "rollover.v1.PlannerService",
+    ];
+
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut responses = reflection
+    let response = ServerReflectionClient::new(served.channel().await)
         .server_reflection_info(tokio_stream::once(request))
         .await
         .unwrap()
-        .into_inner();
-    let response = responses.message().await.unwrap().expect("one response");
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .expect("one response");
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection response {response:?}");
+        panic!("unexpected v1 reflection response {response:?}");
     };
-    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&"rollover.v1.PlannerService"), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, want, "v1");
+
+    use tonic_reflection::pb::v1alpha as alpha;
+    let request = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let response =
+        alpha::server_reflection_client::ServerReflectionClient::new(served.channel().await)
+            .server_reflection_info(tokio_stream::once(request))
+            .await
+            .unwrap()
+            .into_inner()
+            .message()
+            .await
+            .unwrap()
+            .expect("one response");
+    let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("unexpected v1alpha reflection response {response:?}");
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, want, "v1alpha");
+    served.stop().await;
 }

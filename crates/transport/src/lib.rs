@@ -28,7 +28,7 @@ pub use server::{
     ConnectionCloser, HANDSHAKE_TIMEOUT, HandshakeStats, ServerTlsStream, TlsIncoming,
     peer_node_id, serve_plain, serve_tls,
 };
-pub use services::base_router;
+pub use services::{COMMON_SERVICES, base_router, reflection_routes};
 
 /// The ALPN protocol id of HTTP/2, offered by [`tls_channel`] and [`serve_tls`].
 pub const ALPN_H2: &[u8] = b"h2";

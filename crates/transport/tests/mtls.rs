@@ -107,7 +107,11 @@ impl Running {
 async fn start(server_creds: Option<Arc<LiveCredentials>>) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let (router, reporter) = base_router(&mut Server::builder()).unwrap();
+    let (router, reporter) = base_router(
+        &mut Server::builder(),
+        &[rollover_proto::v1::agent_service_server::SERVICE_NAME],
+    )
+    .unwrap();
     reporter.set_serving::<AgentServiceServer<WhoAmI>>().await;
     let router = router.add_service(AgentServiceServer::new(WhoAmI));
     let (stop, stopped) = oneshot::channel::<()>();
@@ -243,7 +247,11 @@ async fn plaintext_is_loopback_only() {
     server.stop().await;
 
     let listener = TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let (router, _) = base_router(&mut Server::builder()).unwrap();
+    let (router, _) = base_router(
+        &mut Server::builder(),
+        &[rollover_proto::v1::agent_service_server::SERVICE_NAME],
+    )
+    .unwrap();
     let err = serve_plain(router, listener, async {}).await.unwrap_err();
     assert!(matches!(err, TransportError::NotLoopback { .. }), "{err}");
 }
