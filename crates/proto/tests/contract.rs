@@ -64,9 +64,9 @@ fn services_and_methods_are_the_contract() {
         })
         .collect();
     let expected = [
-        ("Planner", &["Plan", "Verify"][..]),
+        ("PlannerService", &["Plan", "Verify"][..]),
         (
-            "Executor",
+            "ExecutorService",
             &[
                 "StartRotation",
                 "WatchRotation",
@@ -80,7 +80,7 @@ fn services_and_methods_are_the_contract() {
             ][..],
         ),
         (
-            "Agent",
+            "AgentService",
             &["GetState", "CreateCsr", "ApplyStep", "Probe"][..],
         ),
     ];
@@ -91,6 +91,17 @@ fn services_and_methods_are_the_contract() {
             .find(|(name, _)| name == service)
             .unwrap_or_else(|| panic!("service {service} missing"));
         assert_eq!(found, methods, "methods of {service}");
+    }
+    // buf's STANDARD rules, checked here too (`.ci/run` runs `buf lint`): every RPC has
+    // its own request and response message, named after it.
+    for file in own_files() {
+        for service in &file.service {
+            for method in &service.method {
+                let name = method.name();
+                assert_eq!(method.input_type(), format!(".rollover.v1.{name}Request"));
+                assert_eq!(method.output_type(), format!(".rollover.v1.{name}Response"));
+            }
+        }
     }
 }
 
