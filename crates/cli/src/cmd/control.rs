@@ -101,41 +101,37 @@ async fn control(verb: Verb, args: &ControlArgs) -> anyhow::Result<Status> {
     let id = args.rotation.clone();
     let reason = args.reason.clone();
     let answer = match verb {
-        Verb::Pause => {
-            client
-                .pause(v1::PauseRequest {
-                    rotation_id: id.clone(),
-                    reason,
-                })
-                .await
-        }
-        Verb::Resume => {
-            client
-                .resume(v1::ResumeRequest {
-                    rotation_id: id.clone(),
-                })
-                .await
-        }
-        Verb::Abort => {
-            client
-                .abort(v1::AbortRequest {
-                    rotation_id: id.clone(),
-                    reason,
-                })
-                .await
-        }
-        Verb::Rollback => {
-            client
-                .rollback(v1::RollbackRequest {
-                    rotation_id: id.clone(),
-                    reason,
-                })
-                .await
-        }
+        Verb::Pause => client
+            .pause(v1::PauseRequest {
+                rotation_id: id.clone(),
+                reason,
+            })
+            .await
+            .map(|r| r.into_inner().rotation),
+        Verb::Resume => client
+            .resume(v1::ResumeRequest {
+                rotation_id: id.clone(),
+            })
+            .await
+            .map(|r| r.into_inner().rotation),
+        Verb::Abort => client
+            .abort(v1::AbortRequest {
+                rotation_id: id.clone(),
+                reason,
+            })
+            .await
+            .map(|r| r.into_inner().rotation),
+        Verb::Rollback => client
+            .rollback(v1::RollbackRequest {
+                rotation_id: id.clone(),
+                reason,
+            })
+            .await
+            .map(|r| r.into_inner().rotation),
     };
     let status = answer
         .map_err(|s| net::call_error("executor", url, s))?
-        .into_inner();
+        .ok_or_else(|| anyhow::anyhow!("executor {url}: the answer has no rotation"))?;
     if !args.watch {
         let text = if args.out.is_json() {
             format!("{:#}\n", status_json(&status))

@@ -138,7 +138,7 @@ pub struct ExecutorArgs {
 
 impl ExecutorArgs {
     /// A (lazy) client of the executor.
-    pub fn client(&self) -> anyhow::Result<ExecutorClient<Channel>> {
+    pub fn client(&self) -> anyhow::Result<ExecutorServiceClient<Channel>> {
         executor_client(&self.executor, &self.tls)
     }
 }

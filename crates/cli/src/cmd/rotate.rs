@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 use rollover_core::{Plan, Topology};
 use rollover_proto::v1;
-use rollover_proto::v1::executor_client::ExecutorClient;
+use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
 use rollover_proto::v1::rotation_event::Event;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -236,7 +236,7 @@ fn start_error(url: &str, status: tonic::Status) -> anyhow::Error {
 /// Follow rotation `id`'s events from `from` until it finishes (reconnecting when the
 /// stream is lost) or Ctrl-C; the exit status says how it ended.
 pub async fn follow(
-    client: &mut ExecutorClient<Channel>,
+    client: &mut ExecutorServiceClient<Channel>,
     url: &str,
     id: &str,
     view: &mut View,

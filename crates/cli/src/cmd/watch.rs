@@ -63,7 +63,11 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<Status> {
         })
         .await
         .map_err(|s| net::call_error("executor", url, s))?
-        .into_inner();
+        .into_inner()
+        .rotation
+        .ok_or_else(|| {
+            anyhow::anyhow!("executor {url}: GetRotation answered without a rotation")
+        })?;
     let mut view = View::new(&args.out, u64::from(status.steps_total), status.dry_run)?;
     if args.all {
         view.watching(
