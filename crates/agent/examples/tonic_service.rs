@@ -64,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Your service, served on the agent's live credentials: no files, no reload.
-    let (router, health) = base_router(&mut Server::builder())?;
+    let (router, health) = base_router(&mut Server::builder(), &[])?;
     health
         .set_service_status("billing.v1.Billing", tonic_health::ServingStatus::Serving)
         .await;
