@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ "${#need[@]}" -eq 0 ]; then
     exit 0

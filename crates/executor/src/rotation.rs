@@ -14,7 +14,8 @@
 //!   StepStarted event; transient errors are retried with backoff (StepFailed with
 //!   `will_retry`), permanent ones fail the step and pause the rotation.
 //! * **Probes** (option `probe`): after each step, every link touching the node: the
-//!   client's agent probes the server (`Agent.Probe`); a link whose client is
+//!   client's agent probes the server (`Agent.Probe`), at the server's workload
+//!   endpoint when the topology gives it a `probe:` address; a link whose client is
 //!   `@executor` is probed by the executor itself, with a real mTLS handshake from
 //!   its own current credentials to the server's data plane (skipped when the
 //!   executor has no credentials of its own). Dependents run only once they pass; a
@@ -294,6 +295,8 @@ pub struct Rotation {
     /// The verifier's verdict on the plan.
     pub verdict: Verdict,
     node_links: Vec<Vec<Link>>,
+    /// By node: the workload endpoint its clients' probes dial (topology `probe:`).
+    workload_at: Vec<Option<String>>,
     agents: Vec<Option<Arc<dyn AgentApi>>>,
     events: EventLog,
     status: Mutex<Snapshot>,
@@ -335,6 +338,14 @@ impl Rotation {
             let address = addresses.get(id).copied().flatten();
             agents.push(Some(ctx.connector.connect(id, address)?));
         }
+        let probes: HashMap<&str, &str> = topology
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.id.as_str(), n.probe.as_deref()?)))
+            .collect();
+        let workload_at = (0..fleet.len() as u32)
+            .map(|node| probes.get(fleet.id(node)).map(|a| a.to_string()))
+            .collect();
         let mut node_links = vec![Vec::new(); fleet.len()];
         for &link in &fleet.links {
             node_links[link.client as usize].push(link);
@@ -363,6 +374,7 @@ impl Rotation {
             order,
             verdict,
             node_links,
+            workload_at,
             agents,
             events: EventLog {
                 seq: Mutex::new(0),
@@ -1289,10 +1301,13 @@ impl Rotation {
             );
         }
         let agent = self.agents[link.client as usize].as_ref()?;
+        // A server with a workload endpoint is probed there (MODEL §12), so the
+        // probe shows what the workload's own clients see.
+        let workload = self.workload_at[link.server as usize].clone();
         let request = v1::ProbeRequest {
             peer_id: server.to_string(),
-            peer_address: address,
-            workload: false,
+            workload: workload.is_some(),
+            peer_address: workload.unwrap_or(address),
         };
         let answer = self
             .ctx
