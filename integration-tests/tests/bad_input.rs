@@ -926,6 +926,14 @@ fn named_cases() -> Vec<Case> {
             "a node mode out of the enum",
             with(&[M::NodeMode(at(0), 7)]),
         ),
+        topology_case(
+            "a node identity out of the enum",
+            custom(&|i| i.topology().expect("topology").nodes[0].identity = 7),
+        ),
+        topology_case(
+            "a probe that is not host:port",
+            custom(&|i| i.topology().expect("topology").nodes[0].probe = Some("nginx".into())),
+        ),
         topology_case("an empty node id", with(&[M::NodeId(at(0), String::new())])),
         topology_case("a node listed twice", with(&[M::DuplicateNode(at(0))])),
         topology_case("an empty CA", with(&[M::TopologyCa(String::new())])),

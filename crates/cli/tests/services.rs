@@ -417,6 +417,26 @@ fn rotate_rejects_bad_topologies_before_calling() {
         run.stderr
     );
 
+    // MODEL §12's node fields: refused naming the field, before the executor is
+    // called (it is unreachable: calling it would exit 1).
+    for (name, node, field) in [
+        (
+            "identity.yaml",
+            "{id: a, identity: dual}",
+            "nodes[0].identity",
+        ),
+        ("probe.yaml", "{id: a, probe: \"nginx\"}", "nodes[0].probe"),
+    ] {
+        let bad = scratch("services", name, &format!("ca: r\nnodes:\n  - {node}\n"));
+        let run = rollover(&["rotate", "--executor", &url, &bad]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("{name}:3:")) && run.stderr.contains(field),
+            "names the file, line and field: {}",
+            run.stderr
+        );
+    }
+
     let no_address = scratch(
         "services",
         "no-address.yaml",
