@@ -129,19 +129,18 @@ async fn rotate_under_traffic(programs: &nginx::Programs, strategy: v1::Strategy
     .unwrap();
     std::fs::write(&key_file, key.to_pem()).unwrap();
     let cacert = mesh.exported("curl-1", TRUST_SERVERS_FILE);
+    let live = mesh.exported("curl-1", CERT_FILE);
+    let live_key = mesh.exported("curl-1", rollover_agent::export::KEY_FILE);
     for server in SERVERS {
-        let refused = curl_once(
-            programs,
-            (&cert, &key_file, &cacert),
-            server,
-            mesh.port(server),
-        )
-        .await;
-        assert!(
-            refused.is_err(),
-            "{server} accepted an old-root client certificate"
-        );
-        println!("  old root refused by {server}: {}", refused.unwrap_err());
+        let port = mesh.port(server);
+        // The same request with curl-1's current (new-root) certificate is answered:
+        // what refuses the intruder is its certificate.
+        let answer = curl_once(programs, (&live, &live_key, &cacert), server, port).await;
+        assert_eq!(answer.as_deref(), Ok(server), "{server}");
+        let refused = curl_once(programs, (&cert, &key_file, &cacert), server, port).await;
+        let why = refused.expect_err("an old-root client certificate was accepted");
+        assert!(why.contains("SSL certificate error"), "{server}: {why}");
+        println!("  old root refused by {server}: {why}");
     }
     executor.shutdown();
     mesh.stop().await;
@@ -310,6 +309,16 @@ async fn planned_as_multi_identity_the_mesh_fails_requests_where_the_verifier_sa
         failed_links, named,
         "requests failed on other links than the verifier names"
     );
+    // ...and they failed on certificates (nginx answers 400 to a client certificate
+    // it cannot verify), not for want of a server.
+    for (client, server, _, errors) in traffic.failed_links() {
+        for e in errors {
+            assert!(
+                e.contains("returned error: 400") || e.contains("SSL certificate problem"),
+                "{client} -> {server}: {e}"
+            );
+        }
+    }
     executor.shutdown();
     mesh.stop().await;
 }

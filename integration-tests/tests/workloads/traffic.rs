@@ -319,16 +319,17 @@ rm -f "$dir/wanted"
     script + &hold_snippet(hold)
 }
 
-/// One curl request to nginx `server` with the given files.
+/// One curl request to nginx `server` with the given files: the body of a 200
+/// answer, or the HTTP status and the title of nginx's error page (or curl's error).
 pub async fn curl_once(
     programs: &Programs,
     (cert, key, cacert): (&Path, &Path, &Path),
     server: &str,
     port: u16,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let dns = rollover_pki::node_dns_name(server);
     let out = Command::new(&programs.curl)
-        .args(["-sS", "--fail", "--max-time", "20"])
+        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
         .arg("--cert")
         .arg(cert)
         .arg("--key")
@@ -341,13 +342,22 @@ pub async fn curl_once(
         .output()
         .await
         .map_err(|e| format!("cannot run curl: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    if !out.status.success() {
+        return Err(format!(
             "{} {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        ));
     }
+    if code == "200" {
+        return Ok(body.trim().to_string());
+    }
+    let title = body
+        .split("<title>")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .unwrap_or(body);
+    Err(format!("HTTP {code}: {}", title.trim()))
 }
