@@ -54,7 +54,9 @@ impl SimFleet {
         self.agents[node as usize].as_ref().map(|a| a.data_addr())
     }
 
-    /// The topology the executor receives: every agent with its control address.
+    /// The topology the executor receives: every agent with its control address,
+    /// and no `probe:` address (a simulation runs no workloads: its agents' data
+    /// planes stand in for them, so the executor's probes go there).
     pub fn addressed_topology(&self, topology: &Topology, fleet: &Fleet) -> Topology {
         let mut out = topology.clone();
         let listed: std::collections::HashSet<String> =
@@ -68,6 +70,7 @@ impl SimFleet {
             }
         }
         for node in &mut out.nodes {
+            node.probe = None;
             if let Some(ix) = fleet.node(&node.id)
                 && let Some(agent) = &self.agents[ix as usize]
             {

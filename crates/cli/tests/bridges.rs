@@ -214,6 +214,20 @@ fn mixed_fleet_keeps_order_on_links_that_cannot_use_bridges() {
 }
 
 #[test]
+fn a_fleet_with_probe_addresses_simulates_on_its_agents() {
+    // The example's `probe:` addresses are nginx endpoints nobody runs here: the
+    // simulation's own agents stand in for the workloads, and the executor's probes
+    // go to them.
+    let run = rollover(&["simulate", "examples/single-identity.yaml"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("PASS: 0 undeclared failures"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn single_identity_fleet_declares_its_atomic_server_link_unless_bridged() {
     let run = plan_ok(&["plan", "examples/single-identity.yaml"]);
     assert!(
