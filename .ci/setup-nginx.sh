@@ -14,8 +14,16 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# The tests run their own nginx instances on loopback: keep the package from starting
+# a system nginx on port 80 (which fails the install where port 80 is taken).
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 apt-get update
 apt-get install -y --no-install-recommends "${need[@]}"
-# The package starts a system nginx on port 80; the tests run their own instances.
+# In case it started anyway (a policy-rc.d of the machine's own allowed it).
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
 if [ -f /run/nginx.pid ]; then kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi
