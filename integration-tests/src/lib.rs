@@ -64,6 +64,7 @@ pub async fn start_agent(
         data_listen: localhost(),
         control_listen: localhost(),
         control,
+        chains: true,
     })
     .await
     .expect("agent start")

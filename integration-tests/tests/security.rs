@@ -747,6 +747,7 @@ async fn state_files_are_owner_only() {
                 issued_leaf_der: leaf.to_vec(),
                 old_root_fingerprint: old.fingerprint(),
                 undo: false,
+                ..Default::default()
             })
             .await
             .expect("stage")

@@ -86,6 +86,7 @@ where
             data_listen: options.data_listen,
             control_listen: options.listen,
             control,
+            chains: true,
         },
         options.export,
     )

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rollover_core::EXECUTOR_ID;
-use rollover_pki::CertificateDer;
+use rollover_pki::{Bridges, CertificateDer};
 use rollover_proto::convert::action_from_i32;
 use rollover_proto::v1::agent_service_server::AgentService as AgentApi;
 use rollover_proto::v1::{
@@ -65,6 +65,15 @@ fn parse_step(r: ApplyStepRequest) -> Result<StepRequest, AgentError> {
         new_leaf: der(r.issued_leaf_der),
         old_root_fingerprint: (!r.old_root_fingerprint.is_empty())
             .then_some(r.old_root_fingerprint),
+        bridges: match (der(r.bridge_new_der), der(r.bridge_old_der)) {
+            (Some(b_new), Some(b_old)) => Some(Bridges { b_new, b_old }),
+            (None, None) => None,
+            _ => {
+                return Err(AgentError::InvalidRequest(
+                    "bridge_new_der and bridge_old_der come together".into(),
+                ));
+            }
+        },
     })
 }
 

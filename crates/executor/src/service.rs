@@ -17,9 +17,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::Executor;
 use crate::journal::{RotationMeta, State, StoredOptions};
 use crate::rotation::{Control, Rotation, Snapshot, now_ms};
+use crate::{Executor, root_keys};
 
 /// The gRPC face of an [`Executor`].
 #[derive(Clone)]
@@ -183,11 +183,17 @@ impl Executor {
         };
         let order = PlanOrder::resolve(&plan, &fleet, &doc)
             .map_err(|e| Status::invalid_argument(format!("plan: {e}")))?;
-        if order.bridged {
-            return Err(Status::failed_precondition(
-                "plan: bridge steps (the bridge strategy, MODEL §11) are not supported by \
-                 the executor yet; plan with `--strategy waves`",
-            ));
+        if order.bridged
+            && root_keys::known(
+                &self.inner.ctx.root_keys,
+                self.inner.ctx.committer.journal().as_ref(),
+                &topology.ca,
+            )
+            .is_empty()
+        {
+            return Err(Status::failed_precondition(root_keys::missing_message(
+                &topology.ca,
+            )));
         }
         let verdict = rollover_core::verify(&fleet, &plan, &order);
         // An unsafe plan is refused before anything changes (observe-only simulations
