@@ -633,6 +633,7 @@ mod tests {
             new_root: None,
             new_leaf: None,
             old_root_fingerprint: None,
+            bridges: None,
         }
     }
 
