@@ -56,6 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_listen: "127.0.0.1:0".parse()?,
         control_listen: "127.0.0.1:0".parse()?,
         control: ControlCreds::Rotated,
+        chains: true,
     })
     .await?;
     println!(
