@@ -18,18 +18,15 @@ pub(crate) fn generation_of(root: &[u8], ca: &str) -> Option<u32> {
         .ok()
 }
 
-/// Every root of `ca` whose key the executor holds: the configured ones, then the
-/// new roots of earlier rotations of `ca` in the journal.
+/// Every root whose key the executor may use for `ca`: the configured ones (whatever
+/// their subject: the fingerprint of the nodes' root picks one, see [`find`]), then
+/// the new roots of earlier rotations of `ca` in the journal.
 pub(crate) fn known(
     configured: &[Arc<RootCa>],
     journal: &dyn Journal,
     ca: &str,
 ) -> Vec<Arc<RootCa>> {
-    let mut out: Vec<Arc<RootCa>> = configured
-        .iter()
-        .filter(|r| generation_of(r.cert_der(), ca).is_some())
-        .cloned()
-        .collect();
+    let mut out: Vec<Arc<RootCa>> = configured.to_vec();
     let metas = journal.rotations().unwrap_or_default();
     for meta in metas.iter().filter(|m| m.ca == ca) {
         let Ok(Some(pem)) = journal.document(&meta.id, DocKind::NewRoot) else {
@@ -58,18 +55,18 @@ pub(crate) fn find(
             format!(
                 "the bridge strategy needs the key of the root the agents are on ({ca}, \
                  fingerprint {fingerprint}) to issue b_new, and the executor does not hold it \
-                 ({} other root key(s) of {ca} known); give it with `rollover serve executor \
+                 ({} other root key(s) known); give it with `rollover serve executor \
                  --ca-key FILE`, or plan with `--strategy waves`",
                 known.len()
             )
         })
 }
 
-/// Why a bridge rotation of `ca` cannot start: no key of any root of `ca` is known.
+/// Why a bridge rotation of `ca` cannot start: no root key is known at all.
 pub(crate) fn missing_message(ca: &str) -> String {
     format!(
         "the bridge strategy needs the current root's key of CA {ca:?} (to issue b_new, \
-         signed by the old root), and the executor holds no key of any root of it: give \
+         signed by the old root), and the executor holds no root key at all: give \
          the root (certificate and key PEM, e.g. from `rollover pki init`) with \
          `rollover serve executor --ca-key FILE`, or plan with `--strategy waves`"
     )

@@ -245,6 +245,32 @@ async fn bridge_strategy_is_refused_without_the_old_roots_key() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("--ca-key"), "{}", err.message());
+    assert!(
+        err.message().contains("holds no root key"),
+        "{}",
+        err.message()
+    );
+    assert!(executor.list_rotations(false).is_empty());
+    executor.shutdown();
+    drop(executor);
+
+    // The key of another root of the same CA is no better: `b_new` must be signed by
+    // the root the nodes (and `@executor`) are on.
+    let other = RootCa::generate("corp", 7, KeyAlg::default(), Validity::default()).unwrap();
+    let mut c = config(dir.path(), &planner, executor_creds(&fleet.old));
+    c.root_keys = vec![Arc::new(other)];
+    let executor = Executor::open(c).unwrap();
+    let err = executor
+        .start_rotation(bridge_request(&fleet.topology))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains(&fleet.old.fingerprint()),
+        "names the root whose key is missing: {}",
+        err.message()
+    );
+    assert!(err.message().contains("--ca-key"), "{}", err.message());
     assert!(executor.list_rotations(false).is_empty());
     for agent in &fleet.agents {
         assert_eq!(agent.applied_count(), 0, "{}", agent.id());
