@@ -6,7 +6,7 @@
 
 use rollover_core::topology::{Control, LinkSpec, NodeSpec};
 use rollover_core::{Fleet, Mode, Strategy, Topology};
-use rollover_simulator::{SimOptions, SimOutcome, simulate};
+use rollover_simulator::{ChaosSpec, SimOptions, SimOutcome, simulate};
 
 fn example(name: &str) -> Topology {
     let path = format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -169,4 +169,33 @@ async fn a_chains_false_ring_fails_only_on_its_declared_link() {
     assert_eq!(r.old_key_refused, r.old_key_checks);
     assert_eq!(r.declared_disruptions, 1);
     assert!(r.failures.iter().all(|f| f.declared), "{:#?}", r.failures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridged_rotations_survive_crashes_lost_and_duplicated_calls() {
+    // Agents killed after steps (restarting on their state, bridges included), the
+    // executor killed and reopened on its journal (bridges read back, not reissued),
+    // calls lost or sent twice: every invariant holds and no undeclared link fails.
+    let spec: ChaosSpec = "agent-crash=0.2,executor-crash=2,drop=0.05,duplicate=0.05"
+        .parse()
+        .unwrap();
+    let mut topology = example("ring-5.yaml");
+    topology.control = Some(Control {
+        ca: topology.ca.clone(),
+    });
+    for seed in 1..=4 {
+        let outcome = run(
+            &topology,
+            SimOptions {
+                chaos: Some(spec.clone()),
+                ..bridged(seed)
+            },
+        )
+        .await;
+        let chaos = outcome.chaos.as_ref().expect("a chaotic run reports");
+        assert!(chaos.violations.is_empty(), "seed {seed}: {chaos:#?}");
+        assert!(chaos.faults() > 0, "seed {seed}");
+        assert_eq!(outcome.report.failed_undeclared, 0, "seed {seed}");
+        assert!(outcome.report.all_new, "seed {seed}");
+    }
 }
