@@ -249,6 +249,14 @@ impl NodeData {
             }
             .into());
         }
+        if req.action == Action::Bridge && !req.undo && !self.chains {
+            // Its bridges would never be sent, and its peers would count on them.
+            return Err(AgentError::Precondition(format!(
+                "bridge in rotation {:?}: this node does not build chains (chains: false), \
+                 so it can neither send nor use bridges; the topology must say so",
+                req.rotation_id
+            )));
+        }
         let mut next = if req.undo {
             self.undo(req)?
         } else {
@@ -721,5 +729,120 @@ mod tests {
         apply(&mut n, &step("Y", 0, Action::Stage, true)).unwrap();
         let e = apply(&mut n, &stage("Z", &y_root, stray)).unwrap_err();
         assert!(e.to_string().contains("call CreateCsr first"), "{e}");
+    }
+
+    fn bridge(rotation: &str, id: u64, bridges: &Bridges) -> StepRequest {
+        StepRequest {
+            bridges: Some(bridges.clone()),
+            ..step(rotation, id, Action::Bridge, false)
+        }
+    }
+
+    /// A bridged rotation on a bundle node: `bridge` brings the bridges and no new
+    /// generation, `stage` brings that, `unbridge` stops sending; every step undoes
+    /// back to the start, and the rotation can be taken again to its end.
+    #[test]
+    fn a_bridged_rotation_sends_its_bridges_between_bridge_and_unbridge() {
+        let (old, new) = (root(1), root(2));
+        let bridges = Bridges::issue(&old, &new).unwrap();
+        let mut n = node(&old);
+        let sends = |n: &NodeData| n.credential_set().unwrap().sends.len();
+
+        apply(&mut n, &bridge("X", 0, &bridges)).unwrap();
+        assert!(n.bridged());
+        assert!(n.rotation.as_ref().unwrap().new.is_none());
+        assert_eq!(sends(&n), 2, "b_new and b_old after bridge");
+        let leaf = csr(&mut n, 2, &new);
+        apply(
+            &mut n,
+            &StepRequest {
+                step_id: 1,
+                ..stage("X", &new, leaf.clone())
+            },
+        )
+        .unwrap();
+        for (id, action) in [(2, Action::Present), (3, Action::Retire)] {
+            apply(&mut n, &step("X", id, action, false)).unwrap();
+        }
+        assert!(sends(&n) > 0, "still bridged before unbridge");
+        apply(&mut n, &step("X", 4, Action::Unbridge, false)).unwrap();
+        let set = n.credential_set().unwrap();
+        assert!(set.sends.is_empty());
+        assert_eq!(set.server_roots, vec![new.cert_der().clone()]);
+
+        // Rolled back to the start: the old root only, sending nothing.
+        for (id, action) in [
+            (4, Action::Unbridge),
+            (3, Action::Retire),
+            (2, Action::Present),
+            (1, Action::Stage),
+            (0, Action::Bridge),
+        ] {
+            apply(&mut n, &step("X", id, action, true)).unwrap();
+        }
+        let set = n.credential_set().unwrap();
+        assert!(set.sends.is_empty());
+        assert_eq!(set.server_roots, vec![old.cert_der().clone()]);
+        assert_eq!(set.held.len(), 1);
+
+        // Redone: the generation `stage` brought stays with the rotation.
+        apply(&mut n, &bridge("X", 5, &bridges)).unwrap();
+        assert_eq!(sends(&n), 2);
+        apply(
+            &mut n,
+            &StepRequest {
+                step_id: 6,
+                ..stage("X", &new, leaf)
+            },
+        )
+        .unwrap();
+        assert_eq!(n.done(), 2);
+    }
+
+    #[test]
+    fn bridges_that_do_not_match_the_roots_are_refused() {
+        let (old, new, stranger) = (root(1), root(2), root(9));
+        let mut n = node(&old);
+        // Issued by another root than the node's: refused, nothing changes.
+        let wrong = Bridges::issue(&stranger, &new).unwrap();
+        let e = apply(&mut n, &bridge("X", 0, &wrong)).unwrap_err();
+        assert!(matches!(e, AgentError::InvalidRequest(_)), "{e}");
+        assert!(n.rotation.is_none());
+        // Without bridges: refused.
+        let e = apply(&mut n, &step("X", 0, Action::Bridge, false)).unwrap_err();
+        assert!(e.to_string().contains("bridge_new_der"), "{e}");
+
+        // Bridges to `new`, then a stage with another new root: refused.
+        apply(
+            &mut n,
+            &bridge("X", 0, &Bridges::issue(&old, &new).unwrap()),
+        )
+        .unwrap();
+        let leaf = csr(&mut n, 9, &stranger);
+        let e = apply(
+            &mut n,
+            &StepRequest {
+                step_id: 1,
+                ..stage("X", &stranger, leaf)
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bridges do not match"), "{e}");
+        assert_eq!(n.done(), 1);
+    }
+
+    #[test]
+    fn a_node_that_does_not_build_chains_refuses_bridge() {
+        let (old, new) = (root(1), root(2));
+        let mut n = node(&old);
+        n.chains = false;
+        let e = apply(
+            &mut n,
+            &bridge("X", 0, &Bridges::issue(&old, &new).unwrap()),
+        )
+        .unwrap_err();
+        assert!(matches!(e, AgentError::Precondition(_)), "{e}");
+        assert!(e.to_string().contains("chains: false"), "{e}");
+        assert!(n.rotation.is_none());
     }
 }

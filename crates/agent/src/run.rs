@@ -36,6 +36,9 @@ pub struct RunOptions {
     /// `--export DIR --reload CMD --reload-timeout T`: export the node's
     /// credentials as files for a workload and reload it after every change.
     pub export: Option<Export>,
+    /// Not `--no-chains`: whether the node builds certificate chains (topology
+    /// `chains`), so it may send and use cross-signed bridges (MODEL §11).
+    pub chains: bool,
 }
 
 /// Runs `rollover agent` until `shutdown` completes (or a server fails): enrols the
@@ -86,7 +89,7 @@ where
             data_listen: options.data_listen,
             control_listen: options.listen,
             control,
-            chains: true,
+            chains: options.chains,
         },
         options.export,
     )

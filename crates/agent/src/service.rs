@@ -30,6 +30,19 @@ impl AgentService {
     }
 }
 
+/// Runs an operation that changes the node to its end even when the call is cancelled
+/// (the executor went away mid-call): dropped halfway, its state-directory writes
+/// would go on in the background, unserialized, racing the retried call's (a
+/// retried CreateCsr's key file was seen deleted under it), and the node in memory
+/// would lag the node on disk.
+async fn to_the_end<T: Send + 'static>(
+    operation: impl Future<Output = Result<T, AgentError>> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::spawn(operation.in_current_span())
+        .await
+        .map_err(|e| AgentError::Server(format!("control operation task: {e}")))?
+}
+
 /// Accepts the call only from a client whose verified certificate names `@executor`.
 fn authorize<T>(request: &Request<T>) -> Result<(), Status> {
     match peer_node_id(request) {
@@ -111,7 +124,8 @@ impl AgentApi for AgentService {
                 ca_name: r.ca_name,
                 generation: r.generation,
             };
-            let csr_der = self.inner.create_csr(label).await?;
+            let inner = self.inner.clone();
+            let csr_der = to_the_end(async move { inner.create_csr(label).await }).await?;
             Ok(Response::new(CreateCsrResponse { csr_der }))
         }
         .instrument(span)
@@ -134,7 +148,8 @@ impl AgentApi for AgentService {
         async move {
             authorize(&request)?;
             let step = parse_step(request.into_inner())?;
-            let result = self.inner.apply_step(step).await;
+            let inner = self.inner.clone();
+            let result = to_the_end(async move { inner.apply_step(step).await }).await;
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "step refused");
             }

@@ -92,6 +92,11 @@ pub struct AgentArgs {
     /// 500ms, 2m).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub reload_timeout: std::time::Duration,
+    /// The node cannot build certificate chains (topology `chains: false`): it never
+    /// sends a cross-signed bridge nor verifies a peer through one, and refuses
+    /// `bridge` steps.
+    #[arg(long)]
+    pub no_chains: bool,
 }
 
 /// `10s`, `500ms`, `2m`: a positive number with a unit.
@@ -172,6 +177,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<Status> {
         bootstrap_ca: args.bootstrap_ca.clone(),
         control_ca: args.control_ca.clone(),
         export,
+        chains: !args.no_chains,
     };
     let runtime = net::runtime()?;
     let id = args.id.clone();
