@@ -372,3 +372,35 @@ async fn bridged_rollback_returns_every_agent_to_the_old_root_without_bridges() 
     }
     executor.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_strategy_without_the_fleets_root_key_fails_before_any_step() {
+    // The control channel under its own CA (no `@executor` in the fleet): StartRotation
+    // cannot tell which root the nodes are on, so the executor learns it from their
+    // states while preparing, and stops there, naming the root whose key it lacks.
+    let fleet = fleet().await;
+    let planner = planner().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut topology = fleet.topology.clone();
+    topology.control = None;
+    let other = RootCa::generate("corp", 7, KeyAlg::default(), Validity::default()).unwrap();
+    let mut c = config(dir.path(), &planner, executor_creds(&fleet.old));
+    c.root_keys = vec![Arc::new(other)];
+    let executor = Executor::open(c).unwrap();
+    let id = executor
+        .start_rotation(bridge_request(&topology))
+        .await
+        .unwrap()
+        .rotation_id;
+    let status = wait_for(&executor, &id, &[S::Failed, S::Paused, S::Succeeded]).await;
+    assert_eq!(status.state, S::Failed as i32, "{status:?}");
+    let error = status.error.unwrap_or_default();
+    assert!(error.contains(&fleet.old.fingerprint()), "{error}");
+    assert!(error.contains("--ca-key"), "{error}");
+    assert_eq!(status.steps_done, 0);
+    for agent in &fleet.agents {
+        assert_eq!(agent.applied_count(), 0, "{}", agent.id());
+        assert!(agent.state().sent_bridges.is_empty(), "{}", agent.id());
+    }
+    executor.shutdown();
+}
