@@ -33,4 +33,4 @@ pub use error::AgentError;
 pub use export::Export;
 pub use rollover_core::EXECUTOR_ID;
 pub use run::{RunOptions, read_root, run};
-pub use store::{CONTROL_FILE, CONTROL_KEY_FILE, KEYS_DIR, NODE_FILE};
+pub use store::{CONTROL_FILE, CONTROL_KEY_FILE, KEYS_DIR, NODE_FILE, set_synced_writes};
