@@ -7,11 +7,13 @@
 //! * `2`: bad input (unreadable or malformed files, bad arguments), with the error on
 //!   stderr as `error: <file>:<line>:<col>: field `x`: message`.
 //!
-//! Logs go to stderr through `tracing`, filtered by `RUST_LOG` (default `warn`).
+//! Logs go to stderr through `tracing` and [`logs`]: `-q` errors only, default warnings,
+//! `-v`/`-vv`/`-vvv` more; `RUST_LOG` overrides the level.
 
 mod cmd;
 mod input;
 mod lint;
+mod logs;
 mod output;
 mod render;
 mod status;
@@ -19,7 +21,6 @@ mod status;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use crate::status::Status;
 
@@ -43,7 +44,9 @@ executor --planner`). `rollover completion bash|zsh|fish` prints shell completio
 
 Exit codes: 0 ok, 1 unsafe plan or failure, 2 bad input (every command's --help says
 what each means for it).
-Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to see more.";
+Logs go to stderr: -q keeps only errors, -v adds rollover's info lines, -vv debug,
+-vvv everything; RUST_LOG (e.g. RUST_LOG=debug) overrides the level. During a
+simulation warnings are counted and the first few shown at the end, unless -v.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -60,6 +63,12 @@ Examples:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print only the result and errors: no progress bar, no warnings.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more log lines, as they happen (-v info, -vv debug, -vvv trace).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 /// One variant per subcommand; each lives in its own module under `cmd/`.
@@ -138,19 +147,10 @@ impl Command {
     }
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn main() -> ExitCode {
     // Usage errors are reported by clap itself, with exit code 2.
     let cli = Cli::parse();
-    init_tracing();
+    logs::init(logs::Verbosity::from_flags(cli.quiet, cli.verbose));
     match cli.command.run() {
         Ok(status) => status.into(),
         Err(err) => {

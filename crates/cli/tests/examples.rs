@@ -363,7 +363,21 @@ fn dot_has_one_edge_per_rotated_link() {
         let edges: Vec<&str> = dot.lines().filter(|l| l.contains("\" -> \"")).collect();
         let rotated: Vec<&&str> = edges.iter().filter(|l| l.contains("[label=\"w")).collect();
         let grey: Vec<&&str> = edges.iter().filter(|l| l.contains("color=grey")).collect();
-        assert_eq!(rotated.len(), links, "{example}");
+        // `@executor`'s links are collapsed into its note, which counts them.
+        let collapsed: usize = dot
+            .lines()
+            .find(|l| l.starts_with("  \"@executor\" [shape=note"))
+            .map(|l| {
+                let (_, rest) = l.split_once("client of every target: ").expect("a count");
+                rest.split(' ').next().unwrap().parse().unwrap()
+            })
+            .unwrap_or(0);
+        assert_eq!(
+            dot.lines().any(|l| l.starts_with("  \"@executor\" -> ")),
+            false,
+            "{example}: no executor edge by default"
+        );
+        assert_eq!(rotated.len() + collapsed, links, "{example}");
         assert_eq!(rotated.len() + grey.len(), edges.len(), "{example}");
         let red = rotated
             .iter()
@@ -377,7 +391,11 @@ fn dot_has_one_edge_per_rotated_link() {
 fn dot_marks_modes_disruptions_and_foreign_links() {
     let dot = plan_ok(&["plan", "examples/mixed.yaml", "-f", "dot"]).stdout;
     assert!(dot.contains("\"plc-1\" [shape=box];"), "{dot}");
-    assert!(dot.contains("\"@executor\" [peripheries=2];"), "{dot}");
+    assert!(
+        dot.contains("\"@executor\" [shape=note, peripheries=2, label=\"@executor\\nclient of every target: 6 link(s)"),
+        "{dot}"
+    );
+    assert!(dot.contains("subgraph cluster_w1 {"), "{dot}");
     assert!(
         dot.contains("\"historian\" -> \"erp\" [label=\"corp-ca\", color=grey, fontcolor=grey];"),
         "{dot}"
@@ -491,4 +509,70 @@ fn help_explains_every_command_with_an_example() {
     );
     let run = rollover(&[]);
     assert_eq!(run.code, 2, "no command is a usage error");
+}
+
+/// The 300-node plant's default DOT stays small enough for Graphviz to lay out in
+/// seconds: `@executor`'s 300 links are one note, nodes are clustered by wave.
+#[test]
+fn dot_of_the_plant_collapses_the_executor_and_clusters_by_wave() {
+    let dot = plan_ok(&["plan", "examples/plant-300.yaml", "-f", "dot"]).stdout;
+    let edges = dot.lines().filter(|l| l.contains("\" -> \"")).count();
+    assert!(edges < 1_000, "{edges} edges");
+    assert!(dot.len() < 100_000, "{} bytes", dot.len());
+    for wave in 1..7 {
+        assert!(
+            dot.contains(&format!("subgraph cluster_w{wave} {{")),
+            "wave {wave}"
+        );
+    }
+    assert!(dot.contains("\"@executor\" [shape=note"), "executor note");
+}
+
+#[test]
+fn dot_focus_draws_a_neighbourhood_and_names_unknown_nodes() {
+    let dot = plan_ok(&[
+        "plan",
+        "examples/mixed.yaml",
+        "-f",
+        "dot",
+        "--focus",
+        "plc-2",
+        "--depth",
+        "1",
+    ])
+    .stdout;
+    assert!(
+        dot.contains("\"plc-2\" [shape=box, penwidth=3, style=bold];"),
+        "{dot}"
+    );
+    assert!(dot.contains("\"scada\" -> \"plc-2\""), "{dot}");
+    assert!(!dot.contains("\"erp\""), "{dot}");
+    let all = plan_ok(&[
+        "plan",
+        "examples/mixed.yaml",
+        "-f",
+        "dot",
+        "--focus",
+        "@executor",
+    ])
+    .stdout;
+    assert_eq!(all.matches("\"@executor\" -> ").count(), 6, "{all}");
+
+    let run = rollover(&[
+        "plan",
+        "examples/mixed.yaml",
+        "-f",
+        "dot",
+        "--focus",
+        "nope",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("`--focus nope`: no such node"),
+        "{}",
+        run.stderr
+    );
+    let run = rollover(&["plan", "examples/mixed.yaml", "--focus", "plc-2"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--format dot"), "{}", run.stderr);
 }

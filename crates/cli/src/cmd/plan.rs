@@ -1,4 +1,4 @@
-//! `rollover plan`: read a topology, plan its rotation, print the plan in one of four
+//! `rollover plan`: read a topology, plan its rotation, print the plan in one of five
 //! formats.
 
 use std::path::PathBuf;
@@ -37,9 +37,15 @@ Formats:
   json   the plan file (`rollover-plan/1`), input to `rollover verify`; after a
          `waves` plan its optional `comparison` field gives waves and disruptions of
          this plan and of `bridge`
-  dot    Graphviz of the fleet; each rotated link is labelled `wN`, the wave after
+  dot    Graphviz of the fleet, nodes clustered by the wave where they start
+         presenting the new key; each rotated link is labelled `wN`, the wave from
          which it runs on the new key; disrupted links dashed red, atomic nodes boxes,
-         links under other CAs grey
+         links under other CAs grey. `@executor`'s links (one to every target) are
+         collapsed into a note; --focus NODE [--depth N] draws only a neighbourhood
+         (--focus @executor draws the executor's links)
+  html   one self-contained page (inline SVG, no script, nothing fetched): the waves
+         as a timeline, the fleet graph, and every link the verifier finds can break,
+         on its link and with the two steps whose order breaks it
   order  the nodes, one per line, in the order they first act
 
 A node named only in `links` while `nodes` is given is planned (as a bundle node) with
@@ -56,6 +62,8 @@ Examples:
   rollover plan examples/ring.yaml --format json -o ring.plan.json
   rollover plan examples/chain-60.yaml --strategy bridge
   rollover plan examples/mixed.yaml --format dot | dot -Tsvg > mixed.svg
+  rollover plan examples/plant-300.yaml --format dot --focus plc-a1-01 --depth 2 | dot -Tsvg > plc.svg
+  rollover plan examples/claim-unsafe.yaml --strategy claim --format html -o claim.html
   rollover plan examples/claim-unsafe.yaml --strategy claim --start meter-1
   cat examples/mesh.yaml | rollover plan - --format order";
 
@@ -77,6 +85,12 @@ pub struct PlanArgs {
     /// Write the output to FILE instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// With `--format dot`: draw only the nodes within --depth links of NODE.
+    #[arg(long, value_name = "NODE")]
+    pub focus: Option<String>,
+    /// With --focus: how many links away from NODE to draw.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "focus")]
+    pub depth: u32,
 }
 
 /// `--strategy`.
@@ -101,8 +115,10 @@ pub enum PlanFormat {
     Text,
     /// The plan file (`rollover-plan/1`).
     Json,
-    /// Graphviz digraph of the fleet, links labelled by wave.
+    /// Graphviz digraph of the fleet, clustered and labelled by wave.
     Dot,
+    /// One self-contained HTML page: timeline, fleet graph, breakable links.
+    Html,
     /// Node ids, one per line, in the order they first act.
     Order,
 }
@@ -119,6 +135,22 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Status> {
         );
     }
     let fleet = Fleet::new(&topology);
+    if let Some(focus) = &args.focus {
+        if args.format != PlanFormat::Dot {
+            return Err(BadInput("`--focus` only applies to `--format dot`".into()).into());
+        }
+        let known = fleet.node(focus).is_some()
+            || render::view::foreign_links(&topology)
+                .iter()
+                .any(|(c, s, _)| c == focus || s == focus);
+        if !known {
+            return Err(BadInput(format!(
+                "`--focus {focus}`: no such node in {}",
+                source.origin
+            ))
+            .into());
+        }
+    }
     tracing::debug!(
         nodes = fleet.len(),
         links = fleet.links.len(),
@@ -166,7 +198,22 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Status> {
             render::text::plan(&topology, &fleet, &plan, &verdict)
         }
         PlanFormat::Json => format!("{}\n", plan.to_json()),
-        PlanFormat::Dot => render::dot::plan(&topology, &fleet, &plan),
+        PlanFormat::Dot => render::dot::plan(
+            &render::view::View::new(&topology, &fleet, &plan),
+            &render::dot::DotOptions {
+                focus: args.focus.clone(),
+                depth: args.depth,
+            },
+        ),
+        PlanFormat::Html => {
+            let verdict = verify_plan(&topology, &plan)?;
+            render::html::page(&render::html::Page {
+                view: &render::view::View::new(&topology, &fleet, &plan),
+                plan: &plan,
+                verdict: &verdict,
+                report: None,
+            })
+        }
         PlanFormat::Order => render::order::nodes(&plan),
     };
     output::write(args.output.as_deref(), &text)?;

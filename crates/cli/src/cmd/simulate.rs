@@ -5,12 +5,20 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use clap::ValueEnum;
-use rollover_core::{Plan, Strategy, Topology};
+use rollover_core::{Fleet, Plan, Strategy, Topology};
 use rollover_simulator::{ChaosReport, ChaosSpec, Progress, SimOptions, SimOutcome, simulate};
 
 use crate::input;
+use crate::logs::{self, Verbosity};
 use crate::output::OutputArgs;
+use crate::render;
 use crate::status::Status;
+
+/// Failures listed in the summary (all of them with -v, in the report and the page).
+const SUMMARY_FAILURES: usize = 10;
+
+/// Failures kept for `--html`, where every one is drawn on its link.
+const HTML_FAILURES: usize = 100_000;
 
 /// The long help of the command.
 pub const LONG_ABOUT: &str = "\
@@ -41,6 +49,13 @@ once per node, no journal entry lost, every node on the new key, no private key 
 any call. --seeds N runs N seeded runs (--seed, --seed + 1, ...) and prints the counts
 (runs, faults by kind, violations).
 
+Output: a progress bar on a terminal, then a summary. Warnings logged during the run
+(a bad plan logs one per failed probe) are counted and the first few shown after the
+summary; -v prints every log line as it happens (through the progress bar), -q prints
+only the final PASS/FAIL line. --html FILE writes one self-contained page (inline SVG,
+no script, nothing fetched): the waves as a timeline, the fleet graph, and every failed
+handshake on its link and step.
+
 Exit status: 0 when no undeclared link failed and every node ends on the new key only
 (and, with --chaos, no invariant was broken), 1 otherwise, 2 on bad input.";
 
@@ -50,6 +65,7 @@ Examples:
   rollover simulate examples/plant-300.yaml
   rollover simulate examples/chain-60.yaml --strategy bridge
   rollover simulate examples/mixed.yaml --report mixed.sim.json --seed 7
+  rollover simulate examples/claim-unsafe.yaml --strategy claim --html claim.html
   rollover plan examples/mixed.yaml --strategy naive -f json -o naive.json
   rollover simulate examples/mixed.yaml --plan naive.json
   rollover simulate examples/mixed.yaml --chaos agent-crash=0.05,executor-crash=3,drop=0.02,delay=50ms,partition=0.01,duplicate=0.02 --seed 7
@@ -73,6 +89,10 @@ pub struct SimulateArgs {
     /// Write the JSON report (`rollover-sim/1`) here.
     #[arg(long, value_name = "FILE")]
     pub report: Option<String>,
+    /// Write a self-contained HTML page of the run here: timeline, fleet graph and
+    /// every failed handshake on its link and step.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<String>,
     /// Seed of the background probe schedule and of a given plan's interleaving.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -129,25 +149,81 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<Status> {
     if args.chaos.is_some() {
         return run_chaos(args, &topology, plan);
     }
-    let bar = progress_bar();
+    let verbosity = logs::verbosity();
+    let bar = progress_bar(verbosity);
     let options = options(args, plan, args.seed, bar.as_ref());
-    let runtime = tokio::runtime::Runtime::new()?;
-    let outcome = runtime.block_on(simulate(&topology, options))?;
+    let held = with_logs(verbosity, bar.as_ref(), || -> anyhow::Result<SimOutcome> {
+        let runtime = tokio::runtime::Runtime::new()?;
+        Ok(runtime.block_on(simulate(&topology, options))?)
+    });
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let (outcome, held) = held;
+    let outcome = outcome?;
     write_report(args, &outcome)?;
+    write_html(args, &topology, &outcome)?;
     let text = if args.out.is_json() {
         serde_json::to_string_pretty(&outcome.report)? + "\n"
+    } else if verbosity == Verbosity::Quiet {
+        verdict_line(&outcome)
     } else {
-        summary(&outcome)
+        let listed = match verbosity {
+            Verbosity::Verbose(_) => usize::MAX,
+            _ => SUMMARY_FAILURES,
+        };
+        summary_listing(&outcome, listed)
     };
     args.out.write(&text)?;
+    // After the summary, so that on a terminal it is what the eye lands on last.
+    if verbosity != Verbosity::Quiet {
+        eprint!("{}", held.summary());
+    }
     Ok(if outcome.passed() {
         Status::Success
     } else {
         Status::Failure
     })
+}
+
+/// Run `work` with log lines routed for `verbosity`: held and summarised by default,
+/// through the progress bar with -v. Returns what was held.
+fn with_logs<T>(
+    verbosity: Verbosity,
+    bar: Option<&indicatif::ProgressBar>,
+    work: impl FnOnce() -> T,
+) -> (T, logs::Held) {
+    let sink = logs::sink();
+    if let Some(bar) = bar {
+        sink.attach_bar(bar);
+    }
+    if verbosity == Verbosity::Normal {
+        sink.hold();
+    }
+    let result = work();
+    let held = sink.release();
+    sink.detach_bar();
+    (result, held)
+}
+
+fn write_html(
+    args: &SimulateArgs,
+    topology: &Topology,
+    outcome: &SimOutcome,
+) -> anyhow::Result<()> {
+    let Some(path) = &args.html else {
+        return Ok(());
+    };
+    let fleet = Fleet::new(topology);
+    let view = render::view::View::new(topology, &fleet, &outcome.plan);
+    let page = render::html::page(&render::html::Page {
+        view: &view,
+        plan: &outcome.plan,
+        verdict: &outcome.verdict,
+        report: Some(&outcome.report),
+    });
+    std::fs::write(path, page)
+        .map_err(|e| anyhow::anyhow!("{path}: cannot write the HTML page: {e}"))
 }
 
 fn options(
@@ -171,6 +247,11 @@ fn options(
             Arc::new(move |p: &Progress| update(&bar, p)) as rollover_simulator::ProgressFn
         }),
         chaos: args.chaos.clone(),
+        max_failures_listed: if args.html.is_some() {
+            HTML_FAILURES
+        } else {
+            SimOptions::default().max_failures_listed
+        },
         ..SimOptions::default()
     }
 }
@@ -194,10 +275,20 @@ fn run_chaos(
     let mut failed = 0u64;
     let mut text = String::new();
     let mut sink = args.out.sink()?;
+    let verbosity = logs::verbosity();
+    let mut held_total = logs::Held::default();
     for seed in args.seed..args.seed.saturating_add(args.seeds) {
-        let bar = progress_bar();
+        let bar = progress_bar(verbosity);
         let options = options(args, plan.clone(), seed, bar.as_ref());
-        let result = runtime.block_on(simulate(topology, options));
+        let (result, held) = with_logs(verbosity, bar.as_ref(), || {
+            runtime.block_on(simulate(topology, options))
+        });
+        held_total.count += held.count;
+        for line in held.first {
+            if held_total.first.len() < logs::KEEP {
+                held_total.first.push(line);
+            }
+        }
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -205,7 +296,8 @@ fn run_chaos(
             Ok(outcome) => {
                 write_report(args, &outcome)?;
                 let chaos = outcome.chaos.clone().unwrap_or_default();
-                if args.seeds == 1 && !args.out.is_json() {
+                write_html(args, topology, &outcome)?;
+                if args.seeds == 1 && !args.out.is_json() && verbosity != Verbosity::Quiet {
                     text.push_str(&summary(&outcome));
                 }
                 failed += u64::from(!outcome.passed());
@@ -231,13 +323,20 @@ fn run_chaos(
                 format!("seed {seed}: FAIL, the simulation did not finish: {e}\n")
             }
         };
-        if !args.out.is_json() {
+        if !args.out.is_json() && verbosity != Verbosity::Quiet {
             // One line per run as it ends, so a long series shows progress.
             sink.line(line.trim_end());
         }
     }
     if args.out.is_json() {
         text = serde_json::to_string_pretty(&total)? + "\n";
+    } else if verbosity == Verbosity::Quiet {
+        text = format!(
+            "{}: {} of {} runs passed\n",
+            if failed == 0 { "PASS" } else { "FAIL" },
+            total.runs - failed,
+            total.runs
+        );
     } else {
         text.push_str(&total.summary());
         text.push_str(&format!(
@@ -248,6 +347,9 @@ fn run_chaos(
         ));
     }
     sink.line(text.trim_end());
+    if verbosity != Verbosity::Quiet {
+        eprint!("{}", held_total.summary());
+    }
     Ok(if failed == 0 && total.violations.is_empty() {
         Status::Success
     } else {
@@ -255,8 +357,8 @@ fn run_chaos(
     })
 }
 
-fn progress_bar() -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
+fn progress_bar(verbosity: Verbosity) -> Option<indicatif::ProgressBar> {
+    if verbosity == Verbosity::Quiet || !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(0);
@@ -280,8 +382,24 @@ fn update(bar: &indicatif::ProgressBar, p: &Progress) {
     bar.set_prefix(format!("{} handshakes, {} failed", p.handshakes, p.failed));
 }
 
-/// The short text summary.
+/// The last line of the summary, alone with `--quiet`.
+fn verdict_line(outcome: &SimOutcome) -> String {
+    let r = &outcome.report;
+    format!(
+        "{}: {} undeclared failures, all_new {}\n",
+        if outcome.passed() { "PASS" } else { "FAIL" },
+        r.failed_undeclared,
+        r.all_new
+    )
+}
+
+/// The short text summary, listing the first few failures.
 pub fn summary(outcome: &SimOutcome) -> String {
+    summary_listing(outcome, SUMMARY_FAILURES)
+}
+
+/// The short text summary, listing at most `listed` failures.
+pub fn summary_listing(outcome: &SimOutcome, listed: usize) -> String {
     let r = &outcome.report;
     let mut out = String::new();
     let v = &outcome.verdict;
@@ -317,8 +435,17 @@ pub fn summary(outcome: &SimOutcome) -> String {
         r.nodes_on_new_only, r.old_key_refused, r.old_key_checks, r.final_failed
     ));
     if !r.failures.is_empty() {
-        out.push_str(&format!("failures (first {}):\n", r.failures.len()));
-        for f in &r.failures {
+        let shown = r.failures.len().min(listed);
+        out.push_str(&format!(
+            "failures (first {shown} of {}{}):\n",
+            r.handshakes_failed,
+            if shown < r.handshakes_failed as usize {
+                "; -v, --report FILE or --html FILE list more"
+            } else {
+                ""
+            }
+        ));
+        for f in r.failures.iter().take(shown) {
             out.push_str(&format!(
                 "  {} -> {}{} during {}: {}\n",
                 f.client,
@@ -329,11 +456,6 @@ pub fn summary(outcome: &SimOutcome) -> String {
             ));
         }
     }
-    out.push_str(&format!(
-        "{}: {} undeclared failures, all_new {}\n",
-        if outcome.passed() { "PASS" } else { "FAIL" },
-        r.failed_undeclared,
-        r.all_new
-    ));
+    out.push_str(&verdict_line(outcome));
     out
 }

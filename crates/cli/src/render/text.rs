@@ -13,7 +13,7 @@ use std::fmt::Write;
 
 use rollover_core::{Figures, Fleet, Plan, Topology, Verdict};
 
-use super::dot::foreign_links;
+use super::view::foreign_links;
 
 /// Wave lines are wrapped before this width (steps are never split).
 const WIDTH: usize = 100;
