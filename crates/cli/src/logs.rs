@@ -221,7 +221,7 @@ mod tests {
         sink.hold();
         for i in 0..10 {
             let mut w = sink.make_writer();
-            write!(w, "WARN line {i}\n").unwrap();
+            writeln!(w, "WARN line {i}").unwrap();
         }
         let held = sink.release();
         assert_eq!(held.count, 10);

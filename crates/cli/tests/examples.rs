@@ -372,9 +372,8 @@ fn dot_has_one_edge_per_rotated_link() {
                 rest.split(' ').next().unwrap().parse().unwrap()
             })
             .unwrap_or(0);
-        assert_eq!(
-            dot.lines().any(|l| l.starts_with("  \"@executor\" -> ")),
-            false,
+        assert!(
+            !dot.lines().any(|l| l.starts_with("  \"@executor\" -> ")),
             "{example}: no executor edge by default"
         );
         assert_eq!(rotated.len() + collapsed, links, "{example}");

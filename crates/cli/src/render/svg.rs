@@ -74,12 +74,14 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// Per wave: the count of each action, in drawing order (rank, name).
+type WaveCounts = Vec<BTreeMap<(usize, &'static str), (Action, usize)>>;
+
 /// The waves as columns: a stacked bar of the steps of each action in the wave, its
 /// count, and below it the failed handshakes attributed to the wave.
 pub fn timeline(view: &View<'_>, marks: &[Mark]) -> String {
     let waves = view.waves.max(1) as usize;
-    let mut counts: Vec<BTreeMap<(usize, &'static str), (Action, usize)>> =
-        vec![BTreeMap::new(); waves];
+    let mut counts: WaveCounts = vec![BTreeMap::new(); waves];
     for node in &view.nodes {
         for &(action, wave) in &node.steps {
             if let Some(c) = counts.get_mut(wave as usize) {
