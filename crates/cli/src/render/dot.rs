@@ -259,7 +259,7 @@ mod tests {
         let dot = render(FLEET, &DotOptions::default());
         assert!(!dot.contains("\"@executor\" ->"), "{dot}");
         assert!(
-            dot.contains("\"@executor\" [shape=note, peripheries=2, label=\"@executor\\nclient of every target: 4 link(s)"),
+            dot.contains("\"@executor\" [shape=note, peripheries=2, label=\"@executor\\nclient of every target: 3 link(s)"),
             "{dot}"
         );
         let focused = render(
@@ -269,7 +269,7 @@ mod tests {
                 depth: 1,
             },
         );
-        assert_eq!(focused.matches("\"@executor\" ->").count(), 4, "{focused}");
+        assert_eq!(focused.matches("\"@executor\" ->").count(), 3, "{focused}");
     }
 
     #[test]
