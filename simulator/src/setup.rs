@@ -246,6 +246,7 @@ impl AgentSlot {
                 data_listen: self.data_addr,
                 control_listen: self.control_addr,
                 control: self.control.clone(),
+                limits: rollover_agent::DEFAULT_LIMITS,
             })
             .await;
             match started {
@@ -351,6 +352,7 @@ pub async fn start_fleet(
                     data_listen: loopback,
                     control_listen: loopback,
                     control: control_creds.clone(),
+                    limits: rollover_agent::DEFAULT_LIMITS,
                 })
                 .await
                 .map_err(|e| SimError::Setup(e.to_string()))?;

@@ -24,7 +24,10 @@ mod run;
 mod service;
 mod store;
 
-pub use agent::{Agent, AgentConfig, AgentHandle, AgentMetrics, ControlCreds, SHUTDOWN_GRACE};
+pub use agent::{
+    Agent, AgentConfig, AgentHandle, AgentMetrics, ControlCreds, DEFAULT_LIMITS, SHUTDOWN_GRACE,
+};
+pub use rollover_transport::ServerLimits;
 pub use bootstrap::{
     bootstrap, bootstrap_control, has_control_credentials, is_bootstrapped, single_root_credentials,
 };
