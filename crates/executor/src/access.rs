@@ -24,8 +24,8 @@ use tonic::{Request, Status};
 pub enum Role {
     /// Read rotations: GetRotation, ListRotations, WatchRotation.
     Reader,
-    /// Start and steer rotations: StartRotation, Pause, Resume, Abort, Rollback (and
-    /// everything a reader may).
+    /// Start and steer rotations: StartRotation, Pause, Resume, Abort, Rollback,
+    /// CheckFleet (and everything a reader may).
     Operator,
 }
 
