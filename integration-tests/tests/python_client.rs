@@ -155,7 +155,7 @@ fn a_python_grpcio_client_lists_services_and_runs_a_rotation() {
         .expect("python runs");
         executor.shutdown();
         executor_server.stop().await;
-        for mut agent in agents {
+        for agent in agents {
             agent.shutdown().await;
         }
         planner.stop().await;

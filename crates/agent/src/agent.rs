@@ -17,7 +17,6 @@ use rollover_transport::{
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::Server;
 
 use crate::export::{Export, exported_identity};
 use crate::node::{CsrKey, CsrLabel, NodeData, Outcome, StepRequest};

@@ -31,7 +31,7 @@ fn cut(value: &str, chars: usize) -> String {
 pub fn clip(message: &str) -> String {
     let mut out = String::with_capacity(message.len().min(MESSAGE_CHARS + 4));
     let mut word = String::new();
-    let mut flush = |word: &mut String, out: &mut String| {
+    let flush = |word: &mut String, out: &mut String| {
         out.push_str(&excerpt(word));
         word.clear();
     };
