@@ -567,6 +567,10 @@ impl Executor {
                 if finished.is_some_and(|e| matches!(e.event, Some(Event::Finished(_)))) {
                     return;
                 }
+                // Over, and asked for events past the next one: none will come.
+                if last + 1 < next && rotation.snapshot().meta.state.is_terminal() {
+                    return;
+                }
             }
             loop {
                 match live.recv().await {
