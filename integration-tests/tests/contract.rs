@@ -314,12 +314,17 @@ fn request_id_deduplicates_across_restarts_and_list_pages() {
         assert!(missing.message().starts_with("rotation_id:"), "{missing:?}");
         assert!(missing.message().len() < 300, "{}", missing.message().len());
 
-        // Four more rotations; pages of two, newest first, no repeats.
+        // Four more rotations, each after the one before has ended (one active rotation
+        // per CA); pages of two, newest first, no repeats.
+        let mut last = first.rotation_id.clone();
         for _ in 0..4 {
-            client
+            bounded("the previous rotation ends", LIMIT, ended(&mut client, &last)).await;
+            last = client
                 .start_rotation(start_request("", 0))
                 .await
-                .expect("start");
+                .expect("start")
+                .into_inner()
+                .rotation_id;
             // Creation times are in milliseconds: keep them apart.
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -404,6 +409,35 @@ fn request_id_deduplicates_across_restarts_and_list_pages() {
         executor.shutdown();
         planner.stop().await;
     });
+}
+
+/// Waits until rotation `id` is in a terminal state (the fleet's agents are unreachable,
+/// so with quick retries it fails soon).
+async fn ended(client: &mut ExecutorServiceClient<Channel>, id: &str) {
+    loop {
+        let status = client
+            .get_rotation(v1::GetRotationRequest {
+                rotation_id: id.into(),
+                include_plan: false,
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .rotation
+            .expect("rotation");
+        let terminal = [
+            v1::RotationState::Succeeded,
+            v1::RotationState::Failed,
+            v1::RotationState::Aborted,
+            v1::RotationState::RolledBack,
+        ]
+        .iter()
+        .any(|s| *s as i32 == status.state);
+        if terminal {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Sends `body` as the request of `path` without encoding anything.

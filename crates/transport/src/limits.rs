@@ -263,10 +263,11 @@ mod tests {
                 let _ = tx.send(conn).await;
             }
         });
-        let mut kept = Vec::new();
+        let (mut kept, mut served) = (Vec::new(), Vec::new());
         for _ in 0..2 {
             kept.push(TcpStream::connect(addr).await.unwrap());
-            rx.recv().await.expect("accepted");
+            // The server side holds its permit until dropped: keep it.
+            served.push(rx.recv().await.expect("accepted"));
         }
         let mut third = TcpStream::connect(addr).await.unwrap();
         let mut rest = Vec::new();
@@ -274,6 +275,6 @@ mod tests {
             .await
             .expect("the third connection is closed at once");
         assert!(read.map(|n| n == 0).unwrap_or(true));
-        drop(kept);
+        drop((kept, served));
     }
 }
