@@ -123,7 +123,10 @@ async fn every_method(
     vec![
         (
             "StartRotation",
-            client().start_rotation(start_request("", 0)).await.map(drop),
+            client()
+                .start_rotation(start_request("", 0))
+                .await
+                .map(drop),
         ),
         ("WatchRotation", watch.await),
         (
@@ -180,6 +183,15 @@ async fn every_method(
                 .await
                 .map(drop),
         ),
+        (
+            "CheckFleet",
+            client()
+                .check_fleet(v1::CheckFleetRequest {
+                    topology: start_request("", 0).topology,
+                })
+                .await
+                .map(drop),
+        ),
     ]
 }
 
@@ -214,7 +226,7 @@ fn operators_steer_readers_read_strangers_nothing() {
                 every_method(&addr, &creds(caller, &ops_ca), &rotation_id),
             )
             .await;
-            assert_eq!(results.len(), 8, "every Executor method is called");
+            assert_eq!(results.len(), 9, "every Executor method is called");
             for (method, result) in results {
                 let allowed = match caller {
                     "alice" => true,
@@ -284,7 +296,10 @@ fn request_id_deduplicates_across_restarts_and_list_pages() {
             .await
             .expect("retry")
             .into_inner();
-        assert_eq!(again.rotation_id, first.rotation_id, "a retry is the same rotation");
+        assert_eq!(
+            again.rotation_id, first.rotation_id,
+            "a retry is the same rotation"
+        );
         assert!(again.deduplicated);
         assert_eq!(again.plan, first.plan);
 
@@ -318,7 +333,12 @@ fn request_id_deduplicates_across_restarts_and_list_pages() {
         // per CA); pages of two, newest first, no repeats.
         let mut last = first.rotation_id.clone();
         for _ in 0..4 {
-            bounded("the previous rotation ends", LIMIT, ended(&mut client, &last)).await;
+            bounded(
+                "the previous rotation ends",
+                LIMIT,
+                ended(&mut client, &last),
+            )
+            .await;
             last = client
                 .start_rotation(start_request("", 0))
                 .await

@@ -74,9 +74,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_tls(router, listener, agent.credentials(), &rollover_agent::DEFAULT_LIMITS, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve_tls(
+        router,
+        listener,
+        agent.credentials(),
+        &rollover_agent::DEFAULT_LIMITS,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     println!("billing serves gRPC over mTLS on {addr}");
 
     // A client node of the same CA calls it; it verifies the server as `billing`.

@@ -8,7 +8,8 @@ use rollover_core::state::Mode;
 use rollover_pki::{RootCa, Validity};
 
 use crate::{
-    Agent, AgentConfig, AgentError, ControlCreds, Export, ServerLimits, bootstrap, bootstrap_control, store,
+    Agent, AgentConfig, AgentError, ControlCreds, Export, ServerLimits, bootstrap,
+    bootstrap_control, store,
 };
 
 /// The arguments of `rollover agent --id ID --mode bundle|atomic --listen ADDR

@@ -146,12 +146,11 @@ async fn huge_plan(addr: &str, text_len: u64) -> (String, String, u64) {
             body.reserve_capacity(chunk.len());
             let mut chunk = chunk;
             while !chunk.is_empty() {
-                let capacity =
-                    match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
-                        Some(Ok(c)) => c,
-                        // The server answered and reset the stream: stop sending.
-                        _ => return sent,
-                    };
+                let capacity = match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
+                    Some(Ok(c)) => c,
+                    // The server answered and reset the stream: stop sending.
+                    _ => return sent,
+                };
                 let part = chunk.split_to(capacity.min(chunk.len()));
                 sent += part.len() as u64;
                 let last = chunk.is_empty() && left == 0 && pending.is_empty();
@@ -164,8 +163,7 @@ async fn huge_plan(addr: &str, text_len: u64) -> (String, String, u64) {
     });
     let response = response.await.expect("an answer");
     let header = |map: &tonic::codegen::http::HeaderMap, name: &str| {
-        map.get(name)
-            .map(|v| v.to_str().unwrap_or("?").to_string())
+        map.get(name).map(|v| v.to_str().unwrap_or("?").to_string())
     };
     let (mut code, mut message) = (
         header(response.headers(), "grpc-status"),

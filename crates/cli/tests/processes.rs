@@ -238,7 +238,12 @@ fn a_rotation_through_mtls_services() {
             &path("demo-root.pem"),
         ]);
         executor.extend(tls("executor", "--client-ca"));
-        executor.extend(strings(&["--operators", "operator", "--readers", "auditor"]));
+        executor.extend(strings(&[
+            "--operators",
+            "operator",
+            "--readers",
+            "auditor",
+        ]));
         children.spawn("executor", &executor);
         for (i, (id, mode)) in [("a", "bundle"), ("m", "atomic")].iter().enumerate() {
             children.spawn(

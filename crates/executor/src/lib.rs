@@ -35,9 +35,9 @@ use std::time::Duration;
 
 use rollover_core::{Fleet, Plan, PlanOrder, Topology, Verdict};
 use rollover_pki::{KeyAlg, LiveCredentials};
-use rollover_transport::ServerLimits;
 use rollover_proto::v1::executor_service_server::ExecutorServiceServer;
 use rollover_proto::v1::planner_service_client::PlannerServiceClient;
+use rollover_transport::ServerLimits;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 use tonic::transport::Channel;

@@ -14,9 +14,9 @@ mod service;
 use std::future::Future;
 
 use rollover_proto::v1::planner_service_server::{PlannerServiceServer, SERVICE_NAME};
+use rollover_transport::ServerLimits;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use rollover_transport::ServerLimits;
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 

@@ -74,7 +74,10 @@ impl ServerLimits {
     /// `incoming` with at most [`Self::max_connections`] connections open at once
     /// (an excess one is dropped, which closes it) and each closed after
     /// [`Self::idle_timeout`] without traffic.
-    pub fn guard<S, E, I>(&self, incoming: I) -> impl Stream<Item = Result<Guarded<S>, E>> + use<S, E, I>
+    pub fn guard<S, E, I>(
+        &self,
+        incoming: I,
+    ) -> impl Stream<Item = Result<Guarded<S>, E>> + use<S, E, I>
     where
         S: AsyncRead + AsyncWrite + Unpin,
         I: Stream<Item = Result<S, E>>,

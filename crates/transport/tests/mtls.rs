@@ -255,7 +255,9 @@ async fn plaintext_is_loopback_only() {
         &[rollover_proto::v1::agent_service_server::SERVICE_NAME],
     )
     .unwrap();
-    let err = serve_plain(router, listener, &LIMITS, async {}).await.unwrap_err();
+    let err = serve_plain(router, listener, &LIMITS, async {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, TransportError::NotLoopback { .. }), "{err}");
 }
 
