@@ -107,11 +107,10 @@ impl Access {
             )));
         };
         let has = self.role_of(&caller);
-        let allowed = match (has, needs) {
-            (Some(Role::Operator), _) => true,
-            (Some(Role::Reader), Role::Reader) => true,
-            _ => false,
-        };
+        let allowed = matches!(
+            (has, needs),
+            (Some(Role::Operator), _) | (Some(Role::Reader), Role::Reader)
+        );
         if allowed {
             return Ok(());
         }

@@ -113,7 +113,7 @@ pub enum ServeArgs {
     Planner(PlannerArgs),
     /// Serve the Executor (run and watch rotations across agents).
     #[command(long_about = EXECUTOR_LONG_ABOUT, after_help = EXECUTOR_EXAMPLES)]
-    Executor(ExecutorArgs),
+    Executor(Box<ExecutorArgs>),
 }
 
 /// Arguments of `rollover serve planner`.
