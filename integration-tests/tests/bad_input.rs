@@ -2015,6 +2015,7 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
                             issued_leaf_der: leaf.get(&p.certs).1.clone(),
                             old_root_fingerprint: old_root.get(&p.fingerprints).clone(),
                             undo,
+                            ..Default::default()
                         };
                         c.apply_step(request).await.map(drop)
                     }
@@ -2042,6 +2043,7 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
                 issued_leaf_der: cert.clone(),
                 old_root_fingerprint: old.fingerprint(),
                 undo: false,
+                ..Default::default()
             }
             .encode_to_vec()
         })

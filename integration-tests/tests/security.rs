@@ -747,6 +747,7 @@ async fn state_files_are_owner_only() {
                 issued_leaf_der: leaf.to_vec(),
                 old_root_fingerprint: old.fingerprint(),
                 undo: false,
+                ..Default::default()
             })
             .await
             .expect("stage")
@@ -826,11 +827,14 @@ fn no_rpc_message_type_can_carry_a_private_key() {
     let set =
         FileDescriptorSet::decode(rollover_proto::FILE_DESCRIPTOR_SET).expect("descriptor set");
     let messages = reachable(&set);
-    // The only bytes on the wire: a CSR and certificates, each DER.
+    // The only bytes on the wire: a CSR and certificates, each DER (the bridges of
+    // MODEL §11 are CA certificates; their keys stay with the executor).
     let allowed = [
         ".rollover.v1.CreateCsrResponse.csr_der",
         ".rollover.v1.ApplyStepRequest.new_root_der",
         ".rollover.v1.ApplyStepRequest.issued_leaf_der",
+        ".rollover.v1.ApplyStepRequest.bridge_new_der",
+        ".rollover.v1.ApplyStepRequest.bridge_old_der",
     ];
     let mut bytes_fields = Vec::new();
     for (name, message) in &messages {

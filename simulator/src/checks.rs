@@ -1,7 +1,7 @@
 //! The end-of-rotation checks behind `all_new`: with the old root withdrawn
 //! everywhere, every link still handshakes; every node trusts, holds and presents
-//! only certificates of one new root; and a client holding only an old-root leaf is
-//! refused by every node.
+//! only certificates of one new root and sends no bridge (MODEL §11); and a client
+//! holding only an old-root leaf is refused by every node.
 
 use std::time::Duration;
 
@@ -71,7 +71,7 @@ pub async fn new_only(fleet: &Fleet, sim: &SimFleet) -> Result<FinalChecks, SimE
             && state.client_roots.len() == 1
             && state.server_roots[0] == state.client_roots[0]
             && state.server_roots[0] != old;
-        if one_root && leaves_new {
+        if one_root && leaves_new && state.sent_bridges.is_empty() {
             checks.nodes_on_new_only += 1;
             new_roots.insert(state.server_roots[0].clone());
         }
@@ -88,6 +88,7 @@ pub async fn new_only(fleet: &Fleet, sim: &SimFleet) -> Result<FinalChecks, SimE
         if !fps.is_empty()
             && fps.iter().all(|f| *f != old && new_roots.contains(f))
             && set.held.len() == 1
+            && set.sends.is_empty()
         {
             checks.nodes_on_new_only += 1;
         }

@@ -84,8 +84,11 @@ pub async fn simulate(topology: &Topology, options: SimOptions) -> Result<SimOut
         .chaos
         .as_ref()
         .map(|spec| Chaos::new(spec.clone(), options.seed, &sim));
+    // The executor holds the old root's key, as it would had it made that root in an
+    // earlier rotation: the bridge strategy signs `b_new` with it (MODEL §11).
+    let root_keys = vec![sim.old_root.clone()];
     let mut services = match &chaos {
-        None => Services::start(&dir, sim.executor_creds.clone()).await?,
+        None => Services::start(&dir, sim.executor_creds.clone(), root_keys).await?,
         Some(chaos) => {
             // The executor's normal connector, behind the fault injector.
             let normal = Arc::new(rollover_executor::GrpcConnector::tls(
@@ -95,6 +98,7 @@ pub async fn simulate(topology: &Topology, options: SimOptions) -> Result<SimOut
             Services::start_with(
                 &dir,
                 sim.executor_creds.clone(),
+                root_keys,
                 Some(connector),
                 Some(CHAOS_RETRY),
             )

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rollover_executor::{
     AgentConnector, Executor, ExecutorConfig, RedbJournal, RetryPolicy, ServeOptions,
 };
-use rollover_pki::LiveCredentials;
+use rollover_pki::{LiveCredentials, RootCa};
 use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -37,6 +37,7 @@ struct Reopen {
     dir: PathBuf,
     planner_addr: SocketAddr,
     creds: Arc<LiveCredentials>,
+    root_keys: Vec<Arc<RootCa>>,
     connector: Option<Arc<dyn AgentConnector>>,
     retry: Option<RetryPolicy>,
 }
@@ -47,6 +48,7 @@ impl Reopen {
             .planner_url(&self.planner_addr.to_string())
             .map_err(|e| SimError::Setup(e.to_string()))?;
         config.own_creds = Some(self.creds.clone());
+        config.root_keys = self.root_keys.clone();
         config.connector = self.connector.clone();
         if let Some(retry) = self.retry {
             config.retry = retry;
@@ -97,8 +99,9 @@ impl Services {
     pub async fn start(
         dir: &Path,
         executor_creds: Arc<LiveCredentials>,
+        root_keys: Vec<Arc<RootCa>>,
     ) -> Result<Services, SimError> {
-        Self::start_with(dir, executor_creds, None, None).await
+        Self::start_with(dir, executor_creds, root_keys, None, None).await
     }
 
     /// [`Services::start`] with the executor reaching agents through `connector` (its
@@ -106,6 +109,7 @@ impl Services {
     pub async fn start_with(
         dir: &Path,
         executor_creds: Arc<LiveCredentials>,
+        root_keys: Vec<Arc<RootCa>>,
         connector: Option<Arc<dyn AgentConnector>>,
         retry: Option<RetryPolicy>,
     ) -> Result<Services, SimError> {
@@ -125,6 +129,7 @@ impl Services {
             dir: dir.to_path_buf(),
             planner_addr,
             creds: executor_creds,
+            root_keys,
             connector,
             retry,
         };

@@ -98,6 +98,8 @@ pub struct AgentSlot {
     data_addr: SocketAddr,
     control_addr: SocketAddr,
     control: ControlCreds,
+    /// Whether the node builds chains (topology `chains`, MODEL §11).
+    chains: bool,
     running: Mutex<Option<AgentHandle>>,
     /// The live credentials of the latest incarnation (kept while it is down).
     creds: Mutex<Arc<LiveCredentials>>,
@@ -110,7 +112,7 @@ pub struct AgentSlot {
 const REBIND_DEADLINE: Duration = Duration::from_secs(10);
 
 impl AgentSlot {
-    fn new(handle: AgentHandle, state_dir: PathBuf, control: ControlCreds) -> Self {
+    fn new(handle: AgentHandle, state_dir: PathBuf, control: ControlCreds, chains: bool) -> Self {
         AgentSlot {
             id: handle.id().to_string(),
             mode: handle.mode(),
@@ -118,6 +120,7 @@ impl AgentSlot {
             data_addr: handle.data_addr(),
             control_addr: handle.control_addr(),
             control,
+            chains,
             creds: Mutex::new(handle.credentials()),
             running: Mutex::new(Some(handle)),
             holds: Mutex::default(),
@@ -247,6 +250,7 @@ impl AgentSlot {
                 control_listen: self.control_addr,
                 control: self.control.clone(),
                 limits: rollover_agent::DEFAULT_LIMITS,
+                chains: self.chains,
             })
             .await;
             match started {
@@ -325,6 +329,7 @@ pub async fn start_fleet(
                 continue;
             }
             let mode = fleet.mode(*ix);
+            let chains = fleet.chains[*ix as usize];
             let state_dir = dir.join("agents").join(format!("{ix}"));
             let (root, control) = (old_root.clone(), control_root.clone());
             let id = id.clone();
@@ -353,10 +358,11 @@ pub async fn start_fleet(
                     control_listen: loopback,
                     control: control_creds.clone(),
                     limits: rollover_agent::DEFAULT_LIMITS,
+                    chains,
                 })
                 .await
                 .map_err(|e| SimError::Setup(e.to_string()))?;
-                Ok::<_, SimError>(AgentSlot::new(handle, state_dir, control_creds))
+                Ok::<_, SimError>(AgentSlot::new(handle, state_dir, control_creds, chains))
             })));
         }
         for task in starting {

@@ -56,6 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         control_listen: "127.0.0.1:0".parse()?,
         control: ControlCreds::Rotated,
         limits: rollover_agent::DEFAULT_LIMITS,
+        chains: true,
     })
     .await?;
     println!(

@@ -56,6 +56,9 @@ pub struct AgentConfig {
     pub control: ControlCreds,
     /// What one caller may cost the control server ([`DEFAULT_LIMITS`]).
     pub limits: ServerLimits,
+    /// Whether the node builds chains (topology `chains`, default true): when false
+    /// it neither sends bridges nor verifies a peer through one (MODEL §11).
+    pub chains: bool,
 }
 
 /// The control server's default limits: requests up to 4 MiB (the largest, ApplyStep,
@@ -238,7 +241,7 @@ impl Inner {
 }
 
 fn machine_state(node: &NodeData) -> String {
-    crate::machine::state(node.mode, node.done()).to_string()
+    node.state().to_string()
 }
 
 async fn persist(dir: &std::path::Path, node: NodeData) -> Result<(), AgentError> {
@@ -279,7 +282,8 @@ impl Agent {
             blocking(move || check.check()).await?;
         }
         let dir = config.state_dir.clone();
-        let node = blocking(move || store::load_node(&dir)).await?;
+        let mut node = blocking(move || store::load_node(&dir)).await?;
+        node.chains = config.chains;
         if node.id != config.id {
             return Err(AgentError::ConfigMismatch(format!(
                 "id {:?} given, but {} holds node {:?}",

@@ -1,13 +1,15 @@
-//! The agent's step state machine (MODEL §3), pure: which step may come next, which
-//! one may be undone, and which [`CredentialSet`] a node holds after its first `done`
-//! steps, built from its old and new generation.
+//! The agent's step state machine (MODEL §3, with the `bridge`/`unbridge` steps of
+//! §11), pure: which step may come next, which one may be undone, and which
+//! [`CredentialSet`] a node holds after its first `done` steps, built from its old and
+//! new generation and the rotation's bridges.
 //!
-//! The state table itself is core's ([`Mode::state_after`]); this module only turns
-//! its root sets into certificates and keys, so the agent and the verifier can never
-//! disagree on what a step means.
+//! A rotation is *bridged* when its first step is `bridge`; its steps are then the
+//! mode's wrapped in `bridge` and `unbridge`. The state table itself is core's
+//! ([`Profile::state_after`]); this module only turns its root sets into certificates
+//! and keys, so the agent and the verifier can never disagree on what a step means.
 
-use rollover_core::state::{Action, Mode, NodeState, Root, RootSet};
-use rollover_pki::{CertificateDer, CredentialSet, HeldLeaf};
+use rollover_core::state::{Action, Mode, NodeState, Profile, Root, RootSet};
+use rollover_pki::{Bridges, CertificateDer, CredentialSet, HeldLeaf};
 
 /// One generation of the rotated CA as a node holds it: the root and the node's own
 /// leaf from it (with the node's key).
@@ -49,9 +51,9 @@ pub enum StepError {
     /// A state that needs the new generation, without one.
     #[error("no new generation to use for {0}")]
     NoNewGeneration(NodeState),
-    /// A `bridge` or `unbridge` step (MODEL §11), which this agent cannot take yet.
-    #[error("{0} steps (the bridge strategy) are not supported by this agent yet")]
-    BridgeUnsupported(Action),
+    /// A state that sends bridges, without them.
+    #[error("no bridges to send in {0}")]
+    NoBridges(NodeState),
 }
 
 fn next_text(next: Option<Action>) -> String {
@@ -68,27 +70,41 @@ fn last_text(last: Option<Action>) -> String {
     }
 }
 
+/// The steps of a node of `mode` in a rotation, bridged or not.
+pub fn steps(mode: Mode, bridged: bool) -> &'static [Action] {
+    Profile::of(mode).steps(bridged)
+}
+
 /// The node's next step after its first `done` steps (`None` once all are done).
-pub fn next_action(mode: Mode, done: usize) -> Option<Action> {
-    mode.steps().get(done).copied()
+pub fn next_action(mode: Mode, bridged: bool, done: usize) -> Option<Action> {
+    steps(mode, bridged).get(done).copied()
 }
 
 /// The node's last applied step after its first `done` steps.
-pub fn last_action(mode: Mode, done: usize) -> Option<Action> {
+pub fn last_action(mode: Mode, bridged: bool, done: usize) -> Option<Action> {
     done.checked_sub(1)
-        .and_then(|i| mode.steps().get(i))
+        .and_then(|i| steps(mode, bridged).get(i))
         .copied()
 }
 
+/// A step of the other mode is refused whatever the order (`bridge` and `unbridge`
+/// belong to both).
+fn check_mode(mode: Mode, action: Action) -> Result<(), StepError> {
+    match action.mode() {
+        Some(m) if m != mode => Err(StepError::WrongMode { mode, action }),
+        _ => Ok(()),
+    }
+}
+
 /// Checks that `action` is the node's next step; returns the new number of steps done.
-pub fn check_apply(mode: Mode, done: usize, action: Action) -> Result<usize, StepError> {
-    if action.is_bridge() {
-        return Err(StepError::BridgeUnsupported(action));
-    }
-    if action.mode() != Some(mode) {
-        return Err(StepError::WrongMode { mode, action });
-    }
-    let next = next_action(mode, done);
+pub fn check_apply(
+    mode: Mode,
+    bridged: bool,
+    done: usize,
+    action: Action,
+) -> Result<usize, StepError> {
+    check_mode(mode, action)?;
+    let next = next_action(mode, bridged, done);
     if next != Some(action) {
         return Err(StepError::OutOfOrder { action, next });
     }
@@ -97,31 +113,35 @@ pub fn check_apply(mode: Mode, done: usize, action: Action) -> Result<usize, Ste
 
 /// Checks that `action` is the node's last applied step; returns the new number of
 /// steps done (the state before that step).
-pub fn check_undo(mode: Mode, done: usize, action: Action) -> Result<usize, StepError> {
-    if action.is_bridge() {
-        return Err(StepError::BridgeUnsupported(action));
-    }
-    if action.mode() != Some(mode) {
-        return Err(StepError::WrongMode { mode, action });
-    }
-    let last = last_action(mode, done);
+pub fn check_undo(
+    mode: Mode,
+    bridged: bool,
+    done: usize,
+    action: Action,
+) -> Result<usize, StepError> {
+    check_mode(mode, action)?;
+    let last = last_action(mode, bridged, done);
     if last != Some(action) {
         return Err(StepError::NotLast { action, last });
     }
     Ok(done - 1)
 }
 
-/// MODEL §3's state of a node of `mode` after its first `done` steps.
-pub fn state(mode: Mode, done: usize) -> NodeState {
-    mode.state_after(done)
+/// MODEL §3's (and §11's) state of a node of `mode` after its first `done` steps.
+pub fn state(mode: Mode, bridged: bool, done: usize) -> NodeState {
+    Profile::of(mode).state_after(bridged, done)
 }
 
 /// The credentials of a node in `state`: `t_srv`, `t_cli` and `held` list the old
-/// generation before the new one; `presents` points at the leaf of `state.presents`.
+/// generation before the new one; `presents` points at the leaf of `state.presents`;
+/// `sends` lists `b_new` before `b_old`. `chains` is whether the node builds chains
+/// (the agent's configuration).
 pub fn credential_set(
     state: NodeState,
     old: &Generation,
     new: Option<&Generation>,
+    bridges: Option<&Bridges>,
+    chains: bool,
 ) -> Result<CredentialSet, StepError> {
     let pick = |root: Root| match root {
         Root::Old => Ok(old),
@@ -149,7 +169,16 @@ pub fn credential_set(
             .map(|g| g.leaf.clone())
             .collect(),
         presents: held_roots.iter().position(|r| *r == state.presents),
-        ..CredentialSet::default()
+        sends: match (state.sends.is_empty(), bridges) {
+            (true, _) => Vec::new(),
+            (false, None) => return Err(StepError::NoBridges(state)),
+            (false, Some(b)) => [(Root::New, &b.b_new), (Root::Old, &b.b_old)]
+                .into_iter()
+                .filter(|(r, _)| state.sends.contains(*r))
+                .map(|(_, cert)| cert.clone())
+                .collect(),
+        },
+        chains,
     })
 }
 
@@ -197,46 +226,46 @@ mod tests {
 
     #[test]
     fn steps_go_in_order_and_only_in_their_mode() {
-        assert_eq!(check_apply(Mode::Bundle, 0, Action::Stage), Ok(1));
-        assert_eq!(check_apply(Mode::Bundle, 1, Action::Present), Ok(2));
-        assert_eq!(check_apply(Mode::Bundle, 2, Action::Retire), Ok(3));
-        assert_eq!(check_apply(Mode::Atomic, 0, Action::Switch), Ok(1));
-        assert_eq!(check_apply(Mode::Atomic, 1, Action::Finalize), Ok(2));
+        assert_eq!(check_apply(Mode::Bundle, false, 0, Action::Stage), Ok(1));
+        assert_eq!(check_apply(Mode::Bundle, false, 1, Action::Present), Ok(2));
+        assert_eq!(check_apply(Mode::Bundle, false, 2, Action::Retire), Ok(3));
+        assert_eq!(check_apply(Mode::Atomic, false, 0, Action::Switch), Ok(1));
+        assert_eq!(check_apply(Mode::Atomic, false, 1, Action::Finalize), Ok(2));
 
-        let err = check_apply(Mode::Atomic, 0, Action::Stage).unwrap_err();
+        let err = check_apply(Mode::Atomic, false, 0, Action::Stage).unwrap_err();
         assert_eq!(err.to_string(), "atomic node cannot stage");
-        let err = check_apply(Mode::Bundle, 0, Action::Switch).unwrap_err();
+        let err = check_apply(Mode::Bundle, false, 0, Action::Switch).unwrap_err();
         assert_eq!(err.to_string(), "bundle node cannot switch");
-        let err = check_apply(Mode::Bundle, 0, Action::Present).unwrap_err();
+        let err = check_apply(Mode::Bundle, false, 0, Action::Present).unwrap_err();
         assert_eq!(
             err.to_string(),
             "present is out of order: the node's next step is stage"
         );
-        let err = check_apply(Mode::Bundle, 3, Action::Retire).unwrap_err();
+        let err = check_apply(Mode::Bundle, false, 3, Action::Retire).unwrap_err();
         assert_eq!(
             err.to_string(),
             "retire is out of order: the node has taken all its steps"
         );
-        assert!(check_apply(Mode::Bundle, 1, Action::Stage).is_err());
+        assert!(check_apply(Mode::Bundle, false, 1, Action::Stage).is_err());
     }
 
     #[test]
     fn only_the_last_step_can_be_undone() {
-        assert_eq!(check_undo(Mode::Bundle, 2, Action::Present), Ok(1));
-        assert_eq!(check_undo(Mode::Atomic, 2, Action::Finalize), Ok(1));
-        assert_eq!(check_undo(Mode::Atomic, 1, Action::Switch), Ok(0));
-        let err = check_undo(Mode::Bundle, 2, Action::Stage).unwrap_err();
+        assert_eq!(check_undo(Mode::Bundle, false, 2, Action::Present), Ok(1));
+        assert_eq!(check_undo(Mode::Atomic, false, 2, Action::Finalize), Ok(1));
+        assert_eq!(check_undo(Mode::Atomic, false, 1, Action::Switch), Ok(0));
+        let err = check_undo(Mode::Bundle, false, 2, Action::Stage).unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot undo stage: the node's last applied step is present"
         );
-        let err = check_undo(Mode::Bundle, 0, Action::Stage).unwrap_err();
+        let err = check_undo(Mode::Bundle, false, 0, Action::Stage).unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot undo stage: the node has applied no step"
         );
         assert!(matches!(
-            check_undo(Mode::Atomic, 1, Action::Stage),
+            check_undo(Mode::Atomic, false, 1, Action::Stage),
             Err(StepError::WrongMode { .. })
         ));
     }
@@ -246,7 +275,8 @@ mod tests {
         let (old_ca, new_ca) = (root(1), root(2));
         let (old, new) = (generation(&old_ca, "n"), generation(&new_ca, "n"));
         let expect = |mode: Mode, done: usize, want: [&[&str]; 3], presents: &str| {
-            let set = credential_set(state(mode, done), &old, Some(&new)).unwrap();
+            let set =
+                credential_set(state(mode, false, done), &old, Some(&new), None, true).unwrap();
             assert_eq!(named(&set.server_roots, &old_ca, &new_ca), want[0]);
             assert_eq!(named(&set.client_roots, &old_ca, &new_ca), want[1]);
             let held: Vec<_> = set
@@ -278,9 +308,9 @@ mod tests {
         expect(Mode::Atomic, 2, [n, n, n], "new");
 
         // Before the rotation, no new generation is needed; after the first step it is.
-        credential_set(state(Mode::Bundle, 0), &old, None).unwrap();
+        credential_set(state(Mode::Bundle, false, 0), &old, None, None, true).unwrap();
         assert!(matches!(
-            credential_set(state(Mode::Bundle, 1), &old, None),
+            credential_set(state(Mode::Bundle, false, 1), &old, None, None, true),
             Err(StepError::NoNewGeneration(_))
         ));
     }
@@ -288,31 +318,106 @@ mod tests {
     #[test]
     fn real_handshakes_between_states_follow_the_rule() {
         let (old_ca, new_ca) = (root(1), root(2));
-        let states: Vec<(Mode, usize)> = [Mode::Bundle, Mode::Atomic]
+        let bridges = Bridges::issue(&old_ca, &new_ca).unwrap();
+        // Every state of both modes, in plain and bridged rotations (MODEL §3, §11).
+        let states: Vec<(Mode, bool, usize)> = [Mode::Bundle, Mode::Atomic]
             .into_iter()
-            .flat_map(|m| (0..=m.steps().len()).map(move |d| (m, d)))
+            .flat_map(|m| [false, true].map(|b| (m, b)))
+            .flat_map(|(m, b)| (0..=steps(m, b).len()).map(move |d| (m, b, d)))
             .collect();
-        let node = |id: &str, mode: Mode, done: usize| {
+        let node = |id: &str, (mode, bridged, done): (Mode, bool, usize)| {
             let (old, new) = (generation(&old_ca, id), generation(&new_ca, id));
-            LiveCredentials::new(credential_set(state(mode, done), &old, Some(&new)).unwrap())
-                .unwrap()
+            let set = credential_set(
+                state(mode, bridged, done),
+                &old,
+                Some(&new),
+                Some(&bridges),
+                true,
+            )
+            .unwrap();
+            LiveCredentials::new(set).unwrap()
         };
-        let clients: Vec<_> = states.iter().map(|&(m, d)| node("c", m, d)).collect();
-        let servers: Vec<_> = states.iter().map(|&(m, d)| node("s", m, d)).collect();
+        let clients: Vec<_> = states.iter().map(|&st| node("c", st)).collect();
+        let servers: Vec<_> = states.iter().map(|&st| node("s", st)).collect();
         let mut outcomes = [0; 2];
-        for (ci, &(cm, cd)) in states.iter().enumerate() {
-            for (si, &(sm, sd)) in states.iter().enumerate() {
-                let want = handshake(state(cm, cd), state(sm, sd)).is_ok();
+        let mut through_bridges = 0;
+        for (ci, &(cm, cb, cd)) in states.iter().enumerate() {
+            for (si, &(sm, sb, sd)) in states.iter().enumerate() {
+                let (c, s) = (state(cm, cb, cd), state(sm, sb, sd));
+                let want = handshake(c, s).is_ok();
                 let got = handshake_in_memory(
                     clients[ci].client_config(),
                     servers[si].server_config(),
                     "s",
                 );
-                assert_eq!(got.is_ok(), want, "{cm}@{cd} -> {sm}@{sd}: {got:?}");
+                assert_eq!(
+                    got.is_ok(),
+                    want,
+                    "{cm}@{cd}{} -> {sm}@{sd}{}: {got:?}",
+                    if cb { " bridged" } else { "" },
+                    if sb { " bridged" } else { "" },
+                );
                 outcomes[usize::from(want)] += 1;
+                let unbridged = |st: NodeState| NodeState {
+                    sends: RootSet::EMPTY,
+                    ..st
+                };
+                through_bridges +=
+                    usize::from(want && handshake(unbridged(c), unbridged(s)).is_err());
             }
         }
         assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+        assert!(
+            through_bridges > 0,
+            "some handshakes must pass only through a bridge"
+        );
+    }
+
+    #[test]
+    fn bridged_rotations_wrap_the_mode_steps() {
+        use Action::*;
+        for (mode, first) in [(Mode::Bundle, Stage), (Mode::Atomic, Switch)] {
+            assert_eq!(check_apply(mode, true, 0, Bridge), Ok(1));
+            assert_eq!(check_apply(mode, true, 1, first), Ok(2));
+            let last = steps(mode, true).len() - 1;
+            assert_eq!(check_apply(mode, true, last, Unbridge), Ok(last + 1));
+            assert_eq!(check_undo(mode, true, last + 1, Unbridge), Ok(last));
+            assert_eq!(check_undo(mode, true, 1, Bridge), Ok(0));
+            let err = check_apply(mode, true, 0, first).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("{first} is out of order: the node's next step is bridge")
+            );
+            assert!(check_apply(mode, false, 0, Bridge).is_err());
+        }
+        let (old_ca, new_ca) = (root(1), root(2));
+        let bridges = Bridges::issue(&old_ca, &new_ca).unwrap();
+        let (old, new) = (generation(&old_ca, "n"), generation(&new_ca, "n"));
+        // After `bridge` the node sends both bridges and needs no new generation yet;
+        // after `unbridge` it sends none.
+        let set = credential_set(
+            state(Mode::Atomic, true, 1),
+            &old,
+            None,
+            Some(&bridges),
+            true,
+        )
+        .unwrap();
+        assert_eq!(set.sends, [bridges.b_new.clone(), bridges.b_old.clone()]);
+        let done = steps(Mode::Atomic, true).len();
+        let end = credential_set(
+            state(Mode::Atomic, true, done),
+            &old,
+            Some(&new),
+            None,
+            true,
+        )
+        .unwrap();
+        assert!(end.sends.is_empty());
+        assert!(matches!(
+            credential_set(state(Mode::Bundle, true, 1), &old, None, None, true),
+            Err(StepError::NoBridges(_))
+        ));
     }
 
     #[test]
@@ -321,11 +426,13 @@ mod tests {
         let (old, new) = (generation(&old_ca, "n"), generation(&new_ca, "n"));
         for mode in [Mode::Bundle, Mode::Atomic] {
             for (i, &action) in mode.steps().iter().enumerate() {
-                let done = check_apply(mode, i, action).unwrap();
-                let back = check_undo(mode, done, action).unwrap();
+                let done = check_apply(mode, false, i, action).unwrap();
+                let back = check_undo(mode, false, done, action).unwrap();
                 assert_eq!(back, i);
-                let before = credential_set(state(mode, i), &old, Some(&new)).unwrap();
-                let after_undo = credential_set(state(mode, back), &old, Some(&new)).unwrap();
+                let before =
+                    credential_set(state(mode, false, i), &old, Some(&new), None, true).unwrap();
+                let after_undo =
+                    credential_set(state(mode, false, back), &old, Some(&new), None, true).unwrap();
                 assert_eq!(
                     named(&before.server_roots, &old_ca, &new_ca),
                     named(&after_undo.server_roots, &old_ca, &new_ca)

@@ -3,17 +3,21 @@
 //! swaps into the live credentials.
 //!
 //! A node holds its `current` generation (root, leaf, key) and, during a rotation, the
-//! rotation's `new` generation and the ids of the steps applied so far. Its
-//! [`CredentialSet`] is derived from those by [`crate::machine`], so the live set is
-//! always exactly the MODEL §3 state of the steps done. The current generation is kept
-//! (unused once the rotation is complete) until the next rotation's first step, so
-//! every step, `retire` and `finalize` included, can be undone.
+//! rotation's `new` generation, its bridges (MODEL §11) and the ids of the steps
+//! applied so far. Its [`CredentialSet`] is derived from those by [`crate::machine`],
+//! so the live set is always exactly the MODEL §3 state of the steps done. The current
+//! generation is kept (unused once the rotation is complete) until the next rotation's
+//! first step, so every step, `retire` and `finalize` included, can be undone.
+//!
+//! A bridged rotation begins with `bridge`, which brings the two bridges (checked
+//! against the current root) and no new generation; the mode's first step brings that,
+//! as in a plain rotation, and the bridges are checked against the new root too.
 
 use std::collections::BTreeMap;
 
 use rollover_core::state::{Action, Mode};
 use rollover_pki::{
-    CertificateDer, CredentialSet, HeldLeaf, LiveCredentials, NodeKey, fingerprint,
+    Bridges, CertificateDer, CredentialSet, HeldLeaf, LiveCredentials, NodeKey, fingerprint,
     handshake_in_memory,
 };
 use rollover_proto::v1;
@@ -43,9 +47,20 @@ pub(crate) struct StoredGen {
 #[derive(Clone, Debug)]
 pub(crate) struct Rotation {
     pub id: String,
-    pub new: StoredGen,
+    /// The new generation; `None` only in a bridged rotation before its mode's first
+    /// step.
+    pub new: Option<StoredGen>,
+    /// The bridges of a bridged rotation (one that began with `bridge`).
+    pub bridges: Option<Bridges>,
     /// Ids of the steps applied so far, in order.
     pub steps: Vec<u64>,
+}
+
+impl Rotation {
+    /// Whether the rotation began with `bridge` (MODEL §11).
+    pub fn bridged(&self) -> bool {
+        self.bridges.is_some()
+    }
 }
 
 /// A key made by CreateCsr, waiting for its certificate.
@@ -75,6 +90,9 @@ pub(crate) struct NodeData {
     pub ledger: BTreeMap<(String, u64), LedgerEntry>,
     /// Steps applied or undone (repeats not counted).
     pub applied_count: u64,
+    /// Whether the node builds chains (configuration, not persisted): when false it
+    /// neither sends its bridges nor verifies a peer through one (MODEL §11).
+    pub chains: bool,
 }
 
 /// Where the key of a new generation comes from.
@@ -98,6 +116,8 @@ pub(crate) struct StepRequest {
     pub new_root: Option<CertificateDer<'static>>,
     pub new_leaf: Option<CertificateDer<'static>>,
     pub old_root_fingerprint: Option<String>,
+    /// `b_new` and `b_old`, for `bridge`.
+    pub bridges: Option<Bridges>,
 }
 
 /// What ApplyStep does.
@@ -129,6 +149,7 @@ impl NodeData {
             pending: None,
             ledger: BTreeMap::new(),
             applied_count: 0,
+            chains: true,
         }
     }
 
@@ -137,19 +158,37 @@ impl NodeData {
         self.rotation.as_ref().map_or(0, |r| r.steps.len())
     }
 
+    /// Whether the current rotation is bridged.
+    pub fn bridged(&self) -> bool {
+        self.rotation.as_ref().is_some_and(Rotation::bridged)
+    }
+
+    /// The node's MODEL §3 (§11) state.
+    pub fn state(&self) -> rollover_core::state::NodeState {
+        machine::state(self.mode, self.bridged(), self.done())
+    }
+
     /// The live credentials for the node's state (MODEL §3).
     pub fn credential_set(&self) -> Result<CredentialSet, StepError> {
+        let rotation = self.rotation.as_ref();
         machine::credential_set(
-            machine::state(self.mode, self.done()),
+            self.state(),
             &self.current.material,
-            self.rotation.as_ref().map(|r| &r.new.material),
+            rotation.and_then(|r| r.new.as_ref()).map(|g| &g.material),
+            rotation.and_then(|r| r.bridges.as_ref()),
+            self.chains,
         )
     }
 
     /// Key files the state refers to (every other file under `keys/` is garbage).
     pub fn key_files(&self) -> Vec<&str> {
         let mut files = vec![self.current.key_file.as_str()];
-        files.extend(self.rotation.as_ref().map(|r| r.new.key_file.as_str()));
+        files.extend(
+            self.rotation
+                .as_ref()
+                .and_then(|r| r.new.as_ref())
+                .map(|g| g.key_file.as_str()),
+        );
         files.extend(self.pending.as_ref().map(|p| p.key_file.as_str()));
         files
     }
@@ -163,12 +202,13 @@ impl NodeData {
         if let Some(p) = self.pending.as_ref().filter(|p| &p.label == label) {
             return Ok(CsrKey::Existing(p.key.clone()));
         }
-        if let Some(r) = self
+        if let Some(new) = self
             .rotation
             .as_ref()
-            .filter(|r| r.new.label.as_ref() == Some(label))
+            .and_then(|r| r.new.as_ref())
+            .filter(|new| new.label.as_ref() == Some(label))
         {
-            return Ok(CsrKey::Existing(r.new.material.leaf.key.clone()));
+            return Ok(CsrKey::Existing(new.material.leaf.key.clone()));
         }
         let key = NodeKey::generate(self.current.material.leaf.key.alg())?;
         let mut next = self.clone();
@@ -202,15 +242,20 @@ impl NodeData {
                 req.step_id, req.rotation_id
             )));
         }
-        if req.action.is_bridge() {
-            return Err(StepError::BridgeUnsupported(req.action).into());
-        }
-        if req.action.mode() != Some(self.mode) {
+        if req.action.mode().is_some_and(|m| m != self.mode) {
             return Err(StepError::WrongMode {
                 mode: self.mode,
                 action: req.action,
             }
             .into());
+        }
+        if req.action == Action::Bridge && !req.undo && !self.chains {
+            // Its bridges would never be sent, and its peers would count on them.
+            return Err(AgentError::Precondition(format!(
+                "bridge in rotation {:?}: this node does not build chains (chains: false), \
+                 so it can neither send nor use bridges; the topology must say so",
+                req.rotation_id
+            )));
         }
         let mut next = if req.undo {
             self.undo(req)?
@@ -230,39 +275,83 @@ impl NodeData {
 
     fn forward(&self, req: &StepRequest) -> Result<NodeData, AgentError> {
         let mut next = self.clone();
-        let first = self.mode.steps()[0];
+        let mode_first = self.mode.steps()[0];
+        let begins = req.action == Action::Bridge || req.action == mode_first;
         let same = self.rotation.as_ref().filter(|r| r.id == req.rotation_id);
-        if req.action == first && same.is_none_or(|r| r.steps.is_empty()) {
+        if begins && same.is_none_or(|r| r.steps.is_empty()) {
             // A rotation undone to its start is let go, but the key made for it stays
             // usable: CreateCsr for the same generation hands that key out again.
             let mut abandoned = None;
             if same.is_none()
                 && let Some(old) = next.rotation.take()
             {
-                let (done, all) = (old.steps.len(), self.mode.steps().len());
-                if done == all {
+                let (done, all) = (
+                    old.steps.len(),
+                    machine::steps(self.mode, old.bridged()).len(),
+                );
+                match old.new {
                     // The previous rotation is complete: its new generation is now the
                     // node's current one, and the generation it replaced is let go.
-                    next.current = old.new;
-                } else if done > 0 {
-                    return Err(AgentError::Precondition(format!(
-                        "rotation {:?} is in progress on this node ({done} of {all} steps \
-                         done): finish or undo it before starting rotation {:?}",
-                        old.id, req.rotation_id
-                    )));
-                } else {
-                    abandoned = Some(old.new);
+                    Some(new) if done == all => next.current = new,
+                    _ if done > 0 => {
+                        return Err(AgentError::Precondition(format!(
+                            "rotation {:?} is in progress on this node ({done} of {all} steps \
+                             done): finish or undo it before starting rotation {:?}",
+                            old.id, req.rotation_id
+                        )));
+                    }
+                    new => abandoned = new,
                 }
             }
-            let (new, source) = next.new_generation(req, abandoned.as_ref())?;
+            next.rotation = Some(if req.action == Action::Bridge {
+                // The new generation comes with the mode's first step: until then the
+                // abandoned key waits as the pending one.
+                if let Some(g) = abandoned.filter(|_| next.pending.is_none())
+                    && let Some(label) = g.label.clone()
+                {
+                    next.pending = Some(Pending {
+                        label,
+                        key: g.material.leaf.key.clone(),
+                        key_file: g.key_file.clone(),
+                    });
+                }
+                Rotation {
+                    id: req.rotation_id.clone(),
+                    // Redone after an undo: the generation it already brought stays.
+                    new: same.and_then(|r| r.new.clone()),
+                    bridges: Some(next.checked_bridges(req)?),
+                    steps: Vec::new(),
+                }
+            } else {
+                let (new, source) = next.new_generation(req, abandoned.as_ref())?;
+                if source == KeySource::Pending {
+                    next.pending = None;
+                }
+                Rotation {
+                    id: req.rotation_id.clone(),
+                    new: Some(new),
+                    bridges: None,
+                    steps: Vec::new(),
+                }
+            });
+        } else if req.action == mode_first && same.is_some_and(|r| r.bridged() && r.new.is_none()) {
+            // A bridged rotation's mode step brings the new generation.
+            let (new, source) = next.new_generation(req, None)?;
+            if let Some(bridges) = same.and_then(|r| r.bridges.as_ref()) {
+                bridges
+                    .check(&self.current.material.root, Some(&new.material.root))
+                    .map_err(|e| {
+                        AgentError::InvalidRequest(format!(
+                            "the rotation's bridges do not match new_root_der: {e}"
+                        ))
+                    })?;
+            }
             if source == KeySource::Pending {
                 next.pending = None;
             }
-            next.rotation = Some(Rotation {
-                id: req.rotation_id.clone(),
-                new,
-                steps: Vec::new(),
-            });
+            if let Some(r) = next.rotation.as_mut() {
+                r.new = Some(new);
+            }
         }
         let current_root = fingerprint(&next.current.material.root);
         let rotation = match next.rotation.as_mut() {
@@ -276,16 +365,24 @@ impl NodeData {
             None => {
                 return Err(StepError::OutOfOrder {
                     action: req.action,
-                    next: Some(first),
+                    next: Some(mode_first),
                 }
                 .into());
             }
         };
-        if let Some(root) = &req.new_root
-            && *root != rotation.new.material.root
+        if let (Some(root), Some(new)) = (&req.new_root, &rotation.new)
+            && *root != new.material.root
         {
             return Err(AgentError::InvalidRequest(format!(
                 "new_root_der is not the new root of rotation {:?}",
+                req.rotation_id
+            )));
+        }
+        if let (Some(given), Some(bridges)) = (&req.bridges, &rotation.bridges)
+            && given != bridges
+        {
+            return Err(AgentError::InvalidRequest(format!(
+                "the bridges are not those of rotation {:?}",
                 req.rotation_id
             )));
         }
@@ -296,9 +393,30 @@ impl NodeData {
                 "old_root_fingerprint {old} is not this node's current root {current_root}"
             )));
         }
-        machine::check_apply(self.mode, rotation.steps.len(), req.action)?;
+        machine::check_apply(
+            self.mode,
+            rotation.bridged(),
+            rotation.steps.len(),
+            req.action,
+        )?;
         rotation.steps.push(req.step_id);
         Ok(next)
+    }
+
+    /// The bridges a `bridge` step brings, checked against the node's current root:
+    /// `b_new` must be issued by it and `b_old` must carry it.
+    fn checked_bridges(&self, req: &StepRequest) -> Result<Bridges, AgentError> {
+        let bridges = req.bridges.clone().ok_or_else(|| {
+            AgentError::InvalidRequest("bridge needs bridge_new_der and bridge_old_der".into())
+        })?;
+        bridges
+            .check(&self.current.material.root, None)
+            .map_err(|e| {
+                AgentError::InvalidRequest(format!(
+                    "the bridges do not match this node's current root: {e}"
+                ))
+            })?;
+        Ok(bridges)
     }
 
     fn undo(&self, req: &StepRequest) -> Result<NodeData, AgentError> {
@@ -321,7 +439,12 @@ impl NodeData {
                 req.step_id
             )));
         }
-        machine::check_undo(self.mode, rotation.steps.len(), req.action)?;
+        machine::check_undo(
+            self.mode,
+            rotation.bridged(),
+            rotation.steps.len(),
+            req.action,
+        )?;
         rotation.steps.pop();
         Ok(next)
     }
@@ -364,7 +487,8 @@ impl NodeData {
             .rotation
             .as_ref()
             .filter(|r| r.id == req.rotation_id)
-            .map(|r| of_gen(&r.new, KeySource::Restarted));
+            .and_then(|r| r.new.as_ref())
+            .map(|g| of_gen(g, KeySource::Restarted));
         let pending = self.pending.as_ref().map(|p| {
             (
                 p.key.clone(),
@@ -415,7 +539,12 @@ impl NodeData {
     pub fn to_proto(&self, data_address: Option<String>) -> Result<v1::AgentState, StepError> {
         let set = self.credential_set()?;
         let roots: Vec<&CertificateDer<'static>> = std::iter::once(&self.current.material.root)
-            .chain(self.rotation.as_ref().map(|r| &r.new.material.root))
+            .chain(
+                self.rotation
+                    .as_ref()
+                    .and_then(|r| r.new.as_ref())
+                    .map(|g| &g.material.root),
+            )
             .collect();
         let fps =
             |certs: &[CertificateDer<'static>]| certs.iter().map(|c| fingerprint(c)).collect();
@@ -442,6 +571,7 @@ impl NodeData {
                 .unwrap_or_default(),
             applied_step_count: self.applied_count,
             data_address,
+            sent_bridges: fps(&set.sends),
         })
     }
 }
@@ -511,6 +641,7 @@ mod tests {
             new_root: None,
             new_leaf: None,
             old_root_fingerprint: None,
+            bridges: None,
         }
     }
 
@@ -598,5 +729,120 @@ mod tests {
         apply(&mut n, &step("Y", 0, Action::Stage, true)).unwrap();
         let e = apply(&mut n, &stage("Z", &y_root, stray)).unwrap_err();
         assert!(e.to_string().contains("call CreateCsr first"), "{e}");
+    }
+
+    fn bridge(rotation: &str, id: u64, bridges: &Bridges) -> StepRequest {
+        StepRequest {
+            bridges: Some(bridges.clone()),
+            ..step(rotation, id, Action::Bridge, false)
+        }
+    }
+
+    /// A bridged rotation on a bundle node: `bridge` brings the bridges and no new
+    /// generation, `stage` brings that, `unbridge` stops sending; every step undoes
+    /// back to the start, and the rotation can be taken again to its end.
+    #[test]
+    fn a_bridged_rotation_sends_its_bridges_between_bridge_and_unbridge() {
+        let (old, new) = (root(1), root(2));
+        let bridges = Bridges::issue(&old, &new).unwrap();
+        let mut n = node(&old);
+        let sends = |n: &NodeData| n.credential_set().unwrap().sends.len();
+
+        apply(&mut n, &bridge("X", 0, &bridges)).unwrap();
+        assert!(n.bridged());
+        assert!(n.rotation.as_ref().unwrap().new.is_none());
+        assert_eq!(sends(&n), 2, "b_new and b_old after bridge");
+        let leaf = csr(&mut n, 2, &new);
+        apply(
+            &mut n,
+            &StepRequest {
+                step_id: 1,
+                ..stage("X", &new, leaf.clone())
+            },
+        )
+        .unwrap();
+        for (id, action) in [(2, Action::Present), (3, Action::Retire)] {
+            apply(&mut n, &step("X", id, action, false)).unwrap();
+        }
+        assert!(sends(&n) > 0, "still bridged before unbridge");
+        apply(&mut n, &step("X", 4, Action::Unbridge, false)).unwrap();
+        let set = n.credential_set().unwrap();
+        assert!(set.sends.is_empty());
+        assert_eq!(set.server_roots, vec![new.cert_der().clone()]);
+
+        // Rolled back to the start: the old root only, sending nothing.
+        for (id, action) in [
+            (4, Action::Unbridge),
+            (3, Action::Retire),
+            (2, Action::Present),
+            (1, Action::Stage),
+            (0, Action::Bridge),
+        ] {
+            apply(&mut n, &step("X", id, action, true)).unwrap();
+        }
+        let set = n.credential_set().unwrap();
+        assert!(set.sends.is_empty());
+        assert_eq!(set.server_roots, vec![old.cert_der().clone()]);
+        assert_eq!(set.held.len(), 1);
+
+        // Redone: the generation `stage` brought stays with the rotation.
+        apply(&mut n, &bridge("X", 5, &bridges)).unwrap();
+        assert_eq!(sends(&n), 2);
+        apply(
+            &mut n,
+            &StepRequest {
+                step_id: 6,
+                ..stage("X", &new, leaf)
+            },
+        )
+        .unwrap();
+        assert_eq!(n.done(), 2);
+    }
+
+    #[test]
+    fn bridges_that_do_not_match_the_roots_are_refused() {
+        let (old, new, stranger) = (root(1), root(2), root(9));
+        let mut n = node(&old);
+        // Issued by another root than the node's: refused, nothing changes.
+        let wrong = Bridges::issue(&stranger, &new).unwrap();
+        let e = apply(&mut n, &bridge("X", 0, &wrong)).unwrap_err();
+        assert!(matches!(e, AgentError::InvalidRequest(_)), "{e}");
+        assert!(n.rotation.is_none());
+        // Without bridges: refused.
+        let e = apply(&mut n, &step("X", 0, Action::Bridge, false)).unwrap_err();
+        assert!(e.to_string().contains("bridge_new_der"), "{e}");
+
+        // Bridges to `new`, then a stage with another new root: refused.
+        apply(
+            &mut n,
+            &bridge("X", 0, &Bridges::issue(&old, &new).unwrap()),
+        )
+        .unwrap();
+        let leaf = csr(&mut n, 9, &stranger);
+        let e = apply(
+            &mut n,
+            &StepRequest {
+                step_id: 1,
+                ..stage("X", &stranger, leaf)
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bridges do not match"), "{e}");
+        assert_eq!(n.done(), 1);
+    }
+
+    #[test]
+    fn a_node_that_does_not_build_chains_refuses_bridge() {
+        let (old, new) = (root(1), root(2));
+        let mut n = node(&old);
+        n.chains = false;
+        let e = apply(
+            &mut n,
+            &bridge("X", 0, &Bridges::issue(&old, &new).unwrap()),
+        )
+        .unwrap_err();
+        assert!(matches!(e, AgentError::Precondition(_)), "{e}");
+        assert!(e.to_string().contains("chains: false"), "{e}");
+        assert!(n.rotation.is_none());
     }
 }

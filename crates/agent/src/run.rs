@@ -40,6 +40,9 @@ pub struct RunOptions {
     /// `--max-request-bytes`, `--max-concurrent-requests`, `--max-connections`,
     /// `--idle-timeout`: what one caller may cost the control server.
     pub limits: ServerLimits,
+    /// Not `--no-chains`: whether the node builds certificate chains (topology
+    /// `chains`), so it may send and use cross-signed bridges (MODEL §11).
+    pub chains: bool,
 }
 
 /// Runs `rollover agent` until `shutdown` completes (or a server fails): enrols the
@@ -91,6 +94,7 @@ where
             control_listen: options.listen,
             control,
             limits: options.limits,
+            chains: options.chains,
         },
         options.export,
     )

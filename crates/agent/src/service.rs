@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rollover_core::EXECUTOR_ID;
-use rollover_pki::CertificateDer;
+use rollover_pki::{Bridges, CertificateDer};
 use rollover_proto::convert::action_from_i32;
 use rollover_proto::v1::agent_service_server::AgentService as AgentApi;
 use rollover_proto::v1::{
@@ -28,6 +28,19 @@ impl AgentService {
     pub fn new(inner: Arc<Inner>) -> Self {
         Self { inner }
     }
+}
+
+/// Runs an operation that changes the node to its end even when the call is cancelled
+/// (the executor went away mid-call): dropped halfway, its state-directory writes
+/// would go on in the background, unserialized, racing the retried call's (a
+/// retried CreateCsr's key file was seen deleted under it), and the node in memory
+/// would lag the node on disk.
+async fn to_the_end<T: Send + 'static>(
+    operation: impl Future<Output = Result<T, AgentError>> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::spawn(operation.in_current_span())
+        .await
+        .map_err(|e| AgentError::Server(format!("control operation task: {e}")))?
 }
 
 /// Accepts the call only from a client whose verified certificate names `@executor`.
@@ -65,6 +78,15 @@ fn parse_step(r: ApplyStepRequest) -> Result<StepRequest, AgentError> {
         new_leaf: der(r.issued_leaf_der),
         old_root_fingerprint: (!r.old_root_fingerprint.is_empty())
             .then_some(r.old_root_fingerprint),
+        bridges: match (der(r.bridge_new_der), der(r.bridge_old_der)) {
+            (Some(b_new), Some(b_old)) => Some(Bridges { b_new, b_old }),
+            (None, None) => None,
+            _ => {
+                return Err(AgentError::InvalidRequest(
+                    "bridge_new_der and bridge_old_der come together".into(),
+                ));
+            }
+        },
     })
 }
 
@@ -102,7 +124,8 @@ impl AgentApi for AgentService {
                 ca_name: r.ca_name,
                 generation: r.generation,
             };
-            let csr_der = self.inner.create_csr(label).await?;
+            let inner = self.inner.clone();
+            let csr_der = to_the_end(async move { inner.create_csr(label).await }).await?;
             Ok(Response::new(CreateCsrResponse { csr_der }))
         }
         .instrument(span)
@@ -125,7 +148,8 @@ impl AgentApi for AgentService {
         async move {
             authorize(&request)?;
             let step = parse_step(request.into_inner())?;
-            let result = self.inner.apply_step(step).await;
+            let inner = self.inner.clone();
+            let result = to_the_end(async move { inner.apply_step(step).await }).await;
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "step refused");
             }

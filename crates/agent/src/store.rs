@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rollover_core::state::{Action, Mode};
-use rollover_pki::{CertificateDer, CredentialSet, HeldLeaf, NodeKey, fingerprint};
+use rollover_pki::{Bridges, CertificateDer, CredentialSet, HeldLeaf, NodeKey, fingerprint};
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
@@ -68,8 +68,20 @@ struct GenFile {
 #[serde(deny_unknown_fields)]
 struct RotationFile {
     id: String,
-    new: GenFile,
+    /// Absent only in a bridged rotation before its mode's first step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    new: Option<GenFile>,
+    /// `b_new` and `b_old` (PEM) of a bridged rotation (MODEL §11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bridges: Option<BridgesFile>,
     steps: Vec<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BridgesFile {
+    b_new: String,
+    b_old: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -144,7 +156,7 @@ pub(crate) fn remove_other_keys(dir: &Path, keep: &[&str]) -> Result<(), AgentEr
 
 /// Writes `node.json`.
 pub(crate) fn save_node(dir: &Path, node: &NodeData) -> Result<(), AgentError> {
-    let state = crate::machine::state(node.mode, node.done()).to_string();
+    let state = node.state().to_string();
     let file = NodeFile {
         format: NODE_FORMAT.into(),
         id: node.id.clone(),
@@ -153,7 +165,11 @@ pub(crate) fn save_node(dir: &Path, node: &NodeData) -> Result<(), AgentError> {
         current: gen_file(&node.current),
         rotation: node.rotation.as_ref().map(|r| RotationFile {
             id: r.id.clone(),
-            new: gen_file(&r.new),
+            new: r.new.as_ref().map(gen_file),
+            bridges: r.bridges.as_ref().map(|b| BridgesFile {
+                b_new: cert_pem(&b.b_new),
+                b_old: cert_pem(&b.b_old),
+            }),
             steps: r.steps.clone(),
         }),
         pending: node.pending.as_ref().map(|p| PendingFile {
@@ -214,7 +230,16 @@ pub(crate) fn load_node(dir: &Path) -> Result<NodeData, AgentError> {
             .map(|r| {
                 Ok::<_, AgentError>(Rotation {
                     id: r.id,
-                    new: load_gen(dir, r.new)?,
+                    new: r.new.map(|g| load_gen(dir, g)).transpose()?,
+                    bridges: r
+                        .bridges
+                        .map(|b| {
+                            Ok::<_, AgentError>(Bridges {
+                                b_new: cert_from_pem(&path, &b.b_new)?,
+                                b_old: cert_from_pem(&path, &b.b_old)?,
+                            })
+                        })
+                        .transpose()?,
                     steps: r.steps,
                 })
             })
@@ -231,8 +256,9 @@ pub(crate) fn load_node(dir: &Path) -> Result<NodeData, AgentError> {
             .transpose()?,
         ledger,
         applied_count: file.applied_count,
+        chains: true,
     };
-    if node.done() > node.mode.steps().len() {
+    if node.done() > crate::machine::steps(node.mode, node.bridged()).len() {
         return Err(AgentError::state(
             &path,
             "more steps done than the mode has",

@@ -61,6 +61,7 @@ async fn exported(id: &str, old: &RootCa, control: ControlCreds) -> Exported {
             control_listen: localhost(),
             control,
             limits: rollover_agent::DEFAULT_LIMITS,
+            chains: true,
         },
         Some(export),
     )

@@ -48,7 +48,14 @@ async fn the_executor_rotates_its_own_control_channel() {
         let me = common::executor_id();
         let (mine_old, mine_new) = (generation(&old, me), generation(&new, me));
         let my_set = |done: usize| {
-            credential_set(state(Mode::Bundle, done), &mine_old, Some(&mine_new)).unwrap()
+            credential_set(
+                state(Mode::Bundle, false, done),
+                &mine_old,
+                Some(&mine_new),
+                None,
+                true,
+            )
+            .unwrap()
         };
         let exec = Executor {
             creds: LiveCredentials::new(my_set(0)).unwrap(),

@@ -25,6 +25,7 @@ async fn run_enrols_once_then_serves_until_shutdown() {
             control_ca: Some(control_file),
             export: None,
             limits: rollover_agent::DEFAULT_LIMITS,
+            chains: true,
         };
         run(options.clone(), async {}).await.unwrap();
         assert!(is_bootstrapped(&state) && has_control_credentials(&state));

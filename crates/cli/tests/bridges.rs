@@ -1,7 +1,9 @@
 //! The bridge strategy and single-identity nodes through the built binary (MODEL §11,
 //! §12): the ring and the 60-device chain planned both ways, verified, and a bridge
 //! plan with one prerequisite removed found unsafe; the mixed and single-identity
-//! example fleets; the comparison line and its JSON figures.
+//! example fleets; the comparison line and its JSON figures; `simulate --strategy
+//! bridge` with real handshakes on the ring and on mixed fleets with `chains: false`
+//! nodes.
 
 mod common;
 
@@ -310,4 +312,107 @@ fn dot_and_order_render_bridge_plans() {
     let mut nodes: Vec<&str> = order.lines().collect();
     nodes.sort();
     assert_eq!(nodes.len(), 11, "{order}");
+}
+
+/// `rollover simulate TOPOLOGY --strategy bridge`: exit status and the JSON report.
+fn simulate_bridged(test: &str, topology: &str) -> (i32, Value, String) {
+    let report = scratch(test, "sim.json", "");
+    let run = rollover(&[
+        "simulate",
+        topology,
+        "--strategy",
+        "bridge",
+        "--report",
+        &report,
+    ]);
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    (run.code, json(&text), run.stdout)
+}
+
+/// Every handshake succeeded (after every step, in the background and at the end),
+/// every node ends on the new root only, sending no bridge, and the old root is
+/// refused by every node.
+fn assert_spotless(name: &str, code: i32, r: &Value, out: &str) {
+    assert_eq!(code, 0, "{name}: {out}");
+    assert_eq!(r["strategy"], "bridge", "{name}");
+    assert_eq!(r["handshakes_failed"], 0, "{name}: {out}");
+    assert_eq!(r["declared_disruptions"], 0, "{name}");
+    assert_eq!(r["all_new"], true, "{name}: {out}");
+    assert_eq!(r["nodes_on_new_only"], r["nodes"], "{name}: {out}");
+    assert!(r["old_key_checks"].as_u64().unwrap() > 0, "{name}");
+    assert_eq!(r["old_key_refused"], r["old_key_checks"], "{name}: {out}");
+    assert_eq!(r["links_probed_every_step"], 1.0, "{name}: {out}");
+    assert!(r["probes_after_steps"].as_u64().unwrap() > 0, "{name}");
+}
+
+#[test]
+fn simulated_bridged_ring_fails_no_handshake() {
+    let (code, r, out) = simulate_bridged("sim-ring", "examples/ring-5.yaml");
+    assert_spotless("ring-5", code, &r, &out);
+    assert_eq!(
+        (r["nodes"].as_u64(), r["waves"].as_u64()),
+        (Some(5), Some(4))
+    );
+    assert!(out.contains("strategy `bridge`"), "{out}");
+}
+
+#[test]
+fn simulated_bridged_mixed_fleet_with_chains_false_nodes_fails_no_handshake() {
+    // An acyclic mixed fleet: a chain of atomic devices where every third cannot build
+    // chains, a bundle hub that is a client of each, and a `chains: false` bundle
+    // gateway both ways with the hub. The links with a `chains: false` end keep the
+    // plain order; nothing may fail.
+    let mut text = String::from("ca: mixed-root\nnodes:\n");
+    for i in 0..9 {
+        let chains = if i % 3 == 1 { ", chains: false" } else { "" };
+        text.push_str(&format!("  - {{id: dev-{i}, mode: atomic{chains}}}\n"));
+    }
+    text.push_str("  - {id: hub, mode: bundle}\n");
+    text.push_str("  - {id: gateway, mode: bundle, chains: false}\n");
+    text.push_str("links:\n");
+    for i in 0..8 {
+        text.push_str(&format!("  - {{client: dev-{i}, server: dev-{}}}\n", i + 1));
+    }
+    for i in 0..9 {
+        text.push_str(&format!("  - {{client: hub, server: dev-{i}}}\n"));
+    }
+    text.push_str("  - {client: gateway, server: hub}\n  - {client: hub, server: gateway}\n");
+    let topology = scratch("sim-mixed", "mixed.yaml", &text);
+    let (plan, code, out) = plan_and_verify("sim-mixed", &topology, "bridge");
+    assert_eq!(code, 0, "{out}");
+    let mut unbridged: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "switch" || s["action"] == "stage")
+        .map(|s| s["node"].as_str().unwrap())
+        .filter(|n| {
+            !plan["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["action"] == "bridge" && s["node"] == *n)
+        })
+        .collect();
+    unbridged.sort();
+    assert_eq!(
+        unbridged,
+        ["dev-1", "dev-4", "dev-7", "gateway"],
+        "chains: false nodes take no bridge step"
+    );
+    let (code, r, out) = simulate_bridged("sim-mixed", &topology);
+    assert_spotless("mixed", code, &r, &out);
+    assert_eq!(r["nodes"], 11);
+}
+
+#[test]
+fn simulated_bridged_mixed_example_fails_only_its_declared_ring_link() {
+    // examples/bridge-mixed.yaml: its `chains: false` ring of PLCs must lose one link,
+    // declared; every other link (bridged or not) stays up.
+    let (code, r, out) = simulate_bridged("sim-bridge-mixed", "examples/bridge-mixed.yaml");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(r["failed_undeclared"], 0, "{out}");
+    assert_eq!(r["declared_disruptions"], 1, "{out}");
+    assert_eq!(r["all_new"], true, "{out}");
+    assert_eq!(r["old_key_refused"], r["old_key_checks"], "{out}");
 }

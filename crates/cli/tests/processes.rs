@@ -173,7 +173,9 @@ fn a_rotation_across_separate_processes() {
 
 /// The same across mTLS services: the planner and the executor's API serve mTLS with
 /// leaves from an operations CA (`pki issue`), the executor reaches the planner at an
-/// `https://` URL, and `rotate`/`status` present an operator's leaf.
+/// `https://` URL, and `rotate`/`status` present an operator's leaf. A bridge rotation
+/// is refused while the executor lacks the fleet's root key, and runs once the
+/// executor made the root the fleet is on.
 #[test]
 fn a_rotation_through_mtls_services() {
     let tmp = tempfile::tempdir().unwrap();
@@ -236,6 +238,9 @@ fn a_rotation_through_mtls_services() {
             dir.join("executor").to_str().unwrap(),
             "--bootstrap-ca",
             &path("demo-root.pem"),
+            // A root key, but not the fleet's: not enough for a bridge rotation.
+            "--ca-key",
+            &path("ops-ca.pem"),
         ]);
         executor.extend(tls("executor", "--client-ca"));
         executor.extend(strings(&[
@@ -295,7 +300,37 @@ fn a_rotation_through_mtls_services() {
 
         let mut rotate = strings(&["rotate", "--executor", &url, topology.to_str().unwrap()]);
         rotate.extend(tls("operator", "--ca"));
+        let bridged = || {
+            let mut r = rotate.clone();
+            r.extend(strings(&["--strategy", "bridge"]));
+            r
+        };
+
+        // The bridge strategy needs the key of the root the fleet is on (demo-root):
+        // refused before anything starts, naming what to give.
+        let refused = run(&bridged(), quick);
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+        assert!(
+            text(&refused.stderr).contains("--ca-key"),
+            "{}",
+            text(&refused.stderr)
+        );
+
         let out = run(&rotate, Duration::from_secs(60));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "stdout:\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("finished: SUCCEEDED"),
+            "{}",
+            text(&out.stdout)
+        );
+        // The executor made the root the fleet is on now: it can bridge from it.
+        let out = run(&bridged(), Duration::from_secs(60));
         assert_eq!(
             out.status.code(),
             Some(0),

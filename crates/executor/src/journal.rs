@@ -142,6 +142,8 @@ pub enum DocKind {
     Nodes,
     /// The executor's own credentials before the rotation (when it is a node).
     ExecutorBase,
+    /// `b_new` and `b_old` of a bridged rotation (MODEL §11), PEM.
+    Bridges,
 }
 
 impl DocKind {
@@ -153,6 +155,7 @@ impl DocKind {
             DocKind::NewRoot => "new_root",
             DocKind::Nodes => "nodes",
             DocKind::ExecutorBase => "executor_base",
+            DocKind::Bridges => "bridges",
         }
     }
 }

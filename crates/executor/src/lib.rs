@@ -21,6 +21,7 @@ pub mod conformance;
 pub mod driver;
 pub mod journal;
 pub mod metrics;
+mod root_keys;
 pub mod rotation;
 pub mod scheduler;
 pub mod sealed;
@@ -34,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rollover_core::{Fleet, Plan, PlanOrder, Topology, Verdict};
-use rollover_pki::{KeyAlg, LiveCredentials};
+use rollover_pki::{KeyAlg, LiveCredentials, RootCa};
 use rollover_proto::v1::executor_service_server::ExecutorServiceServer;
 use rollover_proto::v1::planner_service_client::PlannerServiceClient;
 use rollover_transport::ServerLimits;
@@ -112,6 +113,10 @@ pub struct ExecutorConfig {
     pub prepare_concurrency: usize,
     /// Shared counters (a fresh set by default).
     pub metrics: Option<Arc<Metrics>>,
+    /// Roots, with their keys, the executor may cross-sign with (MODEL §11): the
+    /// current root of a CA rotated with the bridge strategy, when the executor did
+    /// not make it itself (the new roots of its own rotations are in the journal).
+    pub root_keys: Vec<Arc<RootCa>>,
 }
 
 impl ExecutorConfig {
@@ -130,6 +135,7 @@ impl ExecutorConfig {
             leaf_validity: Duration::from_secs(365 * 24 * 3600),
             prepare_concurrency: 64,
             metrics: None,
+            root_keys: Vec::new(),
         }
     }
 
@@ -219,6 +225,7 @@ impl Executor {
             root_validity: config.root_validity,
             leaf_validity: config.leaf_validity,
             prepare_concurrency: config.prepare_concurrency,
+            root_keys: config.root_keys,
         });
         let executor = Executor {
             inner: Arc::new(Inner {
@@ -375,7 +382,8 @@ impl Executor {
 
     /// The generation of the next root of `ca`: one past the highest ever used (by
     /// every journaled rotation of it, finished, failed or rolled back included, and
-    /// by the executor's own roots named `<ca> gen N`), so two roots never share a
+    /// by the executor's own roots and the root keys it was given, named
+    /// `<ca> gen N`), so two roots never share a
     /// subject; when none is known, minutes since the Unix epoch, so the new root's
     /// subject cannot collide with a bootstrap root's.
     fn next_generation(&self, ca: &str) -> u32 {
@@ -396,12 +404,14 @@ impl Executor {
         if let Some(creds) = &self.inner.ctx.own_creds {
             let set = creds.current();
             for root in set.server_roots.iter().chain(&set.client_roots) {
-                if let Some(g) = rollover_pki::node_id_from_cert(root)
-                    .and_then(|cn| cn.strip_prefix(&format!("{ca} gen ")).map(str::to_string))
-                    .and_then(|g| g.parse().ok())
-                {
+                if let Some(g) = root_keys::generation_of(root, ca) {
                     see(g);
                 }
+            }
+        }
+        for root in &self.inner.ctx.root_keys {
+            if let Some(g) = root_keys::generation_of(root.cert_der(), ca) {
+                see(g);
             }
         }
         match known {

@@ -7,8 +7,12 @@
 //!   with its key; when the executor is a node (`@executor`, MODEL §6) and has
 //!   credentials of its own, its current set and a fresh key and leaf for the new
 //!   root.
-//! * **Steps**: the first step of a node goes `CreateCsr` -> `issue_leaf` (the leaf
-//!   is journaled) -> `ApplyStep` with the new root and the leaf. `@executor`'s own
+//!   With a bridged plan (MODEL §11) it also issues `b_new` (signed with the key of
+//!   the root the nodes are on, which it must hold: see `root_keys`) and `b_old`,
+//!   journaled.
+//! * **Steps**: the mode's first step of a node goes `CreateCsr` -> `issue_leaf` (the
+//!   leaf is journaled) -> `ApplyStep` with the new root and the leaf; `bridge` goes
+//!   `ApplyStep` with both bridges (no CSR). `@executor`'s own
 //!   steps are applied locally to the executor's `LiveCredentials` (and journaled as
 //!   its identity). Every send is preceded by a committed `started` record and a
 //!   StepStarted event; transient errors are retried with backoff (StepFailed with
@@ -34,8 +38,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rollover_core::order::StepIx;
+use rollover_core::state::{Action, NodeState, Profile, Root, RootSet};
 use rollover_core::{Fleet, Link, Mode, Plan, PlanOrder, Topology, Verdict};
-use rollover_pki::{CredentialSet, HeldLeaf, KeyAlg, LiveCredentials, NodeKey, RootCa, Validity};
+use rollover_pki::{
+    Bridges, CredentialSet, HeldLeaf, KeyAlg, LiveCredentials, NodeKey, RootCa, Validity,
+};
 use rollover_proto::v1;
 use rollover_proto::v1::rotation_event::Event;
 use serde::{Deserialize, Serialize};
@@ -48,6 +55,7 @@ use crate::journal::{
     CommitTicket, Committer, DocKind, Op, RotationMeta, State, StepRecord, StepState,
 };
 use crate::metrics::Metrics;
+use crate::root_keys;
 use crate::scheduler::{Command, Outcome, Phase, Recorded, SchedOptions, Scheduler};
 
 /// What every rotation shares: the journal, how to reach agents, the executor's own
@@ -73,6 +81,8 @@ pub struct Ctx {
     pub leaf_validity: Duration,
     /// Agents asked for their state at once during preparation.
     pub prepare_concurrency: usize,
+    /// Roots with keys given by the operator, for bridges (MODEL §11).
+    pub root_keys: Vec<Arc<RootCa>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -98,6 +108,9 @@ struct StoredCreds {
     client_roots: Vec<String>,
     held: Vec<(String, String)>,
     presents: Option<usize>,
+    /// The bridges it sends (MODEL §11).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sends: Vec<String>,
 }
 
 impl StoredCreds {
@@ -111,6 +124,7 @@ impl StoredCreds {
                 .map(|h| (hex::encode(&h.cert), h.key.to_pem()))
                 .collect(),
             presents: set.presents,
+            sends: set.sends.iter().map(hex::encode).collect(),
         }
     }
 
@@ -142,8 +156,32 @@ impl StoredCreds {
                 })
                 .collect::<Result<_, String>>()?,
             presents: self.presents,
-            ..CredentialSet::default()
+            sends: self.sends.iter().map(der).collect::<Result<_, _>>()?,
+            chains: true,
         })
+    }
+}
+
+/// The journaled form of a rotation's bridges: both certificates, PEM.
+fn encode_bridges(bridges: &Bridges) -> Vec<u8> {
+    pem::encode_many(&[
+        pem::Pem::new("CERTIFICATE", bridges.b_new.to_vec()),
+        pem::Pem::new("CERTIFICATE", bridges.b_old.to_vec()),
+    ])
+    .into_bytes()
+}
+
+fn decode_bridges(bytes: &[u8]) -> Result<Bridges, String> {
+    let blocks = pem::parse_many(bytes).map_err(|e| format!("journaled bridges: {e}"))?;
+    match blocks.as_slice() {
+        [b_new, b_old] => Ok(Bridges {
+            b_new: b_new.contents().to_vec().into(),
+            b_old: b_old.contents().to_vec().into(),
+        }),
+        other => Err(format!(
+            "journaled bridges: {} certificates, expected 2",
+            other.len()
+        )),
     }
 }
 
@@ -171,45 +209,54 @@ struct ExecutorCreds {
     new_leaf: HeldLeaf,
 }
 
-/// The executor's credential set after its first `k` (bundle) steps: stage adds the
-/// new root both ways and holds the new leaf, present presents it, retire keeps only
-/// the new root and leaf. The rotated CA is the control CA here, so every root of the
-/// base set is the old one.
+/// The executor's credential set in MODEL §3/§11 `state` (it is a bundle node): the
+/// base set's roots and leaf stand for `old`, the new root and the executor's new
+/// leaf for `new`, and `sends` picks from the rotation's bridges. The rotated CA is the
+/// control CA here, so every root of the base set is the old one.
 fn executor_set(
     ex: &ExecutorCreds,
     new_root: &rollover_pki::CertificateDer<'static>,
-    k: usize,
+    bridges: Option<&Bridges>,
+    state: NodeState,
 ) -> CredentialSet {
     let base = &ex.base;
-    let with_new = |roots: &Vec<rollover_pki::CertificateDer<'static>>| {
-        let mut r = roots.clone();
-        r.push(new_root.clone());
+    let roots = |old: &Vec<rollover_pki::CertificateDer<'static>>, set: RootSet| {
+        let mut r = if set.contains(Root::Old) {
+            old.clone()
+        } else {
+            Vec::new()
+        };
+        if set.contains(Root::New) {
+            r.push(new_root.clone());
+        }
         r
     };
-    match k {
-        0 => base.clone(),
-        1 | 2 => {
-            let mut held = base.held.clone();
-            held.push(ex.new_leaf.clone());
-            CredentialSet {
-                server_roots: with_new(&base.server_roots),
-                client_roots: with_new(&base.client_roots),
-                presents: if k == 1 {
-                    base.presents
-                } else {
-                    Some(held.len() - 1)
-                },
-                held,
-                ..CredentialSet::default()
-            }
-        }
-        _ => CredentialSet {
-            server_roots: vec![new_root.clone()],
-            client_roots: vec![new_root.clone()],
-            held: vec![ex.new_leaf.clone()],
-            presents: Some(0),
-            ..CredentialSet::default()
-        },
+    let mut held = if state.held.contains(Root::Old) {
+        base.held.clone()
+    } else {
+        Vec::new()
+    };
+    let presents = match state.presents {
+        Root::Old => base.presents.filter(|_| state.held.contains(Root::Old)),
+        Root::New => Some(held.len()),
+    };
+    if state.held.contains(Root::New) {
+        held.push(ex.new_leaf.clone());
+    }
+    let sends = bridges.map_or_else(Vec::new, |b| {
+        [(Root::New, &b.b_new), (Root::Old, &b.b_old)]
+            .into_iter()
+            .filter(|(r, _)| state.sends.contains(*r))
+            .map(|(_, cert)| cert.clone())
+            .collect()
+    });
+    CredentialSet {
+        server_roots: roots(&base.server_roots, state.t_srv),
+        client_roots: roots(&base.client_roots, state.t_cli),
+        held,
+        presents,
+        sends,
+        chains: true,
     }
 }
 
@@ -219,6 +266,8 @@ struct Prepared {
     new_root_der: Vec<u8>,
     facts: Vec<NodeFacts>,
     executor: Option<ExecutorCreds>,
+    /// `b_new` and `b_old`, when the plan bridges (MODEL §11).
+    bridges: Option<Bridges>,
 }
 
 /// A rotation's counters, as reported by GetRotation.
@@ -1130,7 +1179,7 @@ impl Rotation {
         let node = self.order.step_node[ix as usize];
         let rank = self.order.step_rank[ix as usize] as usize;
         if Some(node) == self.fleet.executor {
-            return self.apply_local(rank, undo).await;
+            return self.apply_local(node, rank, undo).await;
         }
         let agent = self.agents[node as usize]
             .as_ref()
@@ -1145,10 +1194,23 @@ impl Rotation {
             issued_leaf_der: Vec::new(),
             old_root_fingerprint: prepared.facts[node as usize].old_root.clone(),
             undo,
+            bridge_new_der: Vec::new(),
+            bridge_old_der: Vec::new(),
         };
-        if rank == 0 && !undo {
+        if !undo && step.action == self.fleet.mode(node).steps()[0] {
+            // The mode's first step brings the new generation (no CSR before it).
             request.new_root_der = prepared.new_root_der.clone();
             request.issued_leaf_der = self.leaf_for(node, agent.as_ref(), &prepared).await?;
+        }
+        if !undo && step.action == Action::Bridge {
+            let bridges = prepared.bridges.as_ref().ok_or_else(|| {
+                AgentError::new(
+                    tonic::Code::Internal,
+                    "a bridge step, but the rotation has no bridges",
+                )
+            })?;
+            request.bridge_new_der = bridges.b_new.to_vec();
+            request.bridge_old_der = bridges.b_old.to_vec();
         }
         Ok(agent.apply_step(request).await?.applied)
     }
@@ -1201,7 +1263,7 @@ impl Rotation {
     }
 
     /// `@executor`'s own step: swap the executor's credentials (journaled first).
-    async fn apply_local(&self, rank: usize, undo: bool) -> Result<bool, AgentError> {
+    async fn apply_local(&self, node: u32, rank: usize, undo: bool) -> Result<bool, AgentError> {
         let (Some(creds), Some(ex)) = (&self.ctx.own_creds, &self.prepared().executor) else {
             // No credentials of its own (plaintext control channel): nothing to do.
             return Ok(false);
@@ -1209,7 +1271,9 @@ impl Rotation {
         let k = if undo { rank } else { rank + 1 };
         let prepared = self.prepared();
         let root = rollover_pki::CertificateDer::from(prepared.new_root_der.clone());
-        let set = executor_set(ex, &root, k);
+        let bridged = self.bridged(node);
+        let state = Profile::of(Mode::Bundle).state_after(bridged, k);
+        let set = executor_set(ex, &root, prepared.bridges.as_ref(), state);
         self.ctx
             .committer
             .commit(vec![Op::Identity(encode_identity(&set))])
@@ -1409,6 +1473,21 @@ impl Rotation {
             }),
             _ => None,
         };
+        let bridges = match self.order.bridged {
+            false => None,
+            true => Some(match doc(DocKind::Bridges)? {
+                Some(bytes) => decode_bridges(&bytes)?,
+                None => {
+                    let bridges = self.issue_bridges(&new_root, &facts, executor.as_ref())?;
+                    ops.push(Op::Document {
+                        rotation: self.id.clone(),
+                        kind: DocKind::Bridges,
+                        data: encode_bridges(&bridges),
+                    });
+                    bridges
+                }
+            }),
+        };
         // Fresh: a control call may have changed it during the preparation.
         if self.snapshot().meta.state == State::Pending {
             ops.push(self.meta_op(|m| m.state = State::Running));
@@ -1428,8 +1507,63 @@ impl Rotation {
             new_root_der,
             facts,
             executor,
+            bridges,
         }));
         Ok(())
+    }
+
+    /// Whether `node` takes `bridge` and `unbridge` steps in this plan.
+    fn bridged(&self, node: u32) -> bool {
+        let id = self.fleet.id(node);
+        self.plan
+            .steps
+            .iter()
+            .any(|s| s.node == id && s.action == Action::Bridge)
+    }
+
+    /// Both bridges between the root every target node is on and the new one: the
+    /// executor must hold the old root's key (MODEL §11).
+    fn issue_bridges(
+        &self,
+        new_root: &RootCa,
+        facts: &[NodeFacts],
+        executor: Option<&ExecutorCreds>,
+    ) -> Result<Bridges, String> {
+        let mut olds: Vec<String> = facts
+            .iter()
+            .map(|f| f.old_root.to_ascii_lowercase())
+            .filter(|f| !f.is_empty())
+            .chain(executor.into_iter().flat_map(|ex| {
+                ex.base
+                    .server_roots
+                    .iter()
+                    .map(|r| rollover_pki::fingerprint(r))
+            }))
+            .collect();
+        olds.sort();
+        olds.dedup();
+        let old = match olds.as_slice() {
+            [one] => one,
+            [] => return Err("the bridge strategy: no node reported its current root".into()),
+            many => {
+                return Err(format!(
+                    "the bridge strategy needs every node on one root, but they are on {} \
+                     different roots ({})",
+                    many.len(),
+                    many.join(", ")
+                ));
+            }
+        };
+        let known = root_keys::known(
+            &self.ctx.root_keys,
+            self.ctx.committer.journal().as_ref(),
+            &self.fleet.ca,
+        );
+        let old_root = root_keys::find(&known, &self.fleet.ca, old)?;
+        let bridges = Bridges::issue(&old_root, new_root)
+            .map_err(|e| format!("cannot issue the bridges: {e}"))?;
+        tracing::info!(old = %old_root.fingerprint(), new = %new_root.fingerprint(), "bridges issued");
+        Ok(bridges)
     }
 
     /// Ask every agent for its state (bounded concurrency, with retries). Every

@@ -25,10 +25,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::Executor;
 use crate::access::{Access, Role};
 use crate::journal::{RotationMeta, StartRequestKey, State, StoredOptions};
 use crate::rotation::{Control, Rotation, Snapshot, now_ms};
+use crate::{Executor, root_keys};
 
 /// The gRPC face of an [`Executor`].
 #[derive(Clone)]
@@ -281,10 +281,7 @@ impl Executor {
         let order = PlanOrder::resolve(&plan, &fleet, &doc)
             .map_err(|e| Status::invalid_argument(format!("plan: {e}")))?;
         if order.bridged {
-            return Err(Status::failed_precondition(
-                "plan: bridge steps (the bridge strategy, MODEL §11) are not supported by \
-                 the executor yet; plan with `--strategy waves`",
-            ));
+            self.check_bridge_keys(&fleet, &topology.ca)?;
         }
         let verdict = rollover_core::verify(&fleet, &plan, &order);
         // An unsafe plan is refused before anything changes (observe-only simulations
@@ -348,6 +345,25 @@ impl Executor {
         tracing::info!(rotation_id = %rotation.id, steps = rotation.plan.steps.len(), given, "rotation accepted");
         self.spawn_runner(rotation);
         Ok(response)
+    }
+
+    /// A bridged rotation needs the key of the root the nodes are on, to sign `b_new`
+    /// (MODEL §11): refused here when the executor holds no key of any root of `ca`,
+    /// or, when `@executor` is a node of the fleet, not the key of its own current root
+    /// (the nodes' roots are known only once preparation asks them, which checks again).
+    fn check_bridge_keys(&self, fleet: &Fleet, ca: &str) -> Result<(), Status> {
+        let ctx = &self.inner.ctx;
+        let known = root_keys::known(&ctx.root_keys, ctx.committer.journal().as_ref(), ca);
+        if known.is_empty() {
+            return Err(Status::failed_precondition(root_keys::missing_message(ca)));
+        }
+        if let (Some(_), Some(creds)) = (fleet.executor, &ctx.own_creds)
+            && let [root] = creds.current().server_roots.as_slice()
+        {
+            root_keys::find(&known, ca, &rollover_pki::fingerprint(root))
+                .map_err(Status::failed_precondition)?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn ask_planner(

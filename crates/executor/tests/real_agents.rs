@@ -54,6 +54,7 @@ async fn fleet() -> Fleet {
             control_listen: "127.0.0.1:0".parse().unwrap(),
             control: ControlCreds::Rotated,
             limits: rollover_agent::DEFAULT_LIMITS,
+            chains: true,
         })
         .await
         .unwrap();
@@ -220,6 +221,187 @@ async fn pause_resume_then_rollback_returns_every_agent_to_the_old_root() {
         let (srv, cli) = roots(agent);
         assert_eq!(srv, vec![old.clone()], "{}", agent.id());
         assert_eq!(cli, vec![old.clone()], "{}", agent.id());
+    }
+    executor.shutdown();
+}
+
+fn bridge_request(topology: &Topology) -> v1::StartRotationRequest {
+    let mut r = request(topology);
+    if let Some(o) = r.options.as_mut() {
+        o.strategy = v1::Strategy::Bridge as i32;
+    }
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_strategy_is_refused_without_the_old_roots_key() {
+    let fleet = fleet().await;
+    let planner = planner().await;
+    let dir = tempfile::tempdir().unwrap();
+    let executor =
+        Executor::open(config(dir.path(), &planner, executor_creds(&fleet.old))).unwrap();
+    let err = executor
+        .start_rotation(bridge_request(&fleet.topology))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("--ca-key"), "{}", err.message());
+    assert!(
+        err.message().contains("holds no root key"),
+        "{}",
+        err.message()
+    );
+    assert!(executor.list_rotations(false).is_empty());
+    executor.shutdown();
+    drop(executor);
+
+    // The key of another root of the same CA is no better: `b_new` must be signed by
+    // the root the nodes (and `@executor`) are on.
+    let other = RootCa::generate("corp", 7, KeyAlg::default(), Validity::default()).unwrap();
+    let mut c = config(dir.path(), &planner, executor_creds(&fleet.old));
+    c.root_keys = vec![Arc::new(other)];
+    let executor = Executor::open(c).unwrap();
+    let err = executor
+        .start_rotation(bridge_request(&fleet.topology))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains(&fleet.old.fingerprint()),
+        "names the root whose key is missing: {}",
+        err.message()
+    );
+    assert!(err.message().contains("--ca-key"), "{}", err.message());
+    assert!(executor.list_rotations(false).is_empty());
+    for agent in &fleet.agents {
+        assert_eq!(agent.applied_count(), 0, "{}", agent.id());
+    }
+    executor.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridged_rotation_through_a_restart_keeps_every_probe_up() {
+    let fleet = fleet().await;
+    let planner = planner().await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_key = || {
+        let mut c = config(dir.path(), &planner, executor_creds(&fleet.old));
+        c.root_keys = vec![Arc::new(RootCa::from_pem(&fleet.old.to_pem()).unwrap())];
+        c
+    };
+    let executor = Executor::open(with_key()).unwrap();
+    let started = executor
+        .start_rotation(bridge_request(&fleet.topology))
+        .await
+        .unwrap();
+    let plan = started.plan.unwrap();
+    let bridges = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == v1::StepAction::Bridge as i32)
+        .count();
+    assert_eq!(bridges, NODES.len() + 1, "every node and @executor bridge");
+    let id = started.rotation_id;
+    loop {
+        let s = executor.get_rotation(&id, false).unwrap();
+        assert_ne!(s.state, S::Paused as i32, "{s:?}");
+        if s.steps_done >= 12 || s.state == S::Succeeded as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Restarted mid-rotation, the executor takes the bridges from its journal.
+    executor.shutdown();
+    drop(executor);
+    let executor = Executor::open(with_key()).unwrap();
+    let status = wait_for(&executor, &id, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
+    assert_eq!(status.probes_failed, 0, "{status:?}");
+    assert!(status.probes_total > 0, "{status:?}");
+    let old = fleet.old.fingerprint();
+    for agent in &fleet.agents {
+        let steps = agent.mode().bridged_steps().len() as u64;
+        assert_eq!(agent.applied_count(), steps, "{}", agent.id());
+        let (srv, cli) = roots(agent);
+        assert_eq!(srv.len(), 1, "{}: {srv:?}", agent.id());
+        assert_eq!(srv, cli);
+        assert_ne!(srv[0], old, "{} still on the old root", agent.id());
+        assert!(agent.state().sent_bridges.is_empty(), "{}", agent.id());
+    }
+    executor.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridged_rollback_returns_every_agent_to_the_old_root_without_bridges() {
+    let fleet = fleet().await;
+    let planner = planner().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), &planner, executor_creds(&fleet.old));
+    c.root_keys = vec![Arc::new(RootCa::from_pem(&fleet.old.to_pem()).unwrap())];
+    let executor = Executor::open(c).unwrap();
+    let id = executor
+        .start_rotation(bridge_request(&fleet.topology))
+        .await
+        .unwrap()
+        .rotation_id;
+    let mut saw_bridges = false;
+    loop {
+        let s = executor.get_rotation(&id, false).unwrap();
+        saw_bridges |= fleet
+            .agents
+            .iter()
+            .any(|a| a.state().sent_bridges.len() == 2);
+        if s.steps_done >= 10 || s.state == S::Succeeded as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(saw_bridges, "agents send both bridges once bridged");
+    executor
+        .control(&id, Ctl::Rollback("test".into()))
+        .await
+        .unwrap();
+    let status = wait_for(&executor, &id, &[S::RolledBack, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::RolledBack as i32, "{status:?}");
+    assert_eq!(status.probes_failed, 0, "{status:?}");
+    let old = fleet.old.fingerprint();
+    for agent in &fleet.agents {
+        let (srv, cli) = roots(agent);
+        assert_eq!(srv, vec![old.clone()], "{}", agent.id());
+        assert_eq!(cli, vec![old.clone()], "{}", agent.id());
+        assert!(agent.state().sent_bridges.is_empty(), "{}", agent.id());
+    }
+    executor.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_strategy_without_the_fleets_root_key_fails_before_any_step() {
+    // The control channel under its own CA (no `@executor` in the fleet): StartRotation
+    // cannot tell which root the nodes are on, so the executor learns it from their
+    // states while preparing, and stops there, naming the root whose key it lacks.
+    let fleet = fleet().await;
+    let planner = planner().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut topology = fleet.topology.clone();
+    topology.control = None;
+    let other = RootCa::generate("corp", 7, KeyAlg::default(), Validity::default()).unwrap();
+    let mut c = config(dir.path(), &planner, executor_creds(&fleet.old));
+    c.root_keys = vec![Arc::new(other)];
+    let executor = Executor::open(c).unwrap();
+    let id = executor
+        .start_rotation(bridge_request(&topology))
+        .await
+        .unwrap()
+        .rotation_id;
+    let status = wait_for(&executor, &id, &[S::Failed, S::Paused, S::Succeeded]).await;
+    assert_eq!(status.state, S::Failed as i32, "{status:?}");
+    let error = status.error.unwrap_or_default();
+    assert!(error.contains(&fleet.old.fingerprint()), "{error}");
+    assert!(error.contains("--ca-key"), "{error}");
+    assert_eq!(status.steps_done, 0);
+    for agent in &fleet.agents {
+        assert_eq!(agent.applied_count(), 0, "{}", agent.id());
+        assert!(agent.state().sent_bridges.is_empty(), "{}", agent.id());
     }
     executor.shutdown();
 }

@@ -167,6 +167,7 @@ fn doc_key(kind: DocKind) -> &'static str {
         DocKind::NewRoot => "new_root",
         DocKind::Nodes => "nodes",
         DocKind::ExecutorBase => "executor_base",
+        DocKind::Bridges => "bridges",
     }
 }
 

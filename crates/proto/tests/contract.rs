@@ -232,6 +232,7 @@ fn generated_types_round_trip() {
         issued_leaf_der: vec![0x30, 0x81],
         old_root_fingerprint: "ab".repeat(32),
         undo: false,
+        ..Default::default()
     };
     let decoded = ApplyStepRequest::decode(request.encode_to_vec().as_slice()).unwrap();
     assert_eq!(decoded, request);

@@ -106,6 +106,7 @@ impl Mesh {
                     control_listen: localhost(),
                     control: ControlCreds::Separate(creds(id, &control_ca)),
                     limits: rollover_agent::DEFAULT_LIMITS,
+                    chains: true,
                 },
                 Some(export),
             )

@@ -58,6 +58,7 @@ pub async fn start_agent(
         control_listen: localhost(),
         control,
         limits: rollover_agent::DEFAULT_LIMITS,
+        chains: true,
     })
     .await
     .unwrap()

@@ -98,6 +98,11 @@ pub struct AgentArgs {
     pub reload_timeout: std::time::Duration,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// The node cannot build certificate chains (topology `chains: false`): it never
+    /// sends a cross-signed bridge nor verifies a peer through one, and refuses
+    /// `bridge` steps.
+    #[arg(long)]
+    pub no_chains: bool,
 }
 
 /// `10s`, `500ms`, `2m`: a positive number with a unit.
@@ -179,6 +184,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<Status> {
         control_ca: args.control_ca.clone(),
         export,
         limits: args.limits.limits(rollover_agent::DEFAULT_LIMITS)?,
+        chains: !args.no_chains,
     };
     let runtime = net::runtime()?;
     let id = args.id.clone();

@@ -99,6 +99,11 @@ pub enum RotateStrategy {
     Waves,
     /// The source design's literal breadth-first order.
     Claim,
+    /// Cross-signed bridges first: every node that can build chains sends both
+    /// bridges during the rotation, so the usual steps run in a few waves with no
+    /// disruption; the executor must hold the current root's key (`serve executor
+    /// --ca-key`, or a root it made in an earlier rotation).
+    Bridge,
 }
 
 /// Times the watch reconnects after losing the event stream before giving up.
@@ -202,6 +207,7 @@ async fn rotate(
             strategy: match args.strategy {
                 RotateStrategy::Waves => v1::Strategy::Waves,
                 RotateStrategy::Claim => v1::Strategy::Claim,
+                RotateStrategy::Bridge => v1::Strategy::Bridge,
             } as i32,
             start_node: args.start.clone(),
             ..v1::RotationOptions::default()

@@ -68,6 +68,10 @@ control CA the agents got with --control-ca) makes a key in DIR
 load them; when a rotation has rotated the executor's own identity, the journal's
 newer identity is used instead, so a restart never loses it.
 
+A rotation with `--strategy bridge` (cross-signed roots) needs the key of the root
+the agents are on, to sign the bridge to the new root: the executor has it when one
+of its earlier rotations made that root; otherwise give it with --ca-key FILE.
+
 --planner is `host:port` (plaintext, loopback only) or `https://host:port`: mTLS with
 --tls-cert/--tls-key as the client identity, verifying the planner's certificate
 against --client-ca as the id --planner-id.
@@ -146,6 +150,12 @@ pub struct ExecutorArgs {
     /// On the first start: the CA (certificate and key PEM) to enrol `@executor` with.
     #[arg(long, value_name = "FILE")]
     pub bootstrap_ca: Option<PathBuf>,
+    /// A root with its key (PEM, e.g. from `rollover pki init`) the executor may
+    /// cross-sign with: the current root of a CA rotated with `--strategy bridge`
+    /// (MODEL §11), when an earlier rotation by this executor did not make it.
+    /// Repeatable.
+    #[arg(long = "ca-key", value_name = "FILE")]
+    pub ca_keys: Vec<PathBuf>,
     #[command(flatten)]
     pub tls: ServerTls,
     /// Serve Prometheus metrics over plain HTTP here (`host:port`); loopback only
@@ -421,6 +431,11 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
         })?;
     }
     config.own_creds = Some(own_creds);
+    for path in &args.ca_keys {
+        let root =
+            rollover_agent::read_root(path).map_err(|e| BadInput(format!("--ca-key: {e}")))?;
+        config.root_keys.push(Arc::new(root));
+    }
     let opened = super::journal::open(&args.journal, &args.state)?;
     if let super::journal::OpenedJournal::Redb(journal) = &opened {
         config.journal = Some(journal.clone());

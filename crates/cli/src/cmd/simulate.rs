@@ -48,6 +48,7 @@ Exit status: 0 when no undeclared link failed and every node ends on the new key
 pub const EXAMPLES: &str = "\
 Examples:
   rollover simulate examples/plant-300.yaml
+  rollover simulate examples/chain-60.yaml --strategy bridge
   rollover simulate examples/mixed.yaml --report mixed.sim.json --seed 7
   rollover plan examples/mixed.yaml --strategy naive -f json -o naive.json
   rollover simulate examples/mixed.yaml --plan naive.json
@@ -108,6 +109,10 @@ pub enum SimStrategy {
     Waves,
     /// The source design's literal breadth-first order.
     Claim,
+    /// Cross-signed bridges first (MODEL §11): every node sends bridges, so any
+    /// order of the usual steps keeps links up; the executor must hold the old
+    /// root's key (the simulator gives it the one it made).
+    Bridge,
 }
 
 /// Run `rollover simulate`.
@@ -156,6 +161,7 @@ fn options(
         strategy: match args.strategy {
             SimStrategy::Waves => Strategy::Waves,
             SimStrategy::Claim => Strategy::Claim,
+            SimStrategy::Bridge => Strategy::Bridge,
         },
         start: args.start.clone(),
         seed,
