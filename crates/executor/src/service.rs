@@ -534,6 +534,9 @@ impl Executor {
     ) -> Result<ReceiverStream<Result<v1::RotationEvent, Status>>, Status> {
         let rotation = self.rotation(id)?;
         let mut live = rotation.subscribe();
+        // Weak: the task must not keep the rotation (and its live sender) alive, or the
+        // stream would never see Closed when the executor goes away.
+        let rotation = Arc::downgrade(&rotation);
         let journal = self.inner.ctx.committer.journal().clone();
         let (tx, rx) = mpsc::channel(256);
         let id = id.to_string();
@@ -584,7 +587,11 @@ impl Executor {
                     return;
                 }
                 // Over, and asked for events past the next one: none will come.
-                if last + 1 < next && rotation.snapshot().meta.state.is_terminal() {
+                if last + 1 < next
+                    && rotation
+                        .upgrade()
+                        .is_none_or(|r| r.snapshot().meta.state.is_terminal())
+                {
                     return;
                 }
             }
