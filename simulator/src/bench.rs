@@ -12,12 +12,20 @@ use crate::error::SimError;
 use crate::handshake_rate::{HandshakeRate, bare_handshake_rate};
 use crate::options::SimOptions;
 use crate::run::{SimOutcome, simulate};
-use crate::setup::start_fleet;
+use crate::setup::{Listening, start_fleet};
 
 /// The process's resident memory, in bytes (Linux; `None` elsewhere).
 pub fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The process's peak resident memory so far, in bytes (Linux; `None` elsewhere).
+pub fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
@@ -89,7 +97,7 @@ pub async fn agent_memory(count: usize) -> Result<f64, SimError> {
     let fleet = Fleet::new(&topology);
     let dir = tempfile::Builder::new().prefix("rollover-mem-").tempdir()?;
     let before = resident_bytes().unwrap_or(0);
-    let sim = start_fleet(&topology, &fleet, dir.path()).await?;
+    let sim = start_fleet(&topology, &fleet, dir.path(), Listening::Shared).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = resident_bytes().unwrap_or(0);
     sim.shutdown().await;

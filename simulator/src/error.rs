@@ -18,6 +18,9 @@ pub enum SimError {
     /// A service call failed.
     #[error("rpc: {0}")]
     Rpc(String),
+    /// A process limit (open files, ports) is too low for the fleet asked for.
+    #[error("process limit: {0}")]
+    Limit(String),
     /// The rotation did not reach an end.
     #[error("the rotation did not finish: {0}")]
     Stuck(String),

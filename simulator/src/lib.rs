@@ -11,13 +11,15 @@
 //! * [`run`]: [`simulate`], tying it together;
 //! * [`chaos`]: fault injection (crashed agents and executor, lost, late, duplicated
 //!   calls, partitions) and the invariants checked after a chaotic run;
-//! * [`handshake_rate`]: the bare-handshake baseline for the speed target.
+//! * [`handshake_rate`]: the bare-handshake baseline for the speed target;
+//! * [`limits`]: open files and ports, raised or explained before a large run.
 
 pub mod bench;
 pub mod chaos;
 pub mod checks;
 pub mod error;
 pub mod handshake_rate;
+pub mod limits;
 pub mod observe;
 pub mod options;
 pub mod prober;

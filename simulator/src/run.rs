@@ -19,7 +19,7 @@ use crate::observe::{Observer, Source};
 use crate::options::SimOptions;
 use crate::prober::{background, probe_links};
 use crate::services::Services;
-use crate::setup::{SimFleet, start_fleet};
+use crate::setup::{Listening, SimFleet, start_fleet};
 
 /// Longest a simulated rotation may take before it is reported stuck.
 pub const ROTATION_DEADLINE: Duration = Duration::from_secs(30 * 60);
@@ -78,7 +78,13 @@ pub async fn simulate(topology: &Topology, options: SimOptions) -> Result<SimOut
         }
     };
     progress("starting agents");
-    let sim = Arc::new(start_fleet(topology, &fleet, &dir).await?);
+    // Chaos runs crash agents, whose own ports then refuse connections.
+    let listening = if options.chaos.is_some() {
+        Listening::OwnPorts
+    } else {
+        Listening::Shared
+    };
+    let sim = Arc::new(start_fleet(topology, &fleet, &dir, listening).await?);
     progress("starting planner and executor");
     let chaos = options
         .chaos

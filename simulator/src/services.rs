@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rollover_executor::{
-    AgentConnector, Executor, ExecutorConfig, RedbJournal, RetryPolicy, ServeOptions,
+    AgentConnector, Executor, ExecutorConfig, GrpcConnector, Journal, MemJournal, RedbJournal,
+    RetryPolicy, ServeOptions,
 };
 use rollover_pki::{LiveCredentials, RootCa};
 use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
@@ -18,6 +19,9 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 use crate::error::SimError;
+
+/// Connections from the executor to agents kept open at once.
+pub const CHANNELS_KEPT: usize = 512;
 
 /// Running planner and executor services.
 pub struct Services {
@@ -40,6 +44,8 @@ struct Reopen {
     root_keys: Vec<Arc<RootCa>>,
     connector: Option<Arc<dyn AgentConnector>>,
     retry: Option<RetryPolicy>,
+    /// The journal, when it is kept in memory rather than in `dir/executor`.
+    journal: Option<Arc<dyn Journal>>,
 }
 
 impl Reopen {
@@ -50,6 +56,7 @@ impl Reopen {
         config.own_creds = Some(self.creds.clone());
         config.root_keys = self.root_keys.clone();
         config.connector = self.connector.clone();
+        config.journal = self.journal.clone();
         if let Some(retry) = self.retry {
             config.retry = retry;
         }
@@ -95,23 +102,49 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'sta
 }
 
 impl Services {
-    /// Start the planner, then the executor (state under `dir`) using it.
+    /// Start the planner, then the executor using it, its journal in memory: nothing
+    /// of a simulated executor needs to outlive the process, and a journal on disk
+    /// would make every commit wait for an fsync (the same [`Journal`] trait and the
+    /// same executor code either way).
     pub async fn start(
         dir: &Path,
         executor_creds: Arc<LiveCredentials>,
         root_keys: Vec<Arc<RootCa>>,
     ) -> Result<Services, SimError> {
-        Self::start_with(dir, executor_creds, root_keys, None, None).await
+        // A bounded number of connections to agents: one kept per agent would hold
+        // two file descriptors per agent (both ends are in this process).
+        let connector = GrpcConnector::tls(executor_creds.clone()).max_cached(CHANNELS_KEPT);
+        Self::open(
+            dir,
+            executor_creds,
+            root_keys,
+            Some(Arc::new(connector)),
+            None,
+            Some(Arc::new(MemJournal::default())),
+        )
+        .await
     }
 
-    /// [`Services::start`] with the executor reaching agents through `connector` (its
-    /// default: mTLS with `executor_creds`) and retrying agent calls by `retry`.
+    /// [`Services::start`] with the executor's journal on disk under `dir` (a chaos
+    /// run crashes and reopens it), reaching agents through `connector` (its default:
+    /// mTLS with `executor_creds`) and retrying agent calls by `retry`.
     pub async fn start_with(
         dir: &Path,
         executor_creds: Arc<LiveCredentials>,
         root_keys: Vec<Arc<RootCa>>,
         connector: Option<Arc<dyn AgentConnector>>,
         retry: Option<RetryPolicy>,
+    ) -> Result<Services, SimError> {
+        Self::open(dir, executor_creds, root_keys, connector, retry, None).await
+    }
+
+    async fn open(
+        dir: &Path,
+        executor_creds: Arc<LiveCredentials>,
+        root_keys: Vec<Arc<RootCa>>,
+        connector: Option<Arc<dyn AgentConnector>>,
+        retry: Option<RetryPolicy>,
+        journal: Option<Arc<dyn Journal>>,
     ) -> Result<Services, SimError> {
         let (stop, rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -132,6 +165,7 @@ impl Services {
             root_keys,
             connector,
             retry,
+            journal,
         };
         let executor =
             Executor::open(reopen.config()?).map_err(|e| SimError::Setup(e.to_string()))?;
@@ -162,24 +196,10 @@ impl Services {
         let dead = rollover_transport::plain_channel(&self.executor_addr.to_string())
             .map_err(|e| SimError::Setup(e.to_string()))?;
         self.executor = ExecutorServiceClient::new(dead);
-        // The old incarnation lets go of the journal as its tasks are dropped.
-        let dir = self.reopen.dir.join("executor");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let journal = loop {
-            let path = dir.clone();
-            let opened = tokio::task::spawn_blocking(move || RedbJournal::open(&path))
-                .await
-                .map_err(|e| SimError::Setup(e.to_string()))?;
-            match opened {
-                Ok(journal) => break journal,
-                Err(e) if e.0.contains("already open") && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => return Err(SimError::Setup(format!("reopening the journal: {e}"))),
-            }
-        };
         let mut config = self.reopen.config()?;
-        config.journal = Some(Arc::new(journal));
+        if config.journal.is_none() {
+            config.journal = Some(Arc::new(self.reopen_journal().await?));
+        }
         let executor = Executor::open(config).map_err(|e| SimError::Setup(e.to_string()))?;
         let rx = self.stop.subscribe();
         let (executor_addr, task, client) = serve_executor(executor.clone(), &rx).await?;
@@ -187,6 +207,26 @@ impl Services {
         self.executor_addr = executor_addr;
         self.running = Some((executor, task));
         Ok(())
+    }
+
+    /// The journal on disk, opened again once the old incarnation lets go of it (as
+    /// its tasks are dropped).
+    async fn reopen_journal(&self) -> Result<RedbJournal, SimError> {
+        let dir = self.reopen.dir.join("executor");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let path = dir.clone();
+            let opened = tokio::task::spawn_blocking(move || RedbJournal::open(&path))
+                .await
+                .map_err(|e| SimError::Setup(e.to_string()))?;
+            match opened {
+                Ok(journal) => return Ok(journal),
+                Err(e) if e.0.contains("already open") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(SimError::Setup(format!("reopening the journal: {e}"))),
+            }
+        }
     }
 
     /// Stop both services and wait for them.

@@ -2,6 +2,13 @@
 //! one real agent per target node (bootstrapped in its own state directory, serving
 //! its data plane and control plane on loopback), the executor's own credentials, and
 //! static credentials for links under other CAs.
+//!
+//! Agents listen either on ports of their own, as deployed agents do, or (the
+//! default for a simulation: the only way to fit 10,000 agents in one process's file
+//! descriptors and loopback ports) on two listeners shared by the whole fleet, which
+//! route each connection to its agent by the TLS server name the client asks for
+//! (`node_dns_name(id)`, as every client in rollover does). Each agent then runs its
+//! own TLS handshake on the routed connection, exactly as on its own port.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,14 +21,48 @@ use rollover_agent::{
     Agent, AgentConfig, AgentHandle, ControlCreds, bootstrap, single_root_credentials,
 };
 use rollover_core::{EXECUTOR_ID, Fleet, Mode, Topology};
-use rollover_pki::{KeyAlg, LiveCredentials, RootCa, Validity};
+use rollover_pki::{KeyAlg, LiveCredentials, RootCa, Validity, node_dns_name};
 use rollover_proto::v1;
+use rollover_transport::SniRouter;
 
 use crate::error::SimError;
 use crate::handshake_rate::endpoint;
 
 /// Agents started at once while standing the fleet up.
 const START_BATCH: usize = 64;
+
+/// Where the simulated agents listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listening {
+    /// Two ports per agent, as deployed (chaos runs: a crashed agent's ports refuse).
+    OwnPorts,
+    /// One data-plane and one control listener for the whole fleet, routing by TLS
+    /// server name.
+    Shared,
+}
+
+/// The fleet's shared listeners ([`Listening::Shared`]).
+pub struct Routers {
+    data: SniRouter,
+    control: SniRouter,
+}
+
+impl Routers {
+    fn bind() -> Result<Self, SimError> {
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Ok(Routers {
+            data: SniRouter::bind(loopback)?,
+            control: SniRouter::bind(loopback)?,
+        })
+    }
+
+    /// Start `config`'s agent on routes of its own name.
+    async fn start(&self, config: AgentConfig) -> Result<AgentHandle, rollover_agent::AgentError> {
+        let name = node_dns_name(&config.id);
+        let (data, control) = (self.data.register(&name), self.control.register(&name));
+        Agent::start_on(config, data, control).await
+    }
+}
 
 /// The running fleet.
 pub struct SimFleet {
@@ -35,6 +76,8 @@ pub struct SimFleet {
     pub foreign: HashMap<(String, String), Arc<LiveCredentials>>,
     /// Distinct links under other CAs: (client, server, CA).
     pub foreign_links: Vec<(String, String, String)>,
+    /// The shared listeners, with [`Listening::Shared`] (dropped after the agents).
+    pub routers: Option<Arc<Routers>>,
 }
 
 impl SimFleet {
@@ -100,6 +143,7 @@ pub struct AgentSlot {
     control: ControlCreds,
     /// Whether the node builds chains (topology `chains`, MODEL §11).
     chains: bool,
+    routers: Option<Arc<Routers>>,
     running: Mutex<Option<AgentHandle>>,
     /// The live credentials of the latest incarnation (kept while it is down).
     creds: Mutex<Arc<LiveCredentials>>,
@@ -112,7 +156,13 @@ pub struct AgentSlot {
 const REBIND_DEADLINE: Duration = Duration::from_secs(10);
 
 impl AgentSlot {
-    fn new(handle: AgentHandle, state_dir: PathBuf, control: ControlCreds, chains: bool) -> Self {
+    fn new(
+        handle: AgentHandle,
+        state_dir: PathBuf,
+        control: ControlCreds,
+        chains: bool,
+        routers: Option<Arc<Routers>>,
+    ) -> Self {
         AgentSlot {
             id: handle.id().to_string(),
             mode: handle.mode(),
@@ -121,6 +171,7 @@ impl AgentSlot {
             control_addr: handle.control_addr(),
             control,
             chains,
+            routers,
             creds: Mutex::new(handle.credentials()),
             running: Mutex::new(Some(handle)),
             holds: Mutex::default(),
@@ -198,6 +249,11 @@ impl AgentSlot {
     /// them as its local port (which would keep the agent from binding it again).
     /// Waits (briefly) for the crashed incarnation's listeners to close.
     pub async fn hold_ports(&self) {
+        if self.routers.is_some() {
+            // Shared listeners: a connection for a crashed agent finds no route and is
+            // closed at once.
+            return;
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         for addr in [self.data_addr, self.control_addr] {
             loop {
@@ -242,7 +298,7 @@ impl AgentSlot {
     async fn start_again(&self) -> Result<(), SimError> {
         let deadline = Instant::now() + REBIND_DEADLINE;
         loop {
-            let started = Agent::start(AgentConfig {
+            let config = AgentConfig {
                 id: self.id.clone(),
                 mode: self.mode,
                 state_dir: self.state_dir.clone(),
@@ -251,8 +307,11 @@ impl AgentSlot {
                 control: self.control.clone(),
                 limits: rollover_agent::DEFAULT_LIMITS,
                 chains: self.chains,
-            })
-            .await;
+            };
+            let started = match &self.routers {
+                Some(routers) => routers.start(config).await,
+                None => Agent::start(config).await,
+            };
             match started {
                 Ok(handle) => {
                     *self.creds.lock().unwrap_or_else(|p| p.into_inner()) = handle.credentials();
@@ -291,7 +350,12 @@ pub async fn start_fleet(
     topology: &Topology,
     fleet: &Fleet,
     dir: &Path,
+    listening: Listening,
 ) -> Result<SimFleet, SimError> {
+    // Simulated state directories are thrown away after the run: written the same
+    // way, but not fsynced (which would make the rotation wait on the disk).
+    rollover_agent::set_synced_writes(false);
+    crate::limits::check(fleet.len(), listening)?;
     let validity = Validity::default();
     let old_root = Arc::new(RootCa::generate(&fleet.ca, 0, KeyAlg::default(), validity)?);
     let control_in_rotated = topology.control_in_rotated_ca();
@@ -313,6 +377,10 @@ pub async fn start_fleet(
     .map_err(|e| SimError::Setup(e.to_string()))?;
     let executor_creds = LiveCredentials::new(executor_set)?;
 
+    let routers = match listening {
+        Listening::OwnPorts => None,
+        Listening::Shared => Some(Arc::new(Routers::bind()?)),
+    };
     let mut agents: Vec<Option<AgentSlot>> = Vec::with_capacity(fleet.len());
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let ids: Vec<(u32, String)> = fleet
@@ -332,6 +400,7 @@ pub async fn start_fleet(
             let chains = fleet.chains[*ix as usize];
             let state_dir = dir.join("agents").join(format!("{ix}"));
             let (root, control) = (old_root.clone(), control_root.clone());
+            let routers = routers.clone();
             let id = id.clone();
             starting.push(Some(tokio::spawn(async move {
                 let dir = state_dir.clone();
@@ -350,7 +419,7 @@ pub async fn start_fleet(
                     })
                     .await
                     .map_err(|e| SimError::Setup(e.to_string()))??;
-                let handle = Agent::start(AgentConfig {
+                let config = AgentConfig {
                     id,
                     mode,
                     state_dir: state_dir.clone(),
@@ -359,10 +428,19 @@ pub async fn start_fleet(
                     control: control_creds.clone(),
                     limits: rollover_agent::DEFAULT_LIMITS,
                     chains,
-                })
-                .await
+                };
+                let handle = match &routers {
+                    Some(routers) => routers.start(config).await,
+                    None => Agent::start(config).await,
+                }
                 .map_err(|e| SimError::Setup(e.to_string()))?;
-                Ok::<_, SimError>(AgentSlot::new(handle, state_dir, control_creds, chains))
+                Ok::<_, SimError>(AgentSlot::new(
+                    handle,
+                    state_dir,
+                    control_creds,
+                    chains,
+                    routers,
+                ))
             })));
         }
         for task in starting {
@@ -383,6 +461,7 @@ pub async fn start_fleet(
         executor_creds,
         foreign,
         foreign_links,
+        routers,
     })
 }
 

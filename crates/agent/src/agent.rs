@@ -12,7 +12,7 @@ use rollover_pki::LiveCredentials;
 use rollover_proto::v1;
 use rollover_proto::v1::agent_service_server::AgentServiceServer;
 use rollover_transport::{
-    HANDSHAKE_TIMEOUT, HandshakeStats, ServerLimits, TlsIncoming, base_router,
+    HANDSHAKE_TIMEOUT, HandshakeStats, Listener, ServerLimits, TlsIncoming, base_router,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -257,6 +257,69 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| AgentError::Server(format!("state directory task: {e}")))?
 }
 
+/// A node loaded from its state directory and checked against the config, with its
+/// credentials: the data plane's, the workload's (when exported) and the control's.
+struct Loaded {
+    node: NodeData,
+    set: rollover_pki::CredentialSet,
+    creds: Arc<LiveCredentials>,
+    workload: Option<Arc<LiveCredentials>>,
+    control_creds: Arc<LiveCredentials>,
+}
+
+async fn load(config: &AgentConfig, export: Option<&Export>) -> Result<Loaded, AgentError> {
+    let dir = config.state_dir.clone();
+    let mut node = blocking(move || store::load_node(&dir)).await?;
+    node.chains = config.chains;
+    if node.id != config.id {
+        return Err(AgentError::ConfigMismatch(format!(
+            "id {:?} given, but {} holds node {:?}",
+            config.id,
+            config.state_dir.display(),
+            node.id
+        )));
+    }
+    if node.mode != config.mode {
+        return Err(AgentError::ConfigMismatch(format!(
+            "mode {} given, but node {:?} in {} is {}",
+            config.mode,
+            node.id,
+            config.state_dir.display(),
+            node.mode
+        )));
+    }
+    let set = node.credential_set()?;
+    let creds = LiveCredentials::new(set.clone())?;
+    let workload = match export {
+        Some(_) => Some(LiveCredentials::new(exported_identity(&set)?)?),
+        None => None,
+    };
+    let control_creds = match &config.control {
+        ControlCreds::Rotated => creds.clone(),
+        ControlCreds::Separate(c) => c.clone(),
+        ControlCreds::StateDir => {
+            let dir = config.state_dir.clone();
+            let set = blocking(move || store::load_control(&dir))
+                .await?
+                .ok_or_else(|| {
+                    AgentError::ConfigMismatch(format!(
+                        "{} has no control credentials ({}): bootstrap them with a control CA",
+                        config.state_dir.display(),
+                        store::CONTROL_FILE
+                    ))
+                })?;
+            LiveCredentials::new(set)?
+        }
+    };
+    Ok(Loaded {
+        node,
+        set,
+        creds,
+        workload,
+        control_creds,
+    })
+}
+
 /// One node's agent.
 #[derive(Debug)]
 pub struct Agent;
@@ -281,56 +344,42 @@ impl Agent {
             let check = export.clone();
             blocking(move || check.check()).await?;
         }
-        let dir = config.state_dir.clone();
-        let mut node = blocking(move || store::load_node(&dir)).await?;
-        node.chains = config.chains;
-        if node.id != config.id {
-            return Err(AgentError::ConfigMismatch(format!(
-                "id {:?} given, but {} holds node {:?}",
-                config.id,
-                config.state_dir.display(),
-                node.id
-            )));
-        }
-        if node.mode != config.mode {
-            return Err(AgentError::ConfigMismatch(format!(
-                "mode {} given, but node {:?} in {} is {}",
-                config.mode,
-                node.id,
-                config.state_dir.display(),
-                node.mode
-            )));
-        }
-        let set = node.credential_set()?;
-        let creds = LiveCredentials::new(set.clone())?;
-        let workload = match &export {
-            Some(_) => Some(LiveCredentials::new(exported_identity(&set)?)?),
-            None => None,
-        };
-        let control_creds = match config.control {
-            ControlCreds::Rotated => creds.clone(),
-            ControlCreds::Separate(c) => c,
-            ControlCreds::StateDir => {
-                let dir = config.state_dir.clone();
-                let set = blocking(move || store::load_control(&dir))
-                    .await?
-                    .ok_or_else(|| {
-                        AgentError::ConfigMismatch(format!(
-                            "{} has no control credentials ({}): bootstrap them with a control CA",
-                            config.state_dir.display(),
-                            store::CONTROL_FILE
-                        ))
-                    })?;
-                LiveCredentials::new(set)?
-            }
-        };
+        let loaded = load(&config, export.as_ref()).await?;
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
                 .map_err(|source| AgentError::Bind { addr, source })
         };
-        let data_listener = bind(config.data_listen).await?;
-        let control_listener = bind(config.control_listen).await?;
+        let data = bind(config.data_listen).await?;
+        let control = bind(config.control_listen).await?;
+        Self::serve(config, export, loaded, data.into(), control.into()).await
+    }
+
+    /// [`Agent::start`] on listeners given instead of bound (`config.data_listen` and
+    /// `config.control_listen` are not used): e.g. connections routed from listeners
+    /// shared with other agents in process (see [`rollover_transport::SniRouter`]).
+    pub async fn start_on(
+        config: AgentConfig,
+        data_listener: Listener,
+        control_listener: Listener,
+    ) -> Result<AgentHandle, AgentError> {
+        let loaded = load(&config, None).await?;
+        Self::serve(config, None, loaded, data_listener, control_listener).await
+    }
+
+    async fn serve(
+        config: AgentConfig,
+        export: Option<Export>,
+        Loaded {
+            node,
+            set,
+            creds,
+            workload,
+            control_creds,
+        }: Loaded,
+        data_listener: Listener,
+        control_listener: Listener,
+    ) -> Result<AgentHandle, AgentError> {
         let data_addr = data_listener
             .local_addr()
             .map_err(|e| AgentError::io(&config.state_dir, e))?;

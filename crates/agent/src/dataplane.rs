@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use rollover_pki::{LiveCredentials, fingerprint};
 use rollover_proto::v1::ProbeResponse;
-use rollover_transport::{HANDSHAKE_TIMEOUT, HandshakeStats, connect_tls};
+use rollover_transport::{HANDSHAKE_TIMEOUT, HandshakeStats, Listener, connect_tls};
 use rustls::SignatureScheme;
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -32,7 +32,7 @@ const MAX_STATUS_LINE: u64 = 512;
 /// Accepts data-plane connections until `stop` turns true (or its sender is gone).
 /// Connections still open then are dropped with the task.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    mut listener: Listener,
     creds: Arc<LiveCredentials>,
     stats: Arc<HandshakeStats>,
     mut stop: watch::Receiver<bool>,

@@ -36,4 +36,4 @@ pub use export::Export;
 pub use rollover_core::EXECUTOR_ID;
 pub use rollover_transport::ServerLimits;
 pub use run::{RunOptions, read_root, run};
-pub use store::{CONTROL_FILE, CONTROL_KEY_FILE, KEYS_DIR, NODE_FILE};
+pub use store::{CONTROL_FILE, CONTROL_KEY_FILE, KEYS_DIR, NODE_FILE, set_synced_writes};

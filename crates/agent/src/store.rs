@@ -6,11 +6,17 @@
 //! leaves either the old or the new version. A key file is written before the
 //! `node.json` that refers to it; files no state refers to are removed afterwards.
 //! Everything here is blocking: async callers run it on the blocking pool.
+//!
+//! A simulation (thousands of agents in one process, on a disk nobody needs after
+//! the run) may turn the fsyncs off process-wide with [`set_synced_writes`]: the
+//! files are still written the same way, atomically, only not forced to the disk,
+//! which otherwise makes a simulated rotation wait on the disk rather than on TLS.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rollover_core::state::{Action, Mode};
 use rollover_pki::{Bridges, CertificateDer, CredentialSet, HeldLeaf, NodeKey, fingerprint};
@@ -109,6 +115,16 @@ struct ControlFile {
     root: String,
     leaf: String,
     key_file: String,
+}
+
+/// Whether [`write_atomic`] fsyncs (see [`set_synced_writes`]).
+static SYNCED_WRITES: AtomicBool = AtomicBool::new(true);
+
+/// Whether state files written from now on in this process are fsynced (the
+/// default: yes). Only for simulations, whose state directories are thrown away
+/// after the run: without the fsync a power loss could lose the last writes.
+pub fn set_synced_writes(synced: bool) {
+    SYNCED_WRITES.store(synced, Ordering::Relaxed);
 }
 
 /// Whether `dir` holds a node's state.
@@ -388,6 +404,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> 
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp: PathBuf = parent.join(tmp_name);
+    let synced = SYNCED_WRITES.load(Ordering::Relaxed);
     let write = || -> std::io::Result<()> {
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -395,12 +412,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> 
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if synced {
+            file.sync_all()?;
+        }
         Ok(())
     };
     write().map_err(|e| AgentError::io(&tmp, e))?;
     owner_only(&tmp, 0o600)?;
     fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))?;
+    if !synced {
+        return Ok(());
+    }
     // Make the rename itself durable.
     File::open(parent)
         .and_then(|d| d.sync_all())

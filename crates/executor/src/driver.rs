@@ -114,12 +114,38 @@ pub type ChannelFactory =
 /// Agents over gRPC.
 ///
 /// Channels are cached by (node, address): every rotation reuses the same HTTP/2
-/// connection to an agent.
+/// connection to an agent. With [`GrpcConnector::max_cached`] at most that many are
+/// kept, the oldest let go first (its connection closes once no call uses it).
 #[derive(Clone)]
 pub struct GrpcConnector {
     factory: Option<ChannelFactory>,
     timeout: Duration,
-    cache: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Channel>>>,
+    cache: Arc<std::sync::Mutex<ChannelCache>>,
+}
+
+/// Channels by (node, address), and the order they were made in.
+#[derive(Default)]
+struct ChannelCache {
+    channels: std::collections::HashMap<(String, String), Channel>,
+    order: std::collections::VecDeque<(String, String)>,
+    limit: Option<usize>,
+}
+
+impl ChannelCache {
+    fn insert(&mut self, key: (String, String), channel: Channel) {
+        if self.channels.insert(key.clone(), channel).is_none() {
+            self.order.push_back(key);
+        }
+        while self
+            .limit
+            .is_some_and(|limit| self.channels.len() > limit.max(1))
+        {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.channels.remove(&oldest);
+        }
+    }
 }
 
 impl GrpcConnector {
@@ -156,6 +182,14 @@ impl GrpcConnector {
         self.timeout = timeout;
         self
     }
+
+    /// Keep at most `channels` connections (default: one per agent, all kept): a
+    /// process talking to thousands of agents on one machine (the simulator) would
+    /// otherwise hold two file descriptors per agent for the whole run.
+    pub fn max_cached(self, channels: usize) -> Self {
+        self.cache.lock().expect("channel cache").limit = Some(channels);
+        self
+    }
 }
 
 impl AgentConnector for GrpcConnector {
@@ -171,7 +205,7 @@ impl AgentConnector for GrpcConnector {
             ));
         };
         let key = (node_id.to_string(), address.to_string());
-        if let Some(channel) = self.cache.lock().expect("channel cache").get(&key) {
+        if let Some(channel) = self.cache.lock().expect("channel cache").channels.get(&key) {
             return Ok(Arc::new(GrpcAgent {
                 client: AgentServiceClient::new(channel.clone())
                     .max_decoding_message_size(64 << 20)

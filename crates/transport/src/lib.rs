@@ -16,17 +16,22 @@
 //!   and runs the TLS handshake with the credentials current at connect time,
 //!   verifying the server as `node_dns_name(server_node_id)`. [`connect_tls`] is the
 //!   same handshake for raw (non-gRPC) connections.
+//! * Shared listeners: a server accepts from a [`Listener`], its own TCP listener or
+//!   the connections an [`SniRouter`] routes to it by TLS server name (a simulator's
+//!   thousands of servers in one process).
 //! * Loopback only: [`serve_plain`] and [`plain_channel`] refuse other addresses.
 
 mod client;
 mod error;
 mod limits;
+mod listener;
 mod server;
 mod services;
 
 pub use client::{CONNECT_TIMEOUT, connect_tls, plain_channel, tls_channel};
 pub use error::TransportError;
 pub use limits::{Guarded, ServerLimits};
+pub use listener::{Listener, RoutedListener, SniRouter};
 pub use server::{
     ConnectionCloser, HANDSHAKE_TIMEOUT, HandshakeStats, ServerTlsStream, TlsIncoming,
     peer_node_id, serve_plain, serve_tls,

@@ -33,6 +33,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::{Connected, Router, TcpConnectInfo, TlsConnectInfo};
 
+use crate::listener::Listener;
 use crate::{ALPN_H2, ServerLimits, TransportError};
 
 /// How long an accepted connection may take to complete its TLS handshake.
@@ -85,17 +86,18 @@ pub struct TlsIncoming {
 
 impl TlsIncoming {
     /// Starts accepting on `listener` (must be called within a tokio runtime).
-    pub fn new(listener: TcpListener, creds: &Arc<LiveCredentials>) -> Self {
+    pub fn new(listener: impl Into<Listener>, creds: &Arc<LiveCredentials>) -> Self {
         Self::with_stats(listener, creds, Arc::default(), HANDSHAKE_TIMEOUT)
     }
 
     /// [`TlsIncoming::new`], counting handshakes into `stats`, each bounded by `timeout`.
     pub fn with_stats(
-        listener: TcpListener,
+        listener: impl Into<Listener>,
         creds: &Arc<LiveCredentials>,
         stats: Arc<HandshakeStats>,
         timeout: Duration,
     ) -> Self {
+        let listener = listener.into();
         let creds = creds.clone();
         let local_addr = listener.local_addr().ok();
         let (tx, rx) = mpsc::channel(BACKLOG);
@@ -264,7 +266,7 @@ impl std::fmt::Debug for ServerTlsStream {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    mut listener: Listener,
     creds: Arc<LiveCredentials>,
     tx: mpsc::Sender<ServerTlsStream>,
     stats: Arc<HandshakeStats>,

@@ -392,6 +392,16 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
         ))
         .into());
     }
+    // Read before anything is enrolled, so a bad --ca-key changes nothing.
+    let root_keys = args
+        .ca_keys
+        .iter()
+        .map(|path| {
+            rollover_agent::read_root(path)
+                .map(Arc::new)
+                .map_err(|e| BadInput(format!("--ca-key: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     net::private_dir(&args.state)?;
     let identity = executor_identity(&args.state, args.bootstrap_ca.as_deref())?;
     let own_creds = LiveCredentials::new(identity).map_err(|e| {
@@ -431,11 +441,7 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
         })?;
     }
     config.own_creds = Some(own_creds);
-    for path in &args.ca_keys {
-        let root =
-            rollover_agent::read_root(path).map_err(|e| BadInput(format!("--ca-key: {e}")))?;
-        config.root_keys.push(Arc::new(root));
-    }
+    config.root_keys = root_keys;
     let opened = super::journal::open(&args.journal, &args.state)?;
     if let super::journal::OpenedJournal::Redb(journal) = &opened {
         config.journal = Some(journal.clone());
