@@ -20,11 +20,12 @@ check (naming it), 2 on bad arguments.
 
 Usage:
   contract_client.py --topology FLEET.yaml --planner http://127.0.0.1:7000 \
-      --executor http://127.0.0.1:7001 --agent gw=https://127.0.0.1:7002 ... \
+      --executor http://127.0.0.1:7001 \
+      --agent gw=https://127.0.0.1:7002,gw.node.rollover ... \
       [--ca CA.pem --cert CERT.pem --key KEY.pem]
 
-`https://` addresses are reached over mTLS with --ca/--cert/--key; an agent's
-certificate must name its id, the executor's `@executor`.
+`https://` addresses are reached over mTLS with --ca/--cert/--key; TLS-NAME is the
+DNS name the agent's certificate carries (default: its id).
 """
 
 import argparse
@@ -55,7 +56,7 @@ OWN = {
     "executor": "rollover.v1.ExecutorService",
     "agent": "rollover.v1.AgentService",
 }
-TIMEOUT = 30.0
+TIMEOUT = 120.0
 
 
 class CheckFailed(Exception):
@@ -195,7 +196,7 @@ def main():
     parser.add_argument("--topology", required=True)
     parser.add_argument("--planner", required=True)
     parser.add_argument("--executor", required=True)
-    parser.add_argument("--agent", action="append", default=[], metavar="ID=URL")
+    parser.add_argument("--agent", action="append", default=[], metavar="ID=URL[,TLS-NAME]")
     parser.add_argument("--ca")
     parser.add_argument("--cert")
     parser.add_argument("--key")
@@ -209,10 +210,11 @@ def main():
     executor = Server("executor", "executor", args.executor, tls, "@executor")
     agents = []
     for spec in args.agent:
-        node, sep, url = spec.partition("=")
+        node, sep, target = spec.partition("=")
         if not sep:
-            parser.error(f"--agent {spec}: want ID=URL")
-        agents.append(Server("agent", f"agent {node}", url, tls, node))
+            parser.error(f"--agent {spec}: want ID=URL[,TLS-NAME]")
+        url, _, tls_name = target.partition(",")
+        agents.append(Server("agent", f"agent {node}", url, tls, tls_name or node))
 
     try:
         for server in [planner, executor, *agents]:

@@ -64,6 +64,7 @@ pub async fn start_agent(
         data_listen: localhost(),
         control_listen: localhost(),
         control,
+        limits: rollover_agent::DEFAULT_LIMITS,
         chains: true,
     })
     .await
@@ -139,6 +140,7 @@ pub async fn start_executor(config: ExecutorConfig) -> (Server, Executor) {
         let options = ServeOptions {
             tls: None,
             metrics: None,
+            ..Default::default()
         };
         rollover_executor::serve(listener, serving, options, async {
             let _ = stopped.await;

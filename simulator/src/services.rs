@@ -76,6 +76,7 @@ async fn serve_executor(
         let options = ServeOptions {
             tls: None,
             metrics: None,
+            ..Default::default()
         };
         if let Err(e) = rollover_executor::serve(listener, executor, options, signal).await {
             tracing::error!(error = %e, "simulated executor failed");

@@ -305,6 +305,7 @@ impl AgentSlot {
                 data_listen: self.data_addr,
                 control_listen: self.control_addr,
                 control: self.control.clone(),
+                limits: rollover_agent::DEFAULT_LIMITS,
                 chains: self.chains,
             };
             let started = match &self.routers {
@@ -425,6 +426,7 @@ pub async fn start_fleet(
                     data_listen: loopback,
                     control_listen: loopback,
                     control: control_creds.clone(),
+                    limits: rollover_agent::DEFAULT_LIMITS,
                     chains,
                 };
                 let handle = match &routers {

@@ -31,7 +31,6 @@ use rollover_agent::{Agent, AgentConfig, ControlCreds, single_root_credentials};
 use rollover_core::Mode;
 use rollover_pki::{KeyAlg, LiveCredentials, RootCa, Validity};
 use rollover_transport::{base_router, serve_tls, tls_channel};
-use tonic::transport::Server;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -56,6 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_listen: "127.0.0.1:0".parse()?,
         control_listen: "127.0.0.1:0".parse()?,
         control: ControlCreds::Rotated,
+        limits: rollover_agent::DEFAULT_LIMITS,
         chains: true,
     })
     .await?;
@@ -65,16 +65,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Your service, served on the agent's live credentials: no files, no reload.
-    let (router, health) = base_router(&mut Server::builder(), &[])?;
+    // The same caps on callers as the agent's own API (request size, streams per
+    // connection, open connections, idle time-out).
+    let limits = rollover_agent::DEFAULT_LIMITS;
+    let (router, health) = base_router(&mut limits.server(), &[])?;
     health
         .set_service_status("billing.v1.Billing", tonic_health::ServingStatus::Serving)
         .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_tls(router, listener, agent.credentials(), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve_tls(
+        router,
+        listener,
+        agent.credentials(),
+        &rollover_agent::DEFAULT_LIMITS,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     println!("billing serves gRPC over mTLS on {addr}");
 
     // A client node of the same CA calls it; it verifies the server as `billing`.

@@ -11,11 +11,12 @@ use rollover_core::state::Mode;
 use rollover_pki::LiveCredentials;
 use rollover_proto::v1;
 use rollover_proto::v1::agent_service_server::AgentServiceServer;
-use rollover_transport::{HANDSHAKE_TIMEOUT, HandshakeStats, Listener, TlsIncoming, base_router};
+use rollover_transport::{
+    HANDSHAKE_TIMEOUT, HandshakeStats, Listener, ServerLimits, TlsIncoming, base_router,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::Server;
 
 use crate::export::{Export, exported_identity};
 use crate::node::{CsrKey, CsrLabel, NodeData, Outcome, StepRequest};
@@ -53,10 +54,17 @@ pub struct AgentConfig {
     pub control_listen: SocketAddr,
     /// The control server's credentials.
     pub control: ControlCreds,
+    /// What one caller may cost the control server ([`DEFAULT_LIMITS`]).
+    pub limits: ServerLimits,
     /// Whether the node builds chains (topology `chains`, default true): when false
     /// it neither sends bridges nor verifies a peer through one (MODEL §11).
     pub chains: bool,
 }
+
+/// The control server's default limits: requests up to 4 MiB (the largest, ApplyStep,
+/// carries two certificates), 64 in flight per connection, 1024 connections, 5
+/// minutes idle.
+pub const DEFAULT_LIMITS: ServerLimits = ServerLimits::with_max_request_bytes(4 << 20);
 
 /// Counters since the agent started, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -414,14 +422,18 @@ impl Agent {
             stopped.clone(),
         )));
 
+        let limits = config.limits;
         let (router, reporter) = base_router(
-            &mut Server::builder(),
+            &mut limits.server(),
             &[rollover_proto::v1::agent_service_server::SERVICE_NAME],
         )?;
         reporter
             .set_serving::<AgentServiceServer<AgentService>>()
             .await;
-        let router = router.add_service(AgentServiceServer::new(AgentService::new(inner.clone())));
+        let router = router.add_service(
+            AgentServiceServer::new(AgentService::new(inner.clone()))
+                .max_decoding_message_size(limits.max_request_bytes),
+        );
         let mut incoming = TlsIncoming::with_stats(
             control_listener,
             &control_creds,
@@ -438,6 +450,7 @@ impl Agent {
             // Held by this task: when it ends or is aborted, every control connection
             // still open is cut, so no call reaches a stopped agent.
             let _closer = closer;
+            let incoming = limits.guard(incoming);
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
                 tracing::error!(node = %id, error = %e, "control server failed");
                 let _ = failed_tx.send(Some(e.to_string()));

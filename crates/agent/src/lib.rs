@@ -24,7 +24,9 @@ mod run;
 mod service;
 mod store;
 
-pub use agent::{Agent, AgentConfig, AgentHandle, AgentMetrics, ControlCreds, SHUTDOWN_GRACE};
+pub use agent::{
+    Agent, AgentConfig, AgentHandle, AgentMetrics, ControlCreds, DEFAULT_LIMITS, SHUTDOWN_GRACE,
+};
 pub use bootstrap::{
     bootstrap, bootstrap_control, has_control_credentials, is_bootstrapped, single_root_credentials,
 };
@@ -32,5 +34,6 @@ pub use dataplane::LINE_TIMEOUT;
 pub use error::AgentError;
 pub use export::Export;
 pub use rollover_core::EXECUTOR_ID;
+pub use rollover_transport::ServerLimits;
 pub use run::{RunOptions, read_root, run};
 pub use store::{CONTROL_FILE, CONTROL_KEY_FILE, KEYS_DIR, NODE_FILE, set_synced_writes};

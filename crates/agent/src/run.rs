@@ -8,7 +8,8 @@ use rollover_core::state::Mode;
 use rollover_pki::{RootCa, Validity};
 
 use crate::{
-    Agent, AgentConfig, AgentError, ControlCreds, Export, bootstrap, bootstrap_control, store,
+    Agent, AgentConfig, AgentError, ControlCreds, Export, ServerLimits, bootstrap,
+    bootstrap_control, store,
 };
 
 /// The arguments of `rollover agent --id ID --mode bundle|atomic --listen ADDR
@@ -36,6 +37,9 @@ pub struct RunOptions {
     /// `--export DIR --reload CMD --reload-timeout T`: export the node's
     /// credentials as files for a workload and reload it after every change.
     pub export: Option<Export>,
+    /// `--max-request-bytes`, `--max-concurrent-requests`, `--max-connections`,
+    /// `--idle-timeout`: what one caller may cost the control server.
+    pub limits: ServerLimits,
     /// Not `--no-chains`: whether the node builds certificate chains (topology
     /// `chains`), so it may send and use cross-signed bridges (MODEL §11).
     pub chains: bool,
@@ -89,6 +93,7 @@ where
             data_listen: options.data_listen,
             control_listen: options.listen,
             control,
+            limits: options.limits,
             chains: options.chains,
         },
         options.export,

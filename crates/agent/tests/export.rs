@@ -60,6 +60,7 @@ async fn exported(id: &str, old: &RootCa, control: ControlCreds) -> Exported {
             data_listen: localhost(),
             control_listen: localhost(),
             control,
+            limits: rollover_agent::DEFAULT_LIMITS,
             chains: true,
         },
         Some(export),

@@ -428,6 +428,7 @@ async fn a_restarted_agent_keeps_its_state() {
             data_listen: common::localhost(),
             control_listen: common::localhost(),
             control: ControlCreds::StateDir,
+            limits: rollover_agent::DEFAULT_LIMITS,
             chains: true,
         })
         .await

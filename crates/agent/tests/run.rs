@@ -24,6 +24,7 @@ async fn run_enrols_once_then_serves_until_shutdown() {
             bootstrap_ca: Some(ca_file.clone()),
             control_ca: Some(control_file),
             export: None,
+            limits: rollover_agent::DEFAULT_LIMITS,
             chains: true,
         };
         run(options.clone(), async {}).await.unwrap();

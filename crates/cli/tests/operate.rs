@@ -172,12 +172,14 @@ fn one_rotation_per_ca_and_every_control_from_the_cli() {
     // A clean fleet passes the pre-flight check.
     let first_root = fleet_root(&fleet);
 
-    // Two `rotate` of the same fleet at once: exactly one runs.
+    // Two `rotate` of the same fleet at once: exactly one runs. Without the pre-flight
+    // check, so that the executor's one-rotation-per-CA rule decides (with the check,
+    // the loser may instead be stopped by it, seeing an agent mid-rotation).
     let started = Instant::now();
     let mut both: Vec<Child> = (0..2)
         .map(|_| {
             Command::new(BIN)
-                .args(rotate(&[]))
+                .args(rotate(&["--no-check"]))
                 .env_remove("RUST_LOG")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -232,11 +234,41 @@ fn one_rotation_per_ca_and_every_control_from_the_cli() {
     let second_root = fleet_root(&fleet);
     assert_ne!(second_root, first_root);
 
+    // From here on `gw`'s steps are slowed by a 3 s reload command, so that a rollback
+    // or a kill lands inside a step of a running rotation, not after it (unslowed, a
+    // whole rotation takes 0.1 s). A node whose credentials are exported presents the
+    // one exported leaf, so the topology declares it `identity: single` from now on.
+    let slowed = "gw";
+    let yaml = std::fs::read_to_string(&fleet.topology).unwrap();
+    let yaml = yaml.replacen(
+        &format!("{{id: {slowed}, "),
+        &format!("{{id: {slowed}, identity: single, "),
+        1,
+    );
+    std::fs::write(&fleet.topology, yaml).unwrap();
+    let (code, plan, err) = rollover(&["plan", &topology, "-f", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let victim = victim(&plan, &topology_links(&fleet), slowed);
+    fleet.kill(&victim.peer);
+    let export = tmp.path().join("slow-peer-export");
+    fleet.add_agent_args(
+        &victim.peer,
+        &["--export", export.to_str().unwrap(), "--reload", "sleep 3"],
+    );
+    fleet.restart(&victim.peer);
+    // The peer answers once its first export and reload (3 s) are done.
+    let ready = Instant::now() + Duration::from_secs(30);
+    while check(&fleet).0 != 0 {
+        assert!(Instant::now() < ready, "{:#}", check(&fleet).1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // Rolled back from the CLI: every agent back on the root it was on.
     let mut bg = Background::start(&rotate(&["--max-concurrency", "1"]));
     let id = rotation_id(&bg.until("accepted", |l| l.starts_with("rotation ")));
-    bg.until("a step done", |l| {
-        l.starts_with("step ") && l.ends_with(" done")
+    let slow_step = format!(" {}) started", victim.peer);
+    bg.until("a slowed step started", |l| {
+        l.starts_with("step ") && l.contains(&slow_step)
     });
     let (code, out, err) = rollover(&[
         "rollback",
@@ -261,26 +293,23 @@ fn one_rotation_per_ca_and_every_control_from_the_cli() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(": ROLLED_BACK"), "{out}");
 
-    // Paused by a failed probe (an agent killed under the rotation once its own steps
-    // are done), resumed from the CLI once it is back: succeeds.
-    let (code, plan, err) = rollover(&["plan", &topology, "-f", "json"]);
-    assert_eq!(code, 0, "{err}");
-    let victim = victim(&plan, &topology_links(&fleet));
+    // Paused by a failed probe: the victim killed once its own steps are done, while
+    // the slowed peer's later step runs. Resumed from the CLI once it is back: succeeds.
     let mut bg = Background::start(&rotate(&["--max-concurrency", "1"]));
     let id = rotation_id(&bg.until("accepted", |l| l.starts_with("rotation ")));
-    let last = format!("({} {}) done", victim.1, victim.0);
+    let last = format!("({} {}) done", victim.action, victim.node);
     bg.until(&last, |l| l.starts_with("step ") && l.ends_with(&last));
-    let executor_pid = fleet.children.get("executor").id().to_string();
-    // Freeze the executor while the agent dies, so no later step slips through first.
-    signal("-STOP", &executor_pid);
-    fleet.kill(&victim.0);
-    signal("-CONT", &executor_pid);
+    let peer_step = format!("({} {}) started", victim.peer_action, victim.peer);
+    bg.until(&peer_step, |l| {
+        l.starts_with("step ") && l.contains(&peer_step)
+    });
+    fleet.kill(&victim.node);
     let paused = bg.until("PAUSED", |l| l.starts_with("PAUSED:"));
     assert!(
-        paused.contains("failed its probe") && paused.contains(&victim.0),
+        paused.contains("failed its probe") && paused.contains(&victim.node),
         "{paused}"
     );
-    fleet.restart(&victim.0);
+    fleet.restart(&victim.node);
     let (code, out, err) = rollover(&["resume", "--executor", &url, &id, "--watch"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("rotation {id} SUCCEEDED")), "{out}");
@@ -347,11 +376,6 @@ fn one_rotation_per_ca_and_every_control_from_the_cli() {
     eprintln!("operate test took {:.1} s", began.elapsed().as_secs_f64());
 }
 
-fn signal(which: &str, pid: &str) {
-    let ok = Command::new("kill").args([which, pid]).status().unwrap();
-    assert!(ok.success());
-}
-
 /// The links of the test fleet's rotated CA, plus `@executor -> every node`.
 fn topology_links(_fleet: &Fleet) -> Vec<(String, String)> {
     let mut links: Vec<(String, String)> = [
@@ -369,45 +393,54 @@ fn topology_links(_fleet: &Fleet) -> Vec<(String, String)> {
     links
 }
 
-/// A node whose last step comes at least one wave before a step of one of its link
-/// peers, so that killing it right after its last step fails a later probe (not a
-/// step): (node, its last action).
-fn victim(plan: &str, links: &[(String, String)]) -> (String, String) {
+/// The node the paused scenario kills, and the link peer whose later step fails a
+/// probe to it.
+struct Victim {
+    node: String,
+    /// The node's last action.
+    action: String,
+    /// The slowed link peer, with a step in a later wave than the node's last.
+    peer: String,
+    /// The peer's last action (in a later wave than the node's last).
+    peer_action: String,
+}
+
+/// A link peer of `slowed` whose last step comes at least one wave before the last
+/// step of `slowed`, so that killing it during that later step fails a probe (not a
+/// step).
+fn victim(plan: &str, links: &[(String, String)], slowed: &str) -> Victim {
     let plan: Value = serde_json::from_str(plan).unwrap();
     let steps = plan["steps"].as_array().unwrap();
-    let last_wave = |node: &str| {
+    let last = |node: &str| {
         steps
             .iter()
             .filter(|s| s["node"] == node)
-            .map(|s| s["wave"].as_u64().unwrap())
-            .max()
-    };
-    let mut best: Option<(u64, String, String)> = None;
-    for (id, _) in procs::NODES {
-        let mine = last_wave(id).unwrap();
-        let peers_last = links
-            .iter()
-            .filter_map(|(c, s)| match (c == id, s == id) {
-                (true, _) => Some(s),
-                (_, true) => Some(c),
-                _ => None,
-            })
-            .filter_map(|p| last_wave(p))
-            .max()
-            .unwrap_or(0);
-        let margin = peers_last.saturating_sub(mine);
-        let action = steps
-            .iter()
-            .filter(|s| s["node"] == id)
             .max_by_key(|s| s["wave"].as_u64().unwrap())
-            .unwrap()["action"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        if margin > 0 && best.as_ref().is_none_or(|b| margin > b.0) {
-            best = Some((margin, id.to_string(), action));
-        }
-    }
-    let (_, node, action) = best.unwrap_or_else(|| panic!("no node ends before a peer: {plan:#}"));
-    (node, action)
+            .map(|s| {
+                (
+                    s["wave"].as_u64().unwrap(),
+                    s["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .unwrap_or_else(|| panic!("no step of {node}: {plan:#}"))
+    };
+    let (peer_wave, peer_action) = last(slowed);
+    links
+        .iter()
+        .filter_map(|(c, s)| match (c == slowed, s == slowed) {
+            (true, _) => Some(s),
+            (_, true) => Some(c),
+            _ => None,
+        })
+        .filter(|node| !node.starts_with('@'))
+        .map(|node| (node, last(node)))
+        .filter(|(_, (wave, _))| *wave < peer_wave)
+        .min_by_key(|(_, (wave, _))| *wave)
+        .map(|(node, (_, action))| Victim {
+            node: node.clone(),
+            action,
+            peer: slowed.to_string(),
+            peer_action: peer_action.clone(),
+        })
+        .unwrap_or_else(|| panic!("no link peer of {slowed} ends before it: {plan:#}"))
 }

@@ -188,7 +188,7 @@ fn a_rotation_through_mtls_services() {
         );
         assert!(init.status.success(), "{}", text(&init.stderr));
     }
-    for id in ["planner", "executor", "operator"] {
+    for id in ["planner", "executor", "operator", "auditor"] {
         let issue = run(
             &strings(&[
                 "pki",
@@ -243,6 +243,12 @@ fn a_rotation_through_mtls_services() {
             &path("ops-ca.pem"),
         ]);
         executor.extend(tls("executor", "--client-ca"));
+        executor.extend(strings(&[
+            "--operators",
+            "operator",
+            "--readers",
+            "auditor",
+        ]));
         children.spawn("executor", &executor);
         for (i, (id, mode)) in [("a", "bundle"), ("m", "atomic")].iter().enumerate() {
             children.spawn(
@@ -345,6 +351,20 @@ fn a_rotation_through_mtls_services() {
             text(&list.stdout).contains("SUCCEEDED"),
             "{}",
             text(&list.stdout)
+        );
+        // A reader reads, and may not steer.
+        let mut status = strings(&["status", "--executor", &url]);
+        status.extend(tls("auditor", "--ca"));
+        let read = run(&status, quick);
+        assert!(read.status.success(), "{}", text(&read.stderr));
+        let mut rotate = strings(&["rotate", "--executor", &url, topology.to_str().unwrap()]);
+        rotate.extend(tls("auditor", "--ca"));
+        let refused = run(&rotate, quick);
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+        assert!(
+            text(&refused.stderr).contains("`auditor` is a reader"),
+            "{}",
+            text(&refused.stderr)
         );
         return;
     }

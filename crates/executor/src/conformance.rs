@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use crate::journal::{
-    CommitTicket, Committer, DocKind, Journal, Op, RotationMeta, State, StepRecord, StepState,
-    StoredOptions,
+    CommitTicket, Committer, DocKind, Journal, Op, RotationMeta, StartRequestKey, State,
+    StepRecord, StepState, StoredOptions,
 };
 
 fn meta(id: &str, state: State) -> RotationMeta {
@@ -26,6 +26,11 @@ fn meta(id: &str, state: State) -> RotationMeta {
         created_ms: 1,
         updated_ms: 2,
         finished_ms: None,
+        // One rotation with a StartRotation request_id: every backend keeps it.
+        request: (id == "r1").then(|| StartRequestKey {
+            id: "retry-me".into(),
+            digest: "00ff".into(),
+        }),
     }
 }
 

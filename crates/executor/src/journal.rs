@@ -111,6 +111,20 @@ pub struct RotationMeta {
     pub updated_ms: u64,
     /// When it reached a terminal state.
     pub finished_ms: Option<u64>,
+    /// The client's StartRotation `request_id`, if it gave one, so that a retry finds
+    /// this rotation (also after a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<StartRequestKey>,
+}
+
+/// A StartRotation `request_id` and what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartRequestKey {
+    /// The client's id.
+    pub id: String,
+    /// Hex SHA-256 of the request's encoding without its `request_id`: a retry must
+    /// ask for the same rotation.
+    pub digest: String,
 }
 
 /// The larger, written-once documents of a rotation.

@@ -9,11 +9,13 @@
 //! * [`metrics`]: Prometheus counters and the `--metrics` endpoint;
 //! * [`check`]: the pre-flight check of a fleet (CheckFleet);
 //! * [`sealed`]: private keys in the journal encrypted at rest (`--journal-key-file`);
-//! * [`conformance`]: checks every journal backend's tests run.
+//! * [`conformance`]: checks every journal backend's tests run;
+//! * [`access`]: who may call which method (operators, readers).
 //!
 //! [`Executor::open`] resumes every unfinished rotation found in the journal;
 //! [`serve`] runs the gRPC service until shutdown.
 
+pub mod access;
 pub mod check;
 pub mod conformance;
 pub mod driver;
@@ -36,10 +38,12 @@ use rollover_core::{Fleet, Plan, PlanOrder, Topology, Verdict};
 use rollover_pki::{KeyAlg, LiveCredentials, RootCa};
 use rollover_proto::v1::executor_service_server::ExecutorServiceServer;
 use rollover_proto::v1::planner_service_client::PlannerServiceClient;
+use rollover_transport::ServerLimits;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 use tonic::transport::Channel;
 
+pub use access::{Access, Role};
 pub use driver::{AgentApi, AgentConnector, AgentError, GrpcConnector, RetryPolicy};
 pub use journal::{Journal, MemJournal, RedbJournal};
 pub use metrics::Metrics;
@@ -48,8 +52,13 @@ pub use service::ExecutorService;
 use crate::journal::{Committer, DocKind, JournalError, State};
 use crate::rotation::{Ctx, Rotation};
 
-/// Largest gRPC message the executor accepts or sends (plans of big fleets).
+/// Largest gRPC message the executor sends (plans of big fleets), and the most it can
+/// be told to accept.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The Executor API's default limits: requests up to 32 MiB, 64 in flight per
+/// connection, 1024 connections, 5 minutes idle.
+pub const DEFAULT_LIMITS: ServerLimits = ServerLimits::with_max_request_bytes(32 << 20);
 
 /// What can stop the executor from starting or serving.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +168,8 @@ struct Inner {
     /// one): the one-active-rotation-per-CA check, the generation and the insertion
     /// happen under it, so two concurrent calls cannot both pass the check.
     admission: tokio::sync::Mutex<()>,
+    /// Held by a StartRotation with a `request_id` from its lookup to its insert.
+    start_lock: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -223,6 +234,7 @@ impl Executor {
                 rotations: Mutex::new(HashMap::new()),
                 runners: Mutex::new(Vec::new()),
                 admission: tokio::sync::Mutex::new(()),
+                start_lock: tokio::sync::Mutex::new(()),
             }),
         };
         let mut metas = journal.rotations()?;
@@ -409,20 +421,37 @@ impl Executor {
     }
 }
 
-/// The Executor gRPC server for `executor`, with generous message limits.
+/// The Executor gRPC server for `executor`, open to every caller
+/// ([`Access::Open`]), with generous message limits.
 pub fn executor_server(executor: Executor) -> ExecutorServiceServer<ExecutorService> {
-    ExecutorServiceServer::new(ExecutorService::new(executor))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    executor_server_with(executor, Access::Open, &DEFAULT_LIMITS)
+}
+
+/// The Executor gRPC server for `executor`, admitting the callers `access` admits.
+pub fn executor_server_with(
+    executor: Executor,
+    access: Access,
+    limits: &ServerLimits,
+) -> ExecutorServiceServer<ExecutorService> {
+    ExecutorServiceServer::new(ExecutorService::with_access(executor, access))
+        .max_decoding_message_size(limits.max_request_bytes.min(MAX_MESSAGE_BYTES))
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 /// How [`serve`] listens.
+#[derive(Default)]
 pub struct ServeOptions {
     /// Serve mTLS with these credentials (`@executor`'s); plaintext (loopback only)
     /// when `None`.
     pub tls: Option<Arc<LiveCredentials>>,
     /// Serve Prometheus metrics over HTTP here (`--metrics ADDR`).
     pub metrics: Option<SocketAddr>,
+    /// What one caller may cost the server ([`DEFAULT_LIMITS`] when `None`).
+    pub limits: Option<ServerLimits>,
+    /// Who may call which method. With `tls` it must name someone
+    /// ([`Access::Roles`]): [`serve`] refuses an mTLS executor open to every holder
+    /// of a client certificate.
+    pub access: Access,
 }
 
 /// Serve the Executor (plus health and reflection) on `listener` until `shutdown`:
@@ -436,6 +465,14 @@ pub async fn serve<F>(
 where
     F: std::future::Future<Output = ()>,
 {
+    if options.tls.is_some() && (options.access == Access::Open || !options.access.names_anyone()) {
+        return Err(ExecutorError::Serve(
+            "an mTLS executor must be told who may call it (--operators ID,... and/or \
+             --readers ID,...): otherwise any holder of a certificate from the client \
+             CA could start and steer rotations"
+                .into(),
+        ));
+    }
     let metrics_task = match options.metrics {
         Some(addr) => {
             let (bound, task) = metrics::spawn_metrics(addr, executor.metrics())
@@ -446,7 +483,8 @@ where
         }
         None => None,
     };
-    let mut server = tonic::transport::Server::builder();
+    let limits = options.limits.unwrap_or(DEFAULT_LIMITS);
+    let mut server = limits.server();
     let (router, reporter) = rollover_transport::base_router(
         &mut server,
         &[rollover_proto::v1::executor_service_server::SERVICE_NAME],
@@ -455,16 +493,20 @@ where
     reporter
         .set_serving::<ExecutorServiceServer<ExecutorService>>()
         .await;
-    let router = router.add_service(executor_server(executor.clone()));
+    let router = router.add_service(executor_server_with(
+        executor.clone(),
+        options.access,
+        &limits,
+    ));
     let addr = listener.local_addr().ok();
     let result = match options.tls {
         Some(creds) => {
             tracing::info!(?addr, "executor listening (mTLS)");
-            rollover_transport::serve_tls(router, listener, creds, shutdown).await
+            rollover_transport::serve_tls(router, listener, creds, &limits, shutdown).await
         }
         None => {
             tracing::info!(?addr, "executor listening (plaintext)");
-            rollover_transport::serve_plain(router, listener, shutdown).await
+            rollover_transport::serve_plain(router, listener, &limits, shutdown).await
         }
     };
     executor.shutdown();

@@ -1621,6 +1621,11 @@ impl Rotation {
     /// the status, so a watcher knows what the rotation waits for.
     fn waiting(&self, node: &str, call: &str, attempt: u32, error: &AgentError) {
         tracing::warn!(node, call, attempt, %error, "agent call failed; retrying");
+        // A retry still under way when the rotation ended (e.g. one of several nodes
+        // found unready) must not put events after the Finished event.
+        if self.snapshot().meta.state.is_terminal() {
+            return;
+        }
         let _ = self.record(
             vec![],
             vec![Event::Waiting(v1::Waiting {

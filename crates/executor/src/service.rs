@@ -2,7 +2,14 @@
 //!
 //! Unknown rotation ids are NOT_FOUND; bad input is INVALID_ARGUMENT with a message
 //! naming the field; a control call that does not apply to the rotation's state is
-//! FAILED_PRECONDITION.
+//! FAILED_PRECONDITION; a caller without the role a method needs is
+//! PERMISSION_DENIED ([`Access`]). Messages show at most a short excerpt of any value
+//! the caller sent ([`rollover_proto::status`]).
+//!
+//! StartRotation with a `request_id` is idempotent: the id is journaled with the
+//! rotation, and a retry returns that rotation. ListRotations pages newest first; its
+//! page token is the position (creation time and id) of the last rotation returned,
+//! so rotations started meanwhile do not shift the pages.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,6 +17,7 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use rollover_core::{Document, Fleet, Plan, PlanOrder, Topology};
 use rollover_proto::convert::{self, PLAN_ORIGIN};
+use rollover_proto::status::{clip_status, excerpt};
 use rollover_proto::v1;
 use rollover_proto::v1::executor_service_server::ExecutorService as ExecutorApi;
 use rollover_proto::v1::rotation_event::Event;
@@ -17,7 +25,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::journal::{RotationMeta, State, StoredOptions};
+use crate::access::{Access, Role};
+use crate::journal::{RotationMeta, StartRequestKey, State, StoredOptions};
 use crate::rotation::{Control, Rotation, Snapshot, now_ms};
 use crate::{Executor, root_keys};
 
@@ -25,13 +34,58 @@ use crate::{Executor, root_keys};
 #[derive(Clone)]
 pub struct ExecutorService {
     executor: Executor,
+    access: Arc<Access>,
 }
 
 impl ExecutorService {
-    /// Serve `executor`.
+    /// Serve `executor` to everyone ([`Access::Open`]).
     pub fn new(executor: Executor) -> Self {
-        ExecutorService { executor }
+        Self::with_access(executor, Access::Open)
     }
+
+    /// Serve `executor` to the callers `access` admits.
+    pub fn with_access(executor: Executor, access: Access) -> Self {
+        ExecutorService {
+            executor,
+            access: Arc::new(access),
+        }
+    }
+}
+
+/// The longest `request_id` StartRotation accepts.
+pub const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// ListRotations' page size when the request says 0, and the largest it gives.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// The largest ListRotations page.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The page token after the rotation at (`created_ms`, `id`).
+fn page_token(created_ms: u64, id: &str) -> String {
+    hex::encode(format!("{created_ms}:{id}"))
+}
+
+/// The position a page token names; INVALID_ARGUMENT if it is not one.
+fn parse_page_token(token: &str) -> Result<(u64, String), Status> {
+    let bad = || {
+        Status::invalid_argument(format!(
+            "page_token: `{}` is not a next_page_token of ListRotations",
+            excerpt(token)
+        ))
+    };
+    let bytes = hex::decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (ms, id) = text.split_once(':').ok_or_else(bad)?;
+    Ok((ms.parse().map_err(|_| bad())?, id.to_string()))
+}
+
+/// The digest of a StartRotation request without its `request_id`.
+fn request_digest(request: &v1::StartRotationRequest) -> String {
+    use prost::Message;
+    use sha2::{Digest, Sha256};
+    let mut request = request.clone();
+    request.request_id.clear();
+    hex::encode(Sha256::digest(request.encode_to_vec()))
 }
 
 fn state_to_wire(state: State) -> v1::RotationState {
@@ -148,6 +202,49 @@ impl Executor {
         &self,
         request: v1::StartRotationRequest,
     ) -> Result<v1::StartRotationResponse, Status> {
+        if request.request_id.is_empty() {
+            return self.start_new(request, None).await;
+        }
+        if request.request_id.chars().count() > MAX_REQUEST_ID_CHARS
+            || request.request_id.chars().any(char::is_control)
+        {
+            return Err(Status::invalid_argument(format!(
+                "request_id: `{}` is not an id (at most {MAX_REQUEST_ID_CHARS} \
+                 characters, no control characters)",
+                excerpt(&request.request_id)
+            )));
+        }
+        let key = StartRequestKey {
+            id: request.request_id.clone(),
+            digest: request_digest(&request),
+        };
+        // One start with a request_id at a time, so that two concurrent retries of
+        // one request cannot both start a rotation.
+        let _one = self.inner.start_lock.lock().await;
+        if let Some((rotation, earlier)) = self.started_by(&key.id) {
+            if earlier.digest != key.digest {
+                return Err(Status::invalid_argument(format!(
+                    "request_id: `{}` already started rotation `{}` with a different \
+                     request; use a new request_id for a new rotation",
+                    excerpt(&key.id),
+                    rotation.id
+                )));
+            }
+            tracing::info!(rotation_id = %rotation.id, request_id = %excerpt(&key.id), "StartRotation retried: same rotation");
+            return Ok(v1::StartRotationResponse {
+                rotation_id: rotation.id.clone(),
+                plan: Some(v1::Plan::from(&rotation.plan)),
+                deduplicated: true,
+            });
+        }
+        self.start_new(request, Some(key)).await
+    }
+
+    async fn start_new(
+        &self,
+        request: v1::StartRotationRequest,
+        request_key: Option<StartRequestKey>,
+    ) -> Result<v1::StartRotationResponse, Status> {
         let source = request
             .topology
             .ok_or_else(|| Status::invalid_argument("topology: required"))?;
@@ -227,6 +324,7 @@ impl Executor {
             created_ms: now,
             updated_ms: now,
             finished_ms: None,
+            request: request_key,
         };
         let rotation = Rotation::build(
             self.inner.ctx.clone(),
@@ -309,7 +407,7 @@ impl Executor {
             .expect("rotations lock")
             .get(id)
             .cloned()
-            .ok_or_else(|| Status::not_found(format!("rotation_id: no rotation `{id}`")))
+            .ok_or_else(|| Status::not_found(format!("rotation_id: no rotation `{}`", excerpt(id))))
     }
 
     /// The status of one rotation (GetRotation).
@@ -317,8 +415,20 @@ impl Executor {
         Ok(status_of(&*self.rotation(id)?, include_plan))
     }
 
-    /// Every rotation, newest first (ListRotations).
+    /// Every rotation, newest first (ListRotations without paging).
     pub fn list_rotations(&self, active_only: bool) -> Vec<v1::RotationStatus> {
+        self.list_page(active_only, usize::MAX, None).0
+    }
+
+    /// One page of rotations, newest first: at most `size` after the position
+    /// `after` (creation time, id), and the position of the last one returned when
+    /// more follow.
+    pub fn list_page(
+        &self,
+        active_only: bool,
+        size: usize,
+        after: Option<(u64, String)>,
+    ) -> (Vec<v1::RotationStatus>, Option<(u64, String)>) {
         let mut all: Vec<Arc<Rotation>> = self
             .inner
             .rotations
@@ -328,11 +438,37 @@ impl Executor {
             .cloned()
             .collect();
         all.retain(|r| !active_only || !r.snapshot().meta.state.is_terminal());
-        all.sort_by_key(|r| {
-            let m = r.snapshot().meta;
-            std::cmp::Reverse((m.created_ms, m.id))
-        });
-        all.iter().map(|r| status_of(r, false)).collect()
+        let mut keyed: Vec<((u64, String), Arc<Rotation>)> = all
+            .into_iter()
+            .map(|r| {
+                let m = r.snapshot().meta;
+                ((m.created_ms, m.id), r)
+            })
+            .filter(|(key, _)| after.as_ref().is_none_or(|after| key < after))
+            .collect();
+        keyed.sort_by(|a, b| b.0.cmp(&a.0));
+        let more = keyed.len() > size;
+        keyed.truncate(size);
+        let next = more
+            .then(|| keyed.last().map(|(key, _)| key.clone()))
+            .flatten();
+        (
+            keyed.iter().map(|(_, r)| status_of(r, false)).collect(),
+            next,
+        )
+    }
+
+    /// The rotation an earlier StartRotation with this `request_id` started, if any.
+    fn started_by(&self, request_id: &str) -> Option<(Arc<Rotation>, StartRequestKey)> {
+        self.inner
+            .rotations
+            .lock()
+            .expect("rotations lock")
+            .values()
+            .find_map(|r| {
+                let key = r.snapshot().meta.request?;
+                (key.id == request_id).then(|| (r.clone(), key))
+            })
     }
 
     /// Pause, Resume, Abort or Rollback a rotation.
@@ -382,7 +518,8 @@ impl Executor {
             }
             Control::Rollback(_) => Ok(status_of(&rotation, false)),
             _ => Err(Status::failed_precondition(format!(
-                "{name}: rotation `{id}` is {:?}, which is final",
+                "{name}: rotation `{}` is {:?}, which is final",
+                excerpt(id),
                 state_to_wire(state)
             ))),
         }
@@ -397,6 +534,9 @@ impl Executor {
     ) -> Result<ReceiverStream<Result<v1::RotationEvent, Status>>, Status> {
         let rotation = self.rotation(id)?;
         let mut live = rotation.subscribe();
+        // Weak: the task must not keep the rotation (and its live sender) alive, or the
+        // stream would never see Closed when the executor goes away.
+        let rotation = Arc::downgrade(&rotation);
         let journal = self.inner.ctx.committer.journal().clone();
         let (tx, rx) = mpsc::channel(256);
         let id = id.to_string();
@@ -446,6 +586,14 @@ impl Executor {
                 if finished.is_some_and(|e| matches!(e.event, Some(Event::Finished(_)))) {
                     return;
                 }
+                // Over, and asked for events past the next one: none will come.
+                if last + 1 < next
+                    && rotation
+                        .upgrade()
+                        .is_none_or(|r| r.snapshot().meta.state.is_terminal())
+                {
+                    return;
+                }
             }
             loop {
                 match live.recv().await {
@@ -491,10 +639,13 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<v1::StartRotationRequest>,
     ) -> Result<Response<v1::StartRotationResponse>, Status> {
+        self.access
+            .check(&request, "StartRotation", Role::Operator)?;
         self.executor
             .start_rotation(request.into_inner())
             .await
             .map(Response::new)
+            .map_err(clip_status)
     }
 
     type WatchRotationStream = EventStream;
@@ -503,8 +654,12 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<v1::WatchRotationRequest>,
     ) -> Result<Response<Self::WatchRotationStream>, Status> {
+        self.access.check(&request, "WatchRotation", Role::Reader)?;
         let r = request.into_inner();
-        let stream = self.executor.watch(&r.rotation_id, r.from_sequence)?;
+        let stream = self
+            .executor
+            .watch(&r.rotation_id, r.from_sequence)
+            .map_err(clip_status)?;
         Ok(Response::new(Box::pin(stream.map(|event| {
             event.map(|event| v1::WatchRotationResponse { event: Some(event) })
         }))))
@@ -514,26 +669,41 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<v1::GetRotationRequest>,
     ) -> Result<Response<v1::GetRotationResponse>, Status> {
+        self.access.check(&request, "GetRotation", Role::Reader)?;
         let r = request.into_inner();
-        self.executor
+        let rotation = self
+            .executor
             .get_rotation(&r.rotation_id, r.include_plan)
-            .map(|rotation| {
-                Response::new(v1::GetRotationResponse {
-                    rotation: Some(rotation),
-                })
-            })
+            .map_err(clip_status)?;
+        Ok(Response::new(v1::GetRotationResponse {
+            rotation: Some(rotation),
+        }))
     }
 
     async fn list_rotations(
         &self,
         request: Request<v1::ListRotationsRequest>,
     ) -> Result<Response<v1::ListRotationsResponse>, Status> {
-        let rotations = self
-            .executor
-            .list_rotations(request.into_inner().active_only);
+        self.access.check(&request, "ListRotations", Role::Reader)?;
+        let r = request.into_inner();
+        let size = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size: {n} is negative"
+                )));
+            }
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        };
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(parse_page_token(&r.page_token)?)
+        };
+        let (rotations, next) = self.executor.list_page(r.active_only, size, after);
         Ok(Response::new(v1::ListRotationsResponse {
             rotations,
-            next_page_token: String::new(),
+            next_page_token: next.map(|(ms, id)| page_token(ms, &id)).unwrap_or_default(),
         }))
     }
 
@@ -541,9 +711,9 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<v1::PauseRequest>,
     ) -> Result<Response<v1::PauseResponse>, Status> {
+        self.access.check(&request, "Pause", Role::Operator)?;
         let r = request.into_inner();
         let rotation = self
-            .executor
             .control(&r.rotation_id, Control::Pause(r.reason))
             .await?;
         Ok(Response::new(v1::PauseResponse {
@@ -555,11 +725,9 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<v1::ResumeRequest>,
     ) -> Result<Response<v1::ResumeResponse>, Status> {
+        self.access.check(&request, "Resume", Role::Operator)?;
         let r = request.into_inner();
-        let rotation = self
-            .executor
-            .control(&r.rotation_id, Control::Resume)
-            .await?;
+        let rotation = self.control(&r.rotation_id, Control::Resume).await?;
         Ok(Response::new(v1::ResumeResponse {
             rotation: Some(rotation),
         }))
@@ -569,9 +737,9 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<v1::AbortRequest>,
     ) -> Result<Response<v1::AbortResponse>, Status> {
+        self.access.check(&request, "Abort", Role::Operator)?;
         let r = request.into_inner();
         let rotation = self
-            .executor
             .control(&r.rotation_id, Control::Abort(r.reason))
             .await?;
         Ok(Response::new(v1::AbortResponse {
@@ -583,9 +751,9 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<v1::RollbackRequest>,
     ) -> Result<Response<v1::RollbackResponse>, Status> {
+        self.access.check(&request, "Rollback", Role::Operator)?;
         let r = request.into_inner();
         let rotation = self
-            .executor
             .control(&r.rotation_id, Control::Rollback(r.reason))
             .await?;
         Ok(Response::new(v1::RollbackResponse {
@@ -597,9 +765,22 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<v1::CheckFleetRequest>,
     ) -> Result<Response<v1::CheckFleetResponse>, Status> {
+        // It dials every agent of the fleet the caller names: a step towards a
+        // rotation, so for operators only.
+        self.access.check(&request, "CheckFleet", Role::Operator)?;
         self.executor
             .check_fleet(request.into_inner())
             .await
             .map(Response::new)
+            .map_err(clip_status)
+    }
+}
+
+impl ExecutorService {
+    async fn control(&self, id: &str, control: Control) -> Result<v1::RotationStatus, Status> {
+        self.executor
+            .control(id, control)
+            .await
+            .map_err(clip_status)
     }
 }

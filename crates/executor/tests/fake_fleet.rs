@@ -580,6 +580,7 @@ async fn grpc_service_runs_a_given_plan_document() {
         ServeOptions {
             tls: None,
             metrics: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
         },
         async {
             let _ = stop_rx.await;

@@ -53,6 +53,7 @@ async fn fleet() -> Fleet {
             data_listen: "127.0.0.1:0".parse().unwrap(),
             control_listen: "127.0.0.1:0".parse().unwrap(),
             control: ControlCreds::Rotated,
+            limits: rollover_agent::DEFAULT_LIMITS,
             chains: true,
         })
         .await

@@ -112,7 +112,7 @@ pub enum SourceError {
 
 impl From<ConvertError> for tonic::Status {
     fn from(e: ConvertError) -> Self {
-        tonic::Status::invalid_argument(e.to_string())
+        tonic::Status::invalid_argument(crate::status::clip(&e.to_string()))
     }
 }
 
@@ -128,7 +128,7 @@ impl From<SourceError> for tonic::Status {
 /// `INVALID_ARGUMENT` with core's message: every [`CoreError`] is about the caller's
 /// input (a malformed document, or a planning request that cannot be honoured).
 pub fn core_error_status(e: &CoreError) -> tonic::Status {
-    tonic::Status::invalid_argument(e.to_string())
+    tonic::Status::invalid_argument(crate::status::clip(&e.to_string()))
 }
 
 // ---------------------------------------------------------------------------------

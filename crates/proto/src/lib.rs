@@ -6,7 +6,9 @@
 //! tonic-prost-build; no `protoc` is needed. Timestamps are `prost_types::Timestamp`
 //! (depend on `prost-types` to make them, e.g. from a `SystemTime`).
 
+pub mod codec;
 pub mod convert;
+pub mod status;
 
 /// Messages, enums, clients and servers of the `rollover.v1` package.
 ///

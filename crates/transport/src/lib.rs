@@ -10,7 +10,8 @@
 //!   [`ServerTlsStream`]s (tokio-rustls streams with tonic's TLS connection info, which
 //!   a [`ConnectionCloser`] can cut off): a handler reads the caller's verified
 //!   identity with [`peer_node_id`].
-//!   [`base_router`] starts every server with gRPC health and reflection.
+//!   [`base_router`] starts every server with gRPC health and reflection;
+//!   [`ServerLimits`] bounds what one caller may cost it.
 //! * Clients: [`tls_channel`] makes a lazy tonic `Channel` whose connector dials TCP
 //!   and runs the TLS handshake with the credentials current at connect time,
 //!   verifying the server as `node_dns_name(server_node_id)`. [`connect_tls`] is the
@@ -22,12 +23,14 @@
 
 mod client;
 mod error;
+mod limits;
 mod listener;
 mod server;
 mod services;
 
 pub use client::{CONNECT_TIMEOUT, connect_tls, plain_channel, tls_channel};
 pub use error::TransportError;
+pub use limits::{Guarded, ServerLimits};
 pub use listener::{Listener, RoutedListener, SniRouter};
 pub use server::{
     ConnectionCloser, HANDSHAKE_TIMEOUT, HandshakeStats, ServerTlsStream, TlsIncoming,

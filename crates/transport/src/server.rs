@@ -34,7 +34,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::{Connected, Router, TcpConnectInfo, TlsConnectInfo};
 
 use crate::listener::Listener;
-use crate::{ALPN_H2, TransportError};
+use crate::{ALPN_H2, ServerLimits, TransportError};
 
 /// How long an accepted connection may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -320,10 +320,14 @@ async fn accept_loop(
 /// The server presents the node's current leaf and requires a client certificate that
 /// verifies against its current `server_roots`; credential swaps apply to every new
 /// connection. Handlers read the caller's identity with [`peer_node_id`].
+///
+/// `limits` bounds open connections and idle time (build the router from
+/// [`ServerLimits::server`] for the per-connection limits).
 pub async fn serve_tls<F>(
     router: Router,
     listener: TcpListener,
     creds: Arc<LiveCredentials>,
+    limits: &ServerLimits,
     shutdown: F,
 ) -> Result<(), TransportError>
 where
@@ -333,7 +337,7 @@ where
     // Dropped when this future ends or is dropped: no connection outlives the server.
     let _closer = incoming.closer();
     router
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(limits.guard(incoming), shutdown)
         .await?;
     Ok(())
 }
@@ -343,6 +347,7 @@ where
 pub async fn serve_plain<F>(
     router: Router,
     listener: TcpListener,
+    limits: &ServerLimits,
     shutdown: F,
 ) -> Result<(), TransportError>
 where
@@ -355,7 +360,7 @@ where
         });
     }
     router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(limits.guard(TcpListenerStream::new(listener)), shutdown)
         .await?;
     Ok(())
 }

@@ -22,6 +22,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+const LIMITS: rollover_transport::ServerLimits =
+    rollover_transport::ServerLimits::with_max_request_bytes(1 << 20);
+
 fn root(generation: u32) -> RootCa {
     RootCa::generate(
         "corp-root",
@@ -120,8 +123,8 @@ async fn start(server_creds: Option<Arc<LiveCredentials>>) -> Running {
     };
     let task = tokio::spawn(async move {
         match server_creds {
-            Some(creds) => serve_tls(router, listener, creds, shutdown).await,
-            None => serve_plain(router, listener, shutdown).await,
+            Some(creds) => serve_tls(router, listener, creds, &LIMITS, shutdown).await,
+            None => serve_plain(router, listener, &LIMITS, shutdown).await,
         }
     });
     Running {
@@ -252,7 +255,9 @@ async fn plaintext_is_loopback_only() {
         &[rollover_proto::v1::agent_service_server::SERVICE_NAME],
     )
     .unwrap();
-    let err = serve_plain(router, listener, async {}).await.unwrap_err();
+    let err = serve_plain(router, listener, &LIMITS, async {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, TransportError::NotLoopback { .. }), "{err}");
 }
 

@@ -105,6 +105,7 @@ impl Mesh {
                     data_listen: localhost(),
                     control_listen: localhost(),
                     control: ControlCreds::Separate(creds(id, &control_ca)),
+                    limits: rollover_agent::DEFAULT_LIMITS,
                     chains: true,
                 },
                 Some(export),

@@ -57,6 +57,7 @@ pub async fn start_agent(
         data_listen: localhost(),
         control_listen: localhost(),
         control,
+        limits: rollover_agent::DEFAULT_LIMITS,
         chains: true,
     })
     .await

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use rollover_core::state::Mode;
 
-use super::net;
+use super::net::{self, LimitArgs};
 use crate::status::{BadInput, Status};
 
 /// The long help of the command.
@@ -40,6 +40,10 @@ that exits non-zero or runs past --reload-timeout fails the step, with its stder
 the error, and the node goes back to its previous credentials. The workload should
 be declared `identity: single` in the topology: it presents one certificate, as
 server and as client, and the agent's probes from this node present exactly that one.
+
+Limits of the control API: requests up to --max-request-bytes (default 4 MiB),
+--max-concurrent-requests per connection, --max-connections open at once; connections
+idle for --idle-timeout seconds are closed.
 
 One rotation at a time: a step of another rotation while one is under way on the node
 is refused (FAILED_PRECONDITION) until it is finished or undone to its start.
@@ -92,6 +96,8 @@ pub struct AgentArgs {
     /// 500ms, 2m).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub reload_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// The node cannot build certificate chains (topology `chains: false`): it never
     /// sends a cross-signed bridge nor verifies a peer through one, and refuses
     /// `bridge` steps.
@@ -177,6 +183,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<Status> {
         bootstrap_ca: args.bootstrap_ca.clone(),
         control_ca: args.control_ca.clone(),
         export,
+        limits: args.limits.limits(rollover_agent::DEFAULT_LIMITS)?,
         chains: !args.no_chains,
     };
     let runtime = net::runtime()?;

@@ -140,6 +140,10 @@ pub struct HaServe {
     pub tls: Option<Arc<LiveCredentials>>,
     /// Where to serve metrics while leading.
     pub metrics: Option<SocketAddr>,
+    /// Who may call the API.
+    pub access: rollover_executor::Access,
+    /// What one caller may cost the API.
+    pub limits: rollover_transport::ServerLimits,
 }
 
 /// Run one executor of a group on PostgreSQL until `stop` resolves: wait for the
@@ -229,6 +233,8 @@ where
         let options = ServeOptions {
             tls: serve.tls.clone(),
             metrics: serve.metrics,
+            access: serve.access.clone(),
+            limits: Some(serve.limits),
         };
         rollover_executor::serve(listener, executor, options, until).await?;
         match lost_rx.try_recv() {

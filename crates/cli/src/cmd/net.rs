@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rollover_pki::{CertificateDer, CredentialSet, HeldLeaf, LiveCredentials, NodeKey};
 use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
+use rollover_transport::ServerLimits;
 use tonic::transport::Channel;
 
 use crate::status::BadInput;
@@ -95,6 +96,56 @@ impl ServerTls {
             (Some(cert), Some(key), Some(ca)) => Ok(Some(load_credentials(cert, key, ca)?)),
             _ => Ok(None),
         }
+    }
+}
+
+/// What one caller may cost a server: `--max-request-bytes`,
+/// `--max-concurrent-requests`, `--max-connections`, `--idle-timeout`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// The largest request accepted, in bytes; a larger one fails at once
+    /// (RESOURCE_EXHAUSTED or OUT_OF_RANGE) from its frame header, before it is read.
+    /// Default: 32 MiB for the planner and the executor, 4 MiB for an agent.
+    #[arg(long, value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Requests served at once on one client connection (HTTP/2 streams); more wait
+    /// for a free slot.
+    #[arg(long, value_name = "N", default_value_t = ServerLimits::DEFAULT_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: u32,
+    /// Client connections open at once; a connection beyond it is closed as soon as it
+    /// is accepted.
+    #[arg(long, value_name = "N", default_value_t = ServerLimits::DEFAULT_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Close a connection on which nothing was read or written for this many seconds
+    /// (clients holding a quiet stream longer send HTTP/2 keepalive pings, as
+    /// rollover's own do).
+    #[arg(long, value_name = "SECS", default_value_t = ServerLimits::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub idle_timeout: u64,
+}
+
+impl LimitArgs {
+    /// The limits, with `default` for what the flags leave out.
+    pub fn limits(&self, default: ServerLimits) -> anyhow::Result<ServerLimits> {
+        let bad = |flag: &str, why: &str| BadInput(format!("{flag}: {why}"));
+        if self.max_concurrent_requests == 0 {
+            return Err(bad("--max-concurrent-requests", "must be at least 1").into());
+        }
+        if self.max_connections == 0 {
+            return Err(bad("--max-connections", "must be at least 1").into());
+        }
+        if self.idle_timeout == 0 {
+            return Err(bad("--idle-timeout", "must be at least 1 second").into());
+        }
+        let max_request_bytes = self.max_request_bytes.unwrap_or(default.max_request_bytes);
+        if max_request_bytes == 0 {
+            return Err(bad("--max-request-bytes", "must be at least 1").into());
+        }
+        Ok(ServerLimits {
+            max_request_bytes,
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_connections: self.max_connections,
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+        })
     }
 }
 

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Subcommand;
-use rollover_executor::{Executor, ExecutorConfig, ServeOptions};
+use rollover_executor::{Access, Executor, ExecutorConfig, ServeOptions};
 use rollover_pki::{CredentialSet, HeldLeaf, LiveCredentials, NodeKey, Validity};
 use rollover_proto::v1::planner_service_client::PlannerServiceClient;
 
-use super::net::{self, ServerTls};
+use super::net::{self, LimitArgs, ServerTls};
 use crate::status::{BadInput, Status};
 
 /// The long help of the command.
@@ -39,6 +39,11 @@ Without TLS flags it serves plaintext, and only on a loopback address (anything 
 is refused). With --tls-cert, --tls-key and --client-ca it serves mTLS: it presents
 the certificate and accepts clients (the executor) whose certificates chain to the
 client CA.
+
+Limits: requests up to --max-request-bytes (default 32 MiB; a larger one fails at
+once, from its frame header, so six concurrent 200 MB requests cost the planner next
+to nothing), --max-concurrent-requests per connection, --max-connections open at once,
+and connections idle for --idle-timeout seconds are closed.
 
 Exit status: 0 after a graceful shutdown, 1 when it cannot serve (e.g. the address is
 taken), 2 on bad input.";
@@ -79,6 +84,17 @@ One rotation per CA: while a rotation of a CA is PENDING, RUNNING, PAUSED or
 ROLLING_BACK, StartRotation of the same CA is refused (FAILED_PRECONDITION naming it).
 An unsafe given plan is refused (INVALID_ARGUMENT listing the links it would break).
 
+Who may call it: on plaintext (loopback only) every local caller may do everything.
+On mTLS the caller is its client certificate's CN, and only named ones are admitted:
+--operators may start, pause, resume, abort and roll back rotations and read them;
+--readers may only read them (status, list, watch). Anyone else gets
+PERMISSION_DENIED naming the caller. An mTLS executor without either list refuses to
+start (exit 2).
+
+Limits: requests up to --max-request-bytes (default 32 MiB), --max-concurrent-requests
+per connection, --max-connections open at once; connections idle for --idle-timeout
+seconds are closed.
+
 Exit status: 0 after a graceful shutdown, 1 when it cannot serve (e.g. the address is
 taken), 2 on bad input (bad flags, unreadable files, plaintext or --metrics off
 loopback).";
@@ -88,7 +104,10 @@ Examples:
   rollover serve executor --listen 127.0.0.1:7001 --planner 127.0.0.1:7000 \\
       --state ./executor-state --bootstrap-ca demo-root.pem
   rollover serve executor --listen 127.0.0.1:7001 --planner 127.0.0.1:7000 \\
-      --state ./executor-state --metrics 127.0.0.1:9464";
+      --state ./executor-state --metrics 127.0.0.1:9464
+  rollover serve executor --listen 0.0.0.0:7001 --planner 127.0.0.1:7000 \\
+      --state ./executor-state --tls-cert executor-api.pem --tls-key executor-api-key.pem \\
+      --client-ca ops-ca.pem --operators alice,deploy-bot --readers dashboard";
 
 /// Which server.
 #[derive(Debug, Subcommand)]
@@ -109,6 +128,8 @@ pub struct PlannerArgs {
     pub listen: String,
     #[command(flatten)]
     pub tls: ServerTls,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Arguments of `rollover serve executor`.
@@ -147,6 +168,48 @@ pub struct ExecutorArgs {
     pub metrics_public: bool,
     #[command(flatten)]
     pub journal: super::journal::JournalArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// With mTLS: the identities (client certificate CNs) that may start and steer
+    /// rotations (StartRotation, Pause, Resume, Abort, Rollback) and read them.
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    pub operators: Vec<String>,
+    /// With mTLS: the identities that may only read rotations (GetRotation,
+    /// ListRotations, WatchRotation).
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    pub readers: Vec<String>,
+}
+
+/// Who may call the executor: everyone on plaintext loopback (there is no caller
+/// identity to check); on mTLS only the named operators and readers, and at least one
+/// must be named.
+fn executor_access(args: &ExecutorArgs, mtls: bool) -> Result<Access, BadInput> {
+    let named = !args.operators.is_empty() || !args.readers.is_empty();
+    if let Some(empty) = args
+        .operators
+        .iter()
+        .chain(&args.readers)
+        .find(|id| id.trim().is_empty())
+    {
+        return Err(BadInput(format!(
+            "--operators/--readers: empty identity {empty:?} in the list"
+        )));
+    }
+    match (mtls, named) {
+        (true, true) => Ok(Access::roles(args.operators.clone(), args.readers.clone())),
+        (true, false) => Err(BadInput(
+            "an mTLS executor needs --operators ID,... and/or --readers ID,... (the \
+             client certificate CNs allowed to steer or to read rotations): without them \
+             any holder of a certificate from --client-ca could start rotations"
+                .into(),
+        )),
+        (false, true) => Err(BadInput(
+            "--operators/--readers need mTLS (--tls-cert, --tls-key, --client-ca): a \
+             plaintext caller has no identity to check"
+                .into(),
+        )),
+        (false, false) => Ok(Access::Open),
+    }
 }
 
 /// Run `rollover serve`.
@@ -207,6 +270,7 @@ where
 
 fn planner(args: &PlannerArgs) -> anyhow::Result<Status> {
     let (addr, creds) = listen_plan("planner", &args.listen, &args.tls)?;
+    let limits = args.limits.limits(rollover_planner::DEFAULT_LIMITS)?;
     let runtime = net::runtime()?;
     runtime.block_on(async {
         let listener = net::bind("--listen", addr).await?;
@@ -215,14 +279,15 @@ fn planner(args: &PlannerArgs) -> anyhow::Result<Status> {
             match creds {
                 None => {
                     eprintln!("planner listening on {bound} (plaintext, loopback only)");
-                    rollover_planner::serve(listener, shutdown).await?;
+                    rollover_planner::serve_with(listener, &limits, shutdown).await?;
                 }
                 Some(creds) => {
-                    let (routes, _reporter) = rollover_planner::routes().await?;
-                    let mut server = tonic::transport::Server::builder();
+                    let (routes, _reporter) = rollover_planner::routes_with(&limits).await?;
+                    let mut server = limits.server();
                     let router = server.add_routes(routes);
                     eprintln!("planner listening on {bound} (mTLS)");
-                    rollover_transport::serve_tls(router, listener, creds, shutdown).await?;
+                    rollover_transport::serve_tls(router, listener, creds, &limits, shutdown)
+                        .await?;
                 }
             }
             Ok(())
@@ -307,6 +372,8 @@ fn executor_identity(dir: &Path, bootstrap_ca: Option<&Path>) -> anyhow::Result<
 
 fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
     let (addr, api_creds) = listen_plan("executor", &args.listen, &args.tls)?;
+    let access = executor_access(args, api_creds.is_some())?;
+    let limits = args.limits.limits(rollover_executor::DEFAULT_LIMITS)?;
     let metrics = args
         .metrics
         .as_deref()
@@ -380,7 +447,14 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
         config.journal = Some(journal.clone());
     } else {
         drop(entered);
-        return serve_executor_ha(args, opened, config, addr, api_creds, metrics, runtime);
+        let serve = super::journal::HaServe {
+            addr,
+            tls: api_creds,
+            metrics,
+            access,
+            limits,
+        };
+        return serve_executor_ha(args, opened, config, serve, runtime);
     }
     runtime.block_on(async {
         let executor = Executor::open(config).map_err(|e| {
@@ -401,6 +475,8 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
         let options = ServeOptions {
             tls: api_creds,
             metrics,
+            access,
+            limits: Some(limits),
         };
         until_signal("executor", |shutdown| async move {
             rollover_executor::serve(listener, executor, options, shutdown).await?;
@@ -420,9 +496,7 @@ fn serve_executor_ha(
     args: &ExecutorArgs,
     opened: super::journal::OpenedJournal,
     config: ExecutorConfig,
-    addr: SocketAddr,
-    tls: Option<Arc<LiveCredentials>>,
-    metrics: Option<SocketAddr>,
+    serve: super::journal::HaServe,
     runtime: tokio::runtime::Runtime,
 ) -> anyhow::Result<Status> {
     let (planner, own_creds) = (config.planner, config.own_creds);
@@ -433,10 +507,9 @@ fn serve_executor_ha(
         config.own_creds = own_creds.clone();
         Ok(config)
     };
-    let serve = super::journal::HaServe { addr, tls, metrics };
     eprintln!(
         "executor on {} (journal {}); planner {}",
-        addr,
+        serve.addr,
         super::journal::redact(args.journal.journal.as_deref().unwrap_or("")),
         args.planner
     );

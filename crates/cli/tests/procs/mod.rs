@@ -272,6 +272,17 @@ impl Fleet {
         self.children.running.retain(|(n, _)| n != id);
     }
 
+    /// Start agent `id` with `extra` arguments from its next [`Fleet::restart`] on.
+    #[allow(dead_code)]
+    pub fn add_agent_args(&mut self, id: &str, extra: &[&str]) {
+        let (_, args, _) = self
+            .agent_args
+            .iter_mut()
+            .find(|(n, ..)| n == id)
+            .unwrap_or_else(|| panic!("no agent {id}"));
+        args.extend(strings(extra));
+    }
+
     /// Start agent `id` again on its state directory and ports.
     pub fn restart(&mut self, id: &str) {
         let (_, args, addr) = self
