@@ -38,9 +38,14 @@ fn chromium() -> Option<PathBuf> {
 
 /// Run headless Chromium on `page` with `extra` arguments; returns (stdout, stderr).
 /// A browser that does not finish in two minutes is killed and fails the test (a
-/// guard against a hang, not a speed check).
+/// guard against a hang, not a speed check). Its output goes to files, not pipes: a
+/// `--dump-dom` larger than a pipe's buffer (64 KiB) would block Chromium on a pipe
+/// nobody reads until it exits, which looked like a page too heavy to open.
 fn run_chromium(browser: &Path, page: &Path, profile: &Path, extra: &[String]) -> (String, String) {
     let url = format!("file://{}", page.display());
+    std::fs::create_dir_all(profile).expect("the profile dir");
+    let (stdout, stderr) = (profile.join("stdout.txt"), profile.join("stderr.txt"));
+    let file = |path: &Path| std::fs::File::create(path).expect("an output file");
     let mut child = Command::new(browser)
         .args([
             "--headless",
@@ -60,8 +65,8 @@ fn run_chromium(browser: &Path, page: &Path, profile: &Path, extra: &[String]) -
         .args(extra)
         .arg(&url)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(file(&stdout))
+        .stderr(file(&stderr))
         .spawn()
         .expect("chromium starts");
     let started = Instant::now();
@@ -75,11 +80,10 @@ fn run_chromium(browser: &Path, page: &Path, profile: &Path, extra: &[String]) -
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = child.wait_with_output().expect("chromium output");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let read = |path: &Path| {
+        String::from_utf8_lossy(&std::fs::read(path).expect("chromium's output")).into_owned()
+    };
+    (read(&stdout), read(&stderr))
 }
 
 /// Page errors Chromium logs: script errors and resources it failed to load.
@@ -195,6 +199,12 @@ fn plan_html_of_the_plant_opens_in_chromium() {
     assert_eq!(run.code, 0, "{run:?}");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(!html.contains("<script"), "no script in the page");
+    // Light enough to open at once: links as one band per pair of waves, not 1,279
+    // paths (a bound on elements, not a timing).
+    let paths = html.matches("<path").count();
+    eprintln!("plant page: {} bytes, {paths} paths", html.len());
+    assert!(paths < 100, "{paths} paths");
+    assert!(html.contains("class=\"band\""), "bands between waves");
     check_in_browser(
         "html_plan",
         &page,
@@ -233,5 +243,54 @@ fn simulate_html_of_an_unsafe_plan_shows_each_failure_in_chromium() {
             "Failed handshakes",
             "finalize meter-1",
         ],
+    );
+}
+
+/// The naive plan on the plant fails about a thousand links: the page draws the links
+/// as bands between waves and at most 300 failed ones one by one (a bound on elements,
+/// not a timing), lists every failure, and opens in Chromium.
+#[test]
+fn simulate_html_of_the_naive_plant_opens_in_chromium() {
+    let plan = rollover(&[
+        "plan",
+        "examples/plant-300.yaml",
+        "--strategy",
+        "naive",
+        "-f",
+        "json",
+    ]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let page = scratch("html_naive", "plant-naive.html", "");
+    let run = common::rollover_with_stdin(
+        &[
+            "simulate",
+            "examples/plant-300.yaml",
+            "--plan",
+            "-",
+            "--html",
+            &page,
+        ],
+        &plan.stdout,
+    );
+    assert_eq!(run.code, 1, "the naive plan breaks links: {}", run.stderr);
+    let html = std::fs::read_to_string(&page).unwrap();
+    let paths = html.matches("<path").count();
+    let failed = html.matches("class=\"link failed\"").count();
+    eprintln!(
+        "naive plant page: {} bytes, {paths} paths, {failed} failed links drawn",
+        html.len()
+    );
+    // At most 300 links one by one, and a band per pair of at most 10 (+1) columns.
+    assert!(paths < 300 + 11 * 11 + 10, "{paths} paths");
+    // (One more in the legend.)
+    assert!(failed > 1 && failed <= 301, "{failed} failed links drawn");
+    assert!(
+        html.contains("Failed handshakes ("),
+        "the failures are listed"
+    );
+    check_in_browser(
+        "html_naive",
+        &page,
+        &["simulated rotation of plant-device-ca", "Failed handshakes"],
     );
 }

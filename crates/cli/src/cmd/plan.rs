@@ -42,7 +42,10 @@ Formats:
          which it runs on the new key; disrupted links dashed red, atomic nodes boxes,
          links under other CAs grey. `@executor`'s links (one to every target) are
          collapsed into a note; --focus NODE [--depth N] draws only a neighbourhood
-         (--focus @executor draws the executor's links)
+         (--focus @executor draws the executor's links). Beyond 300 edges (e.g.
+         the 300-node plant), the default is a summary Graphviz lays out in a
+         second: one box per wave listing its nodes, one edge per pair of boxes
+         with the count of links it stands for; --full draws every link
   html   one self-contained page (inline SVG, no script, nothing fetched): the waves
          as a timeline, the fleet graph, and every link the verifier finds can break,
          on its link and with the two steps whose order breaks it
@@ -62,6 +65,7 @@ Examples:
   rollover plan examples/ring.yaml --format json -o ring.plan.json
   rollover plan examples/chain-60.yaml --strategy bridge
   rollover plan examples/mixed.yaml --format dot | dot -Tsvg > mixed.svg
+  rollover plan examples/plant-300.yaml --format dot | dot -Tsvg > plant.svg
   rollover plan examples/plant-300.yaml --format dot --focus plc-a1-01 --depth 2 | dot -Tsvg > plc.svg
   rollover plan examples/claim-unsafe.yaml --strategy claim --format html -o claim.html
   rollover plan examples/claim-unsafe.yaml --strategy claim --start meter-1
@@ -91,6 +95,10 @@ pub struct PlanArgs {
     /// With --focus: how many links away from NODE to draw.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "focus")]
     pub depth: u32,
+    /// With `--format dot`: draw every node and link, even on a fleet so large that
+    /// the default summarises it by wave (Graphviz then takes minutes).
+    #[arg(long, conflicts_with = "focus")]
+    pub full: bool,
 }
 
 /// `--strategy`.
@@ -135,6 +143,9 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Status> {
         );
     }
     let fleet = Fleet::new(&topology);
+    if args.full && args.format != PlanFormat::Dot {
+        return Err(BadInput("`--full` only applies to `--format dot`".into()).into());
+    }
     if let Some(focus) = &args.focus {
         if args.format != PlanFormat::Dot {
             return Err(BadInput("`--focus` only applies to `--format dot`".into()).into());
@@ -203,6 +214,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Status> {
             &render::dot::DotOptions {
                 focus: args.focus.clone(),
                 depth: args.depth,
+                full: args.full,
             },
         ),
         PlanFormat::Html => {

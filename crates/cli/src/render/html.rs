@@ -80,7 +80,7 @@ pub fn page(p: &Page<'_>) -> String {
     );
 
     out.push_str("<h2>Fleet</h2>\n");
-    out.push_str("<p class=\"note\">One column per wave in which nodes start presenting the new key (in a safe plan, every link a node serves runs on the new key from that wave). Arrows go from client to server; failed links are red. Hover a node or a link for its steps and failures.</p>\n");
+    out.push_str("<p class=\"note\">One column per wave (or range of waves, on a long plan) in which nodes start presenting the new key (in a safe plan, every link a node serves runs on the new key from that wave). Arrows go from client to server; failed links are red. Hover a node or a link for its steps and failures.</p>\n");
     let _ = writeln!(
         out,
         "<div class=\"scroll\">{}</div>",

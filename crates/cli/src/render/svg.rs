@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use rollover_core::{Action, Mode};
 
-use super::view::View;
+use super::view::{LinkView, View};
 
 /// A failed (or, for a plan, possibly failing) handshake to mark on the drawings.
 #[derive(Debug, Clone)]
@@ -80,11 +80,13 @@ type WaveCounts = Vec<BTreeMap<(usize, &'static str), (Action, usize)>>;
 /// The waves as columns: a stacked bar of the steps of each action in the wave, its
 /// count, and below it the failed handshakes attributed to the wave.
 pub fn timeline(view: &View<'_>, marks: &[Mark]) -> String {
-    let waves = view.waves.max(1) as usize;
+    // One column per wave, or per range of waves on a long plan (see `View::span`).
+    let span = view.span();
+    let waves = view.waves.max(1).div_ceil(span) as usize;
     let mut counts: WaveCounts = vec![BTreeMap::new(); waves];
     for node in &view.nodes {
         for &(action, wave) in &node.steps {
-            if let Some(c) = counts.get_mut(wave as usize) {
+            if let Some(c) = counts.get_mut((wave / span) as usize) {
                 c.entry((rank(action), action.as_str()))
                     .or_insert((action, 0))
                     .1 += 1;
@@ -94,7 +96,7 @@ pub fn timeline(view: &View<'_>, marks: &[Mark]) -> String {
     let mut failed = vec![0usize; waves];
     let mut unplaced = 0usize;
     for m in marks {
-        match m.wave.and_then(|w| failed.get_mut(w as usize)) {
+        match m.wave.and_then(|w| failed.get_mut((w / span) as usize)) {
             Some(f) => *f += 1,
             None => unplaced += 1,
         }
@@ -121,6 +123,7 @@ pub fn timeline(view: &View<'_>, marks: &[Mark]) -> String {
         top + bar_h + 58.0
     );
     for (w, c) in counts.iter().enumerate() {
+        let name = view.column_name(Some(w as u32));
         let x = left + col * w as f64;
         let total: usize = c.values().map(|v| v.1).sum();
         let bar_w = col * 0.6;
@@ -130,14 +133,14 @@ pub fn timeline(view: &View<'_>, marks: &[Mark]) -> String {
             y -= h;
             let _ = write!(
                 out,
-                r#"<rect x="{x:.1}" y="{y:.1}" width="{bar_w:.1}" height="{h:.1}" fill="{}"><title>wave {w}: {n} {}</title></rect>"#,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{bar_w:.1}" height="{h:.1}" fill="{}"><title>{name}: {n} {}</title></rect>"#,
                 colour(action),
                 action.as_str()
             );
         }
         let _ = write!(
             out,
-            r#"<text x="{:.1}" y="{:.1}" class="count">{total}</text><text x="{:.1}" y="{:.1}" class="wave">wave {w}</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" class="count">{total}</text><text x="{:.1}" y="{:.1}" class="wave">{name}</text>"#,
             x + bar_w / 2.0,
             y - 4.0,
             x + bar_w / 2.0,
@@ -147,7 +150,7 @@ pub fn timeline(view: &View<'_>, marks: &[Mark]) -> String {
             let r = (4.0 + (failed[w] as f64).sqrt()).min(col * 0.3);
             let _ = write!(
                 out,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="{r:.1}" fill="{FAIL}"><title>{} failed handshake(s) during wave {w}</title></circle><text x="{:.1}" y="{:.1}" class="fail">{}</text>"#,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="{r:.1}" fill="{FAIL}"><title>{} failed handshake(s) during {name}</title></circle><text x="{:.1}" y="{:.1}" class="fail">{}</text>"#,
                 x + bar_w / 2.0,
                 top + bar_h + 40.0,
                 failed[w],
@@ -160,7 +163,7 @@ pub fn timeline(view: &View<'_>, marks: &[Mark]) -> String {
     if unplaced > 0 {
         let _ = write!(
             out,
-            r#"<text x="{:.0}" y="{:.0}" class="fail" text-anchor="end">{unplaced} not tied to one wave</text>"#,
+            r#"<text x="{:.0}" y="{:.0}" class="fail" style="text-anchor: end">{unplaced} not tied to one wave</text>"#,
             width - 4.0,
             top - 12.0
         );
@@ -179,13 +182,13 @@ struct Layout {
 }
 
 fn layout(view: &View<'_>) -> Layout {
-    let waves = view.waves.max(1) as usize;
+    let waves = view.waves.max(1).div_ceil(view.span()) as usize;
     let mut columns: Vec<Vec<usize>> = vec![Vec::new(); waves + 1];
     for (ix, node) in view.nodes.iter().enumerate() {
         if node.executor {
             continue;
         }
-        let w = node.group().map_or(waves, |w| (w as usize).min(waves));
+        let w = view.column(ix).map_or(waves, |w| (w as usize).min(waves));
         columns[w].push(ix);
     }
     // Within a column, atomic devices first, then by id, so a reader can find a node.
@@ -240,19 +243,16 @@ pub fn graph(view: &View<'_>, marks: &[Mark]) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{:.0}" height="{:.0}" viewBox="0 0 {:.0} {:.0}" role="img" aria-label="fleet graph">"#,
         l.width, l.height, l.width, l.height
     );
-    out.push_str(r##"<defs><marker id="arrow" viewBox="0 0 6 6" refX="6" refY="3" markerWidth="5" markerHeight="5" orient="auto"><path d="M0,0 L6,3 L0,6 z" fill="#8a8a8a"/></marker><marker id="arrow-fail" viewBox="0 0 6 6" refX="6" refY="3" markerWidth="5" markerHeight="5" orient="auto"><path d="M0,0 L6,3 L0,6 z" fill="#d62728"/></marker></defs>"##);
+    out.push_str(r##"<defs><marker id="arrow" viewBox="0 0 6 6" refX="6" refY="3" markerWidth="5" markerHeight="5" orient="auto"><path d="M0,0 L6,3 L0,6 z" fill="#8a8a8a"/></marker><marker id="arrow-fail" viewBox="0 0 6 6" refX="6" refY="3" markerWidth="5" markerHeight="5" orient="auto"><path d="M0,0 L6,3 L0,6 z" fill="#d62728"/></marker><marker id="arrow-band" viewBox="0 0 6 6" refX="6" refY="3" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto"><path d="M0,0 L6,3 L0,6 z" fill="#8a8a8a"/></marker></defs>"##);
     // Column headers.
     let mut headers: BTreeMap<u64, Option<u32>> = BTreeMap::new();
     for (ix, node) in view.nodes.iter().enumerate() {
         if !node.executor {
-            headers.insert(l.pos[ix].0.round() as u64, node.group());
+            headers.insert(l.pos[ix].0.round() as u64, view.column(ix));
         }
     }
-    for (x, wave) in headers {
-        let label = match wave {
-            Some(w) => format!("new key from wave {w}"),
-            None => "no step".to_string(),
-        };
+    for (x, column) in headers {
+        let label = view.column_name(column);
         let _ = write!(
             out,
             r#"<text x="{x}" y="58" class="colhead">{}</text>"#,
@@ -260,46 +260,48 @@ pub fn graph(view: &View<'_>, marks: &[Mark]) -> String {
         );
     }
     // Links that held, then disrupted ones, then failed ones on top.
+    let drawn: Vec<(&LinkView, Option<&Vec<&Mark>>)> = view
+        .links
+        .iter()
+        .filter(|link| link.client != link.server)
+        .map(|link| (link, failed.get(&(link.client, link.server))))
+        .filter(|(link, marks)| Some(link.client) != executor || marks.is_some())
+        .collect();
     let mut layers = [String::new(), String::new(), String::new()];
-    for link in &view.links {
-        if link.client == link.server {
-            continue;
-        }
-        let marks = failed.get(&(link.client, link.server));
-        let is_failed = marks.is_some();
-        if Some(link.client) == executor && !is_failed {
-            continue;
-        }
-        let (x1, y1) = l.pos[link.client];
-        let (x2, y2) = l.pos[link.server];
-        let title = {
-            let (c, s) = (view.nodes[link.client].id, view.nodes[link.server].id);
-            let wave = link.wave.map_or("?".to_string(), |w| w.to_string());
-            let mut t = format!("{c} → {s}: on the new key from wave {wave}");
-            if link.disrupted {
-                t.push_str(" (declared disruption)");
-            }
-            for m in marks.into_iter().flatten() {
-                t.push_str("\nFAILED ");
-                t.push_str(&m.text);
-            }
-            escape(&t)
-        };
-        let (layer, class, marker) = if is_failed {
-            (2, "link failed", "arrow-fail")
-        } else if link.disrupted {
-            (1, "link disrupted", "arrow")
-        } else {
-            (0, "link", "arrow")
-        };
-        // A gentle curve, so links between nodes of one column stay visible.
-        let bend = if (x1 - x2).abs() < 1.0 { 40.0 } else { 0.0 };
-        let _ = write!(
-            layers[layer],
-            r#"<path class="{class}" d="M{x1:.1},{y1:.1} C{:.1},{y1:.1} {:.1},{y2:.1} {x2:.1},{y2:.1}" marker-end="url(#{marker})"><title>{title}</title></path>"#,
-            x1 + (x2 - x1) / 2.0 + bend,
-            x1 + (x2 - x1) / 2.0 + bend
+    if drawn.len() > MAX_PATHS {
+        // Too many to draw one by one (and for a browser to lay out quickly): one band
+        // per pair of columns, then the failed and disrupted links, failed first.
+        let links = drawn.len();
+        bands(&mut layers[0], view, &l);
+        let mut marked: Vec<_> = drawn
+            .into_iter()
+            .filter(|(link, marks)| marks.is_some() || link.disrupted)
+            .collect();
+        let all_marked = marked.len();
+        marked.sort_by_key(|(_, marks)| marks.is_none());
+        marked.truncate(MAX_PATHS);
+        let mut note = format!(
+            "{links} links: one band per pair of columns, as thick as the log of its count, the count near its start"
         );
+        if all_marked > 0 {
+            let _ = write!(
+                note,
+                "; {} of the {all_marked} failed or disrupted links drawn one by one",
+                marked.len()
+            );
+        }
+        let _ = write!(
+            out,
+            r#"<text x="20" y="46" class="label">{}</text>"#,
+            escape(&note)
+        );
+        for (link, marks) in marked {
+            draw_link(&mut layers, view, &l, link, marks);
+        }
+    } else {
+        for (link, marks) in drawn {
+            draw_link(&mut layers, view, &l, link, marks);
+        }
     }
     for layer in layers {
         out.push_str(&layer);
@@ -363,6 +365,130 @@ pub fn graph(view: &View<'_>, marks: &[Mark]) -> String {
     out
 }
 
+/// Beyond this many links drawn one by one, the graph draws one band per pair of
+/// columns instead (and the failed or disrupted links, up to this many): a browser
+/// lays out a few hundred paths in no time, and a thousand crossing lines read as grey.
+pub const MAX_PATHS: usize = 300;
+
+/// One link as a path from client to server, on the layer of its kind, with a tooltip
+/// naming it and its failures.
+fn draw_link(
+    layers: &mut [String; 3],
+    view: &View<'_>,
+    l: &Layout,
+    link: &LinkView,
+    marks: Option<&Vec<&Mark>>,
+) {
+    let (x1, y1) = l.pos[link.client];
+    let (x2, y2) = l.pos[link.server];
+    let title = {
+        let (c, s) = (view.nodes[link.client].id, view.nodes[link.server].id);
+        let wave = link.wave.map_or("?".to_string(), |w| w.to_string());
+        let mut t = format!("{c} → {s}: on the new key from wave {wave}");
+        if link.disrupted {
+            t.push_str(" (declared disruption)");
+        }
+        for m in marks.into_iter().flatten() {
+            t.push_str("\nFAILED ");
+            t.push_str(&m.text);
+        }
+        escape(&t)
+    };
+    let (layer, class, marker) = if marks.is_some() {
+        (2, "link failed", "arrow-fail")
+    } else if link.disrupted {
+        (1, "link disrupted", "arrow")
+    } else {
+        (0, "link", "arrow")
+    };
+    let _ = write!(
+        layers[layer],
+        r#"<path class="{class}" d="{}" marker-end="url(#{marker})"><title>{title}</title></path>"#,
+        curve((x1, y1), (x2, y2))
+    );
+}
+
+/// A gentle curve from `a` to `b`, bent out to the right when both are in one column
+/// so that links between nodes of one column stay visible.
+fn curve((x1, y1): (f64, f64), (x2, y2): (f64, f64)) -> String {
+    let mid = control(x1, x2);
+    format!("M{x1:.1},{y1:.1} C{mid:.1},{y1:.1} {mid:.1},{y2:.1} {x2:.1},{y2:.1}")
+}
+
+/// The x of both control points of [`curve`].
+fn control(x1: f64, x2: f64) -> f64 {
+    let bend = if (x1 - x2).abs() < 1.0 { 40.0 } else { 0.0 };
+    x1 + (x2 - x1) / 2.0 + bend
+}
+
+/// The point at `t` (0 to 1) along [`curve`] from `a` to `b`.
+fn along((x1, y1): (f64, f64), (x2, y2): (f64, f64), t: f64) -> (f64, f64) {
+    let mid = control(x1, x2);
+    let u = 1.0 - t;
+    let (w0, w1, w2, w3) = (u * u * u, 3.0 * u * u * t, 3.0 * u * t * t, t * t * t);
+    (
+        w0 * x1 + (w1 + w2) * mid + w3 * x2,
+        (w0 + w1) * y1 + (w2 + w3) * y2,
+    )
+}
+
+/// The rotated links (but `@executor`'s) as one band per pair of columns, from the
+/// middle of one to the middle of the other, as thick as the log of its count, with
+/// the count on it and a tooltip saying what it stands for.
+fn bands(out: &mut String, view: &View<'_>, l: &Layout) {
+    // Per group: the column's x and the extent of its nodes.
+    let mut spans: BTreeMap<Option<u32>, (f64, f64, f64)> = BTreeMap::new();
+    for (ix, node) in view.nodes.iter().enumerate() {
+        if node.executor {
+            continue;
+        }
+        let (x, y) = l.pos[ix];
+        let span = spans.entry(view.column(ix)).or_insert((x, y, y));
+        span.1 = span.1.min(y);
+        span.2 = span.2.max(y);
+    }
+    let middle = |g: Option<u32>| {
+        spans
+            .get(&g)
+            .map(|&(x, top, bottom)| (x, (top + bottom) / 2.0))
+    };
+    for b in view.bundles(|_| true) {
+        let (Some(from), Some(to)) = (middle(b.client), middle(b.server)) else {
+            continue;
+        };
+        // Within one column: from its top third to its bottom third, bent out.
+        let (from, to) = if b.client == b.server {
+            let (x, top, bottom) = spans[&b.client];
+            let third = (bottom - top) / 3.0;
+            ((x, top + third), (x, bottom - third))
+        } else {
+            (from, to)
+        };
+        let width = 1.0 + 1.5 * (b.links as f64).log2();
+        let mut title = format!(
+            "{} link(s) from nodes of {} to nodes of {}, on the new key from {}",
+            b.links,
+            view.column_name(b.client),
+            view.column_name(b.server),
+            b.wave_range()
+        );
+        if b.disrupted > 0 {
+            let _ = write!(title, "; {} declared disruption(s)", b.disrupted);
+        }
+        // The count near the start, so that the bands both ways between two columns
+        // keep theirs apart.
+        let (tx, ty) = along(from, to, 0.25);
+        let _ = write!(
+            out,
+            r#"<g class="band"><title>{}</title><path class="link" style="stroke-width:{width:.1}" d="{}" marker-end="url(#arrow-band)"/><text x="{tx:.1}" y="{:.1}" class="count">{}</text></g>"#,
+            escape(&title),
+            curve(from, to),
+            ty - 3.0,
+            b.links
+        );
+    }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max.max(4) {
         s.to_string()
@@ -413,6 +539,14 @@ mod tests {
             escape(r#"<a href="x">&'"#),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+    }
+
+    #[test]
+    fn a_point_along_a_curve_starts_and_ends_at_its_ends() {
+        let (a, b) = ((10.0, 20.0), (110.0, 220.0));
+        assert_eq!(along(a, b, 0.0), a);
+        assert_eq!(along(a, b, 1.0), b);
+        assert_eq!(along(a, b, 0.5), (60.0, 120.0));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! leaves may keep offering the old one until the server drops it at
 //! `retire`/`switch`.)
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rollover_core::{Action, Fleet, Mode, Plan, Topology};
 
@@ -57,6 +57,39 @@ pub struct LinkView {
     pub wave: Option<u32>,
     /// Whether the plan declares it a disruption.
     pub disrupted: bool,
+}
+
+/// At most this many columns (HTML) or boxes (DOT summary) of wave groups: a plan
+/// with more waves (a linearised plan has one step per wave) has consecutive waves
+/// merged into one column, so the pictures stay the same size whatever the plan.
+pub const MAX_COLUMNS: u32 = 10;
+
+/// All the rotated links from the nodes of one column to those of another (columns as
+/// in [`View::column`], `None` for nodes without a step), drawn as one edge when a
+/// fleet has too many links to draw one by one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    /// The clients' column.
+    pub client: Option<u32>,
+    /// The servers' column.
+    pub server: Option<u32>,
+    /// How many links.
+    pub links: usize,
+    /// How many of them the plan declares disruptions.
+    pub disrupted: usize,
+    /// The earliest and latest waves from which they run on the new key, if known.
+    pub waves: Option<(u32, u32)>,
+}
+
+impl Bundle {
+    /// `wA` or `wA..wB`: the waves from which its links run on the new key.
+    pub fn wave_range(&self) -> String {
+        match self.waves {
+            Some((a, b)) if a == b => format!("w{a}"),
+            Some((a, b)) => format!("w{a}..w{b}"),
+            None => "w?".to_string(),
+        }
+    }
 }
 
 /// The whole picture's data.
@@ -157,6 +190,59 @@ impl<'a> View<'a> {
     /// The index of the `@executor` node, if it is planned.
     pub fn executor(&self) -> Option<usize> {
         self.nodes.iter().position(|n| n.executor)
+    }
+
+    /// How many consecutive waves one column of a picture spans: 1 unless the plan
+    /// has more than [`MAX_COLUMNS`] waves.
+    pub fn span(&self) -> u32 {
+        self.waves.div_ceil(MAX_COLUMNS).max(1)
+    }
+
+    /// The column of a node in the pictures: its group (see [`NodeView::group`]), or
+    /// the range of [`View::span`] waves it falls in.
+    pub fn column(&self, ix: usize) -> Option<u32> {
+        self.nodes[ix].group().map(|g| g / self.span())
+    }
+
+    /// What a column stands for: `wave N`, `waves A-B`, or `no step`.
+    pub fn column_name(&self, column: Option<u32>) -> String {
+        let span = self.span();
+        match column {
+            Some(c) if span == 1 => format!("wave {c}"),
+            Some(c) => format!(
+                "waves {}-{}",
+                c * span,
+                (c * span + span - 1).min(self.waves.saturating_sub(1))
+            ),
+            None => "no step".to_string(),
+        }
+    }
+
+    /// The rotated links between nodes for which `shown` holds, bundled by the columns
+    /// of their ends, in column order; `@executor`'s links are left out (the pictures
+    /// collapse them into the executor itself), self-links included.
+    pub fn bundles(&self, shown: impl Fn(usize) -> bool) -> Vec<Bundle> {
+        let executor = self.executor();
+        let mut by_pair: BTreeMap<(Option<u32>, Option<u32>), Bundle> = BTreeMap::new();
+        for l in &self.links {
+            if Some(l.client) == executor || !shown(l.client) || !shown(l.server) {
+                continue;
+            }
+            let key = (self.column(l.client), self.column(l.server));
+            let b = by_pair.entry(key).or_insert(Bundle {
+                client: key.0,
+                server: key.1,
+                links: 0,
+                disrupted: 0,
+                waves: None,
+            });
+            b.links += 1;
+            b.disrupted += usize::from(l.disrupted);
+            if let Some(w) = l.wave {
+                b.waves = Some(b.waves.map_or((w, w), |(a, z)| (a.min(w), z.max(w))));
+            }
+        }
+        by_pair.into_values().collect()
     }
 
     /// Nodes within `depth` links of `focus` (either direction, rotated and foreign
@@ -269,6 +355,52 @@ mod tests {
             Strategy::Claim,
             |v| assert_eq!(v.links[0].wave, Some(3)),
         );
+    }
+
+    #[test]
+    fn bundles_count_the_links_between_groups_without_the_executor() {
+        // Every node stages in w0 and starts showing the new key in w1.
+        with_view(
+            "ca: r\ncontrol: {ca: r}\nnodes:\n  - {id: m, mode: atomic}\nlinks:\n  - {client: a, server: b}\n  - {client: b, server: m}\n  - {client: a, server: m}\n  - {client: x, server: \"y\", ca: other}\n",
+            Strategy::Waves,
+            |v| {
+                let bundles = v.bundles(|_| true);
+                let links: usize = bundles.iter().map(|b| b.links).sum();
+                assert_eq!(links, 3, "{bundles:?}");
+                assert!(bundles.iter().all(|b| b.disrupted == 0));
+                let within_w1 = bundles
+                    .iter()
+                    .find(|b| b.client == Some(1) && b.server == Some(1))
+                    .expect("links among wave-1 nodes");
+                assert_eq!(
+                    (within_w1.links, within_w1.wave_range().as_str()),
+                    (3, "w1")
+                );
+                let only_a = v.node("a").unwrap();
+                assert!(v.bundles(|ix| ix != only_a).iter().all(|b| b.links == 1));
+            },
+        );
+    }
+
+    #[test]
+    fn many_waves_are_merged_into_at_most_max_columns() {
+        // The claim's order runs one step per wave: about 3 waves per node.
+        let mut t = String::from("ca: r\nlinks:\n");
+        for i in 1..40 {
+            t.push_str(&format!("  - {{client: n{}, server: n{i}}}\n", i - 1));
+        }
+        with_view(&t, Strategy::Claim, |v| {
+            assert!(v.waves > MAX_COLUMNS, "{} waves", v.waves);
+            let columns: BTreeSet<Option<u32>> = (0..v.nodes.len()).map(|i| v.column(i)).collect();
+            assert!(columns.len() <= MAX_COLUMNS as usize, "{columns:?}");
+            let span = v.span();
+            assert_eq!(
+                v.column_name(Some(1)),
+                format!("waves {span}-{}", 2 * span - 1)
+            );
+            let links: usize = v.bundles(|_| true).iter().map(|b| b.links).sum();
+            assert_eq!(links, 39);
+        });
     }
 
     #[test]
