@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rollover_core::report::SimFailure;
+use rollover_transport::ProbeError;
 
 use crate::options::{Progress, ProgressFn};
 
@@ -33,7 +34,7 @@ struct State {
 /// Decides whether a failed handshake (source, client, server, error) is excused: in
 /// chaos runs, a connection refused because an end was crashed on purpose is not a
 /// handshake failure (a TLS refusal never is excused).
-pub type ExcuseFn = Arc<dyn Fn(Source, &str, &str, &str) -> bool + Send + Sync>;
+pub type ExcuseFn = Arc<dyn Fn(Source, &str, &str, &ProbeError) -> bool + Send + Sync>;
 
 impl State {
     /// The steps in flight, or the last one done.
@@ -139,7 +140,7 @@ impl Observer {
         source: Source,
         client: &str,
         server: &str,
-        result: Result<(), String>,
+        result: Result<(), ProbeError>,
         declared: bool,
         after_step: Option<u64>,
     ) {
@@ -187,7 +188,7 @@ impl Observer {
                 client: client.to_string(),
                 server: server.to_string(),
                 step,
-                error,
+                error: error.message,
                 declared,
             });
         }

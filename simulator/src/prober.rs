@@ -15,6 +15,8 @@ use rollover_core::synth::Lcg;
 use rollover_core::{Fleet, Link};
 use rollover_executor::driver::tls_probe;
 use rollover_pki::handshake_in_memory;
+use rollover_proto::v1::ProbeFailure;
+use rollover_transport::ProbeError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -58,12 +60,12 @@ pub fn probe_links(
         .collect()
 }
 
-/// One handshake on `link`; `Err` carries the TLS or I/O error.
-pub async fn handshake(fleet: &Fleet, sim: &SimFleet, link: &ProbeLink) -> Result<(), String> {
+/// One handshake on `link`; `Err` carries the TLS or I/O error and its kind.
+pub async fn handshake(fleet: &Fleet, sim: &SimFleet, link: &ProbeLink) -> Result<(), ProbeError> {
     match link {
         ProbeLink::Rotated(l, _) => {
             let Some(addr) = sim.data_addr(l.server) else {
-                return Err(format!("{} serves nothing", fleet.id(l.server)));
+                return Err(serves_nothing(fleet, l));
             };
             let config = sim.client_creds(fleet, l.client).client_config();
             tls_probe(config, fleet.id(l.server), &addr.to_string(), PROBE_TIMEOUT).await
@@ -78,11 +80,11 @@ pub fn handshake_in_memory_now(
     fleet: &Fleet,
     sim: &SimFleet,
     link: &ProbeLink,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     match link {
         ProbeLink::Rotated(l, _) => {
             let Some(server) = sim.agents[l.server as usize].as_ref() else {
-                return Err(format!("{} serves nothing", fleet.id(l.server)));
+                return Err(serves_nothing(fleet, l));
             };
             let client = sim.client_creds(fleet, l.client).client_config();
             handshake_in_memory(
@@ -91,15 +93,23 @@ pub fn handshake_in_memory_now(
                 fleet.id(l.server),
             )
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| ProbeError::from_error(&e))
         }
         ProbeLink::Foreign(..) => foreign_handshake(sim, link),
     }
 }
 
-fn foreign_handshake(sim: &SimFleet, link: &ProbeLink) -> Result<(), String> {
+/// The server of a rotated link has no agent (its data plane is down).
+fn serves_nothing(fleet: &Fleet, link: &Link) -> ProbeError {
+    ProbeError::new(
+        ProbeFailure::Connection,
+        format!("{} serves nothing", fleet.id(link.server)),
+    )
+}
+
+fn foreign_handshake(sim: &SimFleet, link: &ProbeLink) -> Result<(), ProbeError> {
     let ProbeLink::Foreign(c, s, ca) = link else {
-        return Err("not a foreign link".into());
+        return Err(ProbeError::new(ProbeFailure::NotRun, "not a foreign link"));
     };
     let client = sim.foreign.get(&(c.clone(), ca.clone()));
     let server = sim.foreign.get(&(s.clone(), ca.clone()));
@@ -107,9 +117,12 @@ fn foreign_handshake(sim: &SimFleet, link: &ProbeLink) -> Result<(), String> {
         (Some(client), Some(server)) => {
             handshake_in_memory(client.client_config(), server.server_config(), s)
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| ProbeError::from_error(&e))
         }
-        _ => Err(format!("no credentials for {c} -> {s} under {ca}")),
+        _ => Err(ProbeError::new(
+            ProbeFailure::NotRun,
+            format!("no credentials for {c} -> {s} under {ca}"),
+        )),
     }
 }
 
@@ -157,7 +170,12 @@ pub async fn background(
                 let result =
                     tokio::task::spawn_blocking(move || handshake_in_memory_now(&f, &s, &l[pick]))
                         .await
-                        .unwrap_or_else(|e| Err(format!("probe task: {e}")));
+                        .unwrap_or_else(|e| {
+                            Err(ProbeError::new(
+                                ProbeFailure::NotRun,
+                                format!("probe task: {e}"),
+                            ))
+                        });
                 let (client, server, declared) = ends(&fleet, &links[pick]);
                 observer.handshake(Source::Background, client, server, result, declared, None);
             }

@@ -11,6 +11,7 @@ use rollover_core::report::{REPORT_FORMAT, SimReport};
 use rollover_core::{Document, Fleet, Plan, PlanOrder, Topology, Verdict, linearize, verify};
 use rollover_proto::v1;
 use rollover_proto::v1::rotation_event::Event;
+use rollover_transport::ProbeError;
 
 use crate::chaos::{CHAOS_DEADLINE, CHAOS_RETRY, Chaos, ChaosConnector, ChaosReport, invariants};
 use crate::checks::{FinalChecks, final_handshakes, new_only};
@@ -375,7 +376,11 @@ pub(crate) fn observe_event(observer: &Observer, event: &Event) {
             }
         }
         Event::ProbeResult(p) => {
-            let result = if p.ok { Ok(()) } else { Err(p.error.clone()) };
+            let result = if p.ok {
+                Ok(())
+            } else {
+                Err(ProbeError::from_wire(p.failure, p.error.clone()))
+            };
             observer.handshake(
                 Source::AfterStep,
                 &p.client,

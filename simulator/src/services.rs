@@ -221,7 +221,7 @@ impl Services {
                 .map_err(|e| SimError::Setup(e.to_string()))?;
             match opened {
                 Ok(journal) => return Ok(journal),
-                Err(e) if e.0.contains("already open") && Instant::now() < deadline => {
+                Err(e) if e.is_already_open() && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(e) => return Err(SimError::Setup(format!("reopening the journal: {e}"))),

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rollover_pki::{LiveCredentials, fingerprint};
-use rollover_proto::v1::ProbeResponse;
-use rollover_transport::{HANDSHAKE_TIMEOUT, HandshakeStats, Listener, connect_tls};
+use rollover_proto::v1::{ProbeFailure, ProbeResponse};
+use rollover_transport::{HANDSHAKE_TIMEOUT, HandshakeStats, Listener, ProbeError, connect_tls};
 use rustls::SignatureScheme;
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
@@ -129,7 +129,7 @@ pub(crate) async fn probe(
     let outcome = async {
         let tls = connect_tls(peer_address, Arc::new(config), peer_id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ProbeError::from_error(&e))?;
         if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
             peer_presented = fingerprint(cert);
         }
@@ -153,14 +153,25 @@ pub(crate) async fn probe(
         };
         match (tokio::time::timeout(LINE_TIMEOUT, exchange).await, target) {
             (Ok(Ok(line)), Target::DataPlane) if line == "pong\n" => Ok(()),
-            (Ok(Ok(line)), _) if line.is_empty() => {
-                Err("connection closed before an answer".to_string())
-            }
-            (Ok(Ok(line)), Target::DataPlane) => Err(format!("expected pong, got {line:?}")),
+            (Ok(Ok(line)), _) if line.is_empty() => Err(ProbeError::new(
+                ProbeFailure::Connection,
+                "connection closed before an answer",
+            )),
+            (Ok(Ok(line)), Target::DataPlane) => Err(ProbeError::new(
+                ProbeFailure::BadAnswer,
+                format!("expected pong, got {line:?}"),
+            )),
             (Ok(Ok(line)), Target::Workload) => http_answer(line.trim_end()),
-            (Ok(Err(e)), _) => Err(format!("tls with {peer_address}: {e}")),
-            (Err(_), _) => Err(format!(
-                "no answer from {peer_address} within {LINE_TIMEOUT:?}"
+            (Ok(Err(e)), _) => {
+                let kind = ProbeError::from_error(&e).kind;
+                Err(ProbeError::new(
+                    kind,
+                    format!("tls with {peer_address}: {e}"),
+                ))
+            }
+            (Err(_), _) => Err(ProbeError::new(
+                ProbeFailure::Connection,
+                format!("no answer from {peer_address} within {LINE_TIMEOUT:?}"),
             )),
         }
     }
@@ -176,11 +187,16 @@ pub(crate) async fn probe(
         .ok()
         .flatten()
         .unwrap_or_default();
+    let (error, failure) = match outcome {
+        Ok(()) => (String::new(), ProbeFailure::Unspecified),
+        Err(e) => (e.message, e.kind),
+    };
     ProbeResponse {
-        ok: outcome.is_ok(),
-        error: outcome.err().unwrap_or_default(),
+        ok: failure == ProbeFailure::Unspecified,
+        error,
         peer_presented_fingerprint: peer_presented,
         local_presented_fingerprint: local_presented,
+        failure: failure as i32,
     }
 }
 
@@ -211,13 +227,16 @@ impl ResolvesClientCert for Recording {
 
 /// A workload's first answer line: an HTTP error status fails the probe; any other
 /// answer (a success or redirect status, or a protocol that is not HTTP) passes.
-fn http_answer(line: &str) -> Result<(), String> {
+fn http_answer(line: &str) -> Result<(), ProbeError> {
     let status = line
         .strip_prefix("HTTP/")
         .and_then(|rest| rest.split_whitespace().nth(1))
         .and_then(|code| code.parse::<u16>().ok());
     match status {
-        Some(code) if code >= 400 => Err(format!("the workload answered {line:?}")),
+        Some(code) if code >= 400 => Err(ProbeError::new(
+            ProbeFailure::BadAnswer,
+            format!("the workload answered {line:?}"),
+        )),
         _ => Ok(()),
     }
 }
@@ -232,7 +251,8 @@ mod tests {
         assert!(http_answer("HTTP/1.1 301 Moved Permanently").is_ok());
         assert!(http_answer("+OK redis").is_ok());
         let err = http_answer("HTTP/1.1 400 Bad Request").unwrap_err();
-        assert!(err.contains("400 Bad Request"), "{err}");
+        assert!(err.message.contains("400 Bad Request"), "{err}");
+        assert_eq!(err.kind, super::ProbeFailure::BadAnswer);
         assert!(http_answer("HTTP/1.0 503 Service Unavailable").is_err());
     }
 }

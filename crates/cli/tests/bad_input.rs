@@ -47,7 +47,13 @@ fn rejected(
     field: &str,
 ) -> String {
     let t = scratch(test, "topology.yaml", topology);
-    let p = scratch(test, "plan.json", plan);
+    // A plan is named for its syntax, as a user would name it.
+    let plan_name = if plan.starts_with('{') {
+        "plan.json"
+    } else {
+        "plan.yaml"
+    };
+    let p = scratch(test, plan_name, plan);
     let args: Vec<&str> = args
         .iter()
         .map(|a| match *a {
@@ -169,6 +175,53 @@ fn yaml_non_string_ids_and_ca() {
         ),
     ] {
         let err = bad_topology(test, topology, line, field);
+        assert!(err.contains("expected a string"), "{err}");
+    }
+}
+
+/// The same in a YAML plan file: its CA name, a step's node and a disruption's ends.
+#[test]
+fn yaml_plan_non_string_node_and_ca() {
+    let plan = "\
+format: rollover-plan/1
+ca: r
+steps:
+  - {id: 0, node: a, action: stage, wave: 0, after: []}
+  - {id: 1, node: m, action: switch, wave: 1, after: [0]}
+  - {id: 2, node: a, action: present, wave: 1, after: []}
+  - {id: 3, node: a, action: retire, wave: 2, after: [1]}
+  - {id: 4, node: m, action: finalize, wave: 2, after: []}
+disruptions: []
+";
+    let t = scratch("yaml_plan_good", "topology.yaml", TOPOLOGY);
+    let p = scratch("yaml_plan_good", "plan.yaml", plan);
+    let run = rollover(&["verify", &t, &p]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for (test, plan, line, field) in [
+        (
+            "yaml_plan_ca_number",
+            plan.replacen("ca: r", "ca: 7", 1),
+            2,
+            "field `ca`",
+        ),
+        (
+            "yaml_plan_node_number",
+            plan.replacen("node: m, action: switch", "node: 12, action: switch", 1),
+            5,
+            "field `steps[1].node`",
+        ),
+        (
+            "yaml_plan_disruption_bool",
+            plan.replacen(
+                "disruptions: []",
+                "disruptions:\n  - {client: true, server: m, reason: x}",
+                1,
+            ),
+            10,
+            "field `disruptions[0].client`",
+        ),
+    ] {
+        let err = bad_plan(test, &plan, line, field);
         assert!(err.contains("expected a string"), "{err}");
     }
 }

@@ -123,3 +123,60 @@ impl Plan {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A two-step plan in YAML; `{ca}`, `{node}` and `{client}` are replaced per case.
+    const PLAN: &str = "\
+format: rollover-plan/1
+ca: {ca}
+steps:
+  - {id: 0, node: {node}, action: stage}
+  - {id: 1, node: a, action: present, after: [0]}
+disruptions:
+  - {client: {client}, server: a, reason: cycle}
+";
+
+    fn yaml(ca: &str, node: &str, client: &str) -> String {
+        PLAN.replace("{ca}", ca)
+            .replace("{node}", node)
+            .replace("{client}", client)
+    }
+
+    #[test]
+    fn yaml_plan_with_string_ids_parses() {
+        let plan = Plan::parse("p.yaml", &yaml("r", "a", "b")).unwrap();
+        assert_eq!(plan.ca, "r");
+        assert_eq!(plan.steps[0].node, "a");
+        assert_eq!(plan.disruptions[0].client, "b");
+        // Quoted, a number is a string like any other.
+        let plan = Plan::parse("p.yaml", &yaml("\"7\"", "'12'", "\"true\"")).unwrap();
+        assert_eq!((plan.ca.as_str(), plan.steps[0].node.as_str()), ("7", "12"));
+        assert_eq!(plan.disruptions[0].client, "true");
+    }
+
+    /// YAML types a plain `7`, `12` or `true` as a number or a boolean: refused as JSON
+    /// refuses them, naming the line and the field, rather than read as text.
+    #[test]
+    fn yaml_numbers_and_booleans_are_not_node_ids_or_ca_names() {
+        for (text, line, field, value) in [
+            (yaml("7", "a", "b"), 2, "ca", "7"),
+            (yaml("r", "12", "b"), 4, "steps[0].node", "12"),
+            (yaml("r", "a", "true"), 7, "disruptions[0].client", "true"),
+        ] {
+            let e = match Plan::parse("p.yaml", &text) {
+                Ok(p) => panic!("accepted {text}: {p:?}"),
+                Err(e) => e.as_input().expect("an input error").clone(),
+            };
+            assert_eq!(
+                (e.file.as_str(), e.line, e.field.as_str()),
+                ("p.yaml", Some(line), field),
+                "{text}: {e}"
+            );
+            assert!(e.message.contains(value), "{text}: {e}");
+            assert!(e.message.contains("expected a string"), "{text}: {e}");
+        }
+    }
+}

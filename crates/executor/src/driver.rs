@@ -6,7 +6,6 @@
 //! with exponential backoff; permanent ones (INVALID_ARGUMENT, FAILED_PRECONDITION,
 //! PERMISSION_DENIED, ...) fail the step at once.
 
-use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +13,15 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rollover_proto::v1;
 use rollover_proto::v1::agent_service_client::AgentServiceClient;
+use rollover_transport::{ProbeError, TransportError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
-/// An agent call that failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An agent call that failed: the gRPC status, its source folded into the message
+/// (the status itself is neither `Clone` nor comparable, and retries compare and
+/// report errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
 pub struct AgentError {
     /// The gRPC code, when there was an answer (or tonic's mapping of a transport
     /// failure).
@@ -52,14 +55,6 @@ impl AgentError {
         self.is_transient()
     }
 }
-
-impl fmt::Display for AgentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for AgentError {}
 
 impl From<tonic::Status> for AgentError {
     fn from(s: tonic::Status) -> Self {
@@ -109,7 +104,7 @@ pub trait AgentConnector: Send + Sync {
 /// Makes a channel to an agent: `(address, node id) -> Channel`. Used for mTLS
 /// (e.g. a closure around `rollover_transport::tls_channel`).
 pub type ChannelFactory =
-    Arc<dyn Fn(&str, &str) -> Result<Channel, String> + Send + Sync + 'static>;
+    Arc<dyn Fn(&str, &str) -> Result<Channel, TransportError> + Send + Sync + 'static>;
 
 /// Agents over gRPC.
 ///
@@ -164,7 +159,6 @@ impl GrpcConnector {
     pub fn tls(creds: Arc<rollover_pki::LiveCredentials>) -> Self {
         Self::with_channels(Arc::new(move |address: &str, node_id: &str| {
             rollover_transport::tls_channel(address, creds.clone(), node_id)
-                .map_err(|e| e.to_string())
         }))
     }
 
@@ -215,7 +209,7 @@ impl AgentConnector for GrpcConnector {
         }
         let channel = match &self.factory {
             Some(factory) => factory(address, node_id),
-            None => rollover_transport::plain_channel(address).map_err(|e| e.to_string()),
+            None => rollover_transport::plain_channel(address),
         }
         .map_err(|e| {
             AgentError::new(
@@ -365,36 +359,43 @@ impl RetryPolicy {
 /// The executor's own probe of a link `@executor -> peer`: a real mTLS handshake to
 /// the peer's data-plane server with the executor's current client credentials,
 /// then `ping\n` / `pong\n` (with TLS 1.3 a rejected client certificate only shows
-/// when reading). Returns the TLS or I/O error as text.
+/// when reading). Returns the TLS or I/O error with its kind.
 pub async fn tls_probe(
     config: Arc<rustls::ClientConfig>,
     peer_id: &str,
     peer_address: &str,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
+    let io = |what: &str, e: std::io::Error| {
+        let kind = ProbeError::from_error(&e).kind;
+        ProbeError::new(kind, format!("TLS {what}: {e}"))
+    };
     let work = async {
         let mut tls = rollover_transport::connect_tls(peer_address, config, peer_id)
             .await
-            .map_err(|e| e.to_string())?;
-        tls.write_all(b"ping\n")
-            .await
-            .map_err(|e| format!("TLS write: {e}"))?;
-        tls.flush().await.map_err(|e| format!("TLS write: {e}"))?;
+            .map_err(|e| ProbeError::from_error(&e))?;
+        tls.write_all(b"ping\n").await.map_err(|e| io("write", e))?;
+        tls.flush().await.map_err(|e| io("write", e))?;
         let mut answer = [0u8; 5];
         tls.read_exact(&mut answer)
             .await
-            .map_err(|e| format!("TLS read: {e}"))?;
+            .map_err(|e| io("read", e))?;
         if &answer != b"pong\n" {
-            return Err(format!(
-                "unexpected answer {:?}",
-                String::from_utf8_lossy(&answer)
+            return Err(ProbeError::new(
+                v1::ProbeFailure::BadAnswer,
+                format!("unexpected answer {:?}", String::from_utf8_lossy(&answer)),
             ));
         }
         Ok(())
     };
     tokio::time::timeout(timeout, work)
         .await
-        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")))
+        .unwrap_or_else(|_| {
+            Err(ProbeError::new(
+                v1::ProbeFailure::Connection,
+                format!("timed out after {timeout:?}"),
+            ))
+        })
 }
 
 #[cfg(test)]

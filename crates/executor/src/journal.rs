@@ -19,19 +19,82 @@
 //! after-commit hooks in order and wakes the submitters.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-/// What went wrong in the journal.
+/// What went wrong in the journal. Cloneable (a group commit's one result goes to
+/// every submitter of the batch), so sources are shared.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("journal: {0}")]
-pub struct JournalError(pub String);
+pub enum JournalError {
+    /// The redb store failed (open, transaction, table, commit).
+    #[error("journal: {0}")]
+    Store(#[source] Arc<redb::Error>),
+    /// Another process (or an incarnation not yet dropped) has the journal open.
+    #[error("journal: {} is already open", path.display())]
+    AlreadyOpen {
+        /// The journal file.
+        path: PathBuf,
+    },
+    /// Creating or reading a file beside the journal failed.
+    #[error("journal: {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// A record does not decode.
+    #[error("journal: {what}: {reason}")]
+    Corrupt {
+        /// The record.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The journal key file does not hold a key.
+    #[error("journal: {}: {reason}", path.display())]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A record sealed with a journal key cannot be opened or made.
+    #[error("journal: {0}")]
+    Sealed(String),
+    /// Another journal backend (e.g. PostgreSQL) failed.
+    #[error("journal: {0}")]
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The group-commit writer thread is gone.
+    #[error("journal: journal writer stopped")]
+    WriterStopped,
+}
 
-fn je<E: std::fmt::Display>(e: E) -> JournalError {
-    JournalError(e.to_string())
+impl JournalError {
+    /// A backend's own error, its source kept.
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        JournalError::Backend(Arc::new(e))
+    }
+
+    /// Whether opening failed only because the journal is still held open.
+    pub fn is_already_open(&self) -> bool {
+        matches!(self, JournalError::AlreadyOpen { .. })
+    }
+
+    fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        JournalError::Corrupt {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+fn je<E: Into<redb::Error>>(e: E) -> JournalError {
+    JournalError::Store(Arc::new(e.into()))
 }
 
 /// Where a rotation is in its life (mirrors `rollover.v1.RotationState`).
@@ -202,10 +265,10 @@ impl StepRecord {
 
     fn decode(b: &[u8]) -> Result<Self, JournalError> {
         let [tag, maybe, a0, a1, a2, a3] = b else {
-            return Err(JournalError(format!(
-                "bad step record of {} bytes",
-                b.len()
-            )));
+            return Err(JournalError::corrupt(
+                "step record",
+                format!("{} bytes, expected 6", b.len()),
+            ));
         };
         let state = match tag {
             0 => StepState::Pending,
@@ -215,7 +278,12 @@ impl StepRecord {
             4 => StepState::Failed {
                 maybe_applied: *maybe != 0,
             },
-            t => return Err(JournalError(format!("bad step state {t}"))),
+            t => {
+                return Err(JournalError::corrupt(
+                    "step record",
+                    format!("bad state {t}"),
+                ));
+            }
         };
         Ok(StepRecord {
             state,
@@ -313,12 +381,7 @@ pub struct RedbJournal {
 impl RedbJournal {
     /// Open (or create) the journal in `state_dir` (created if missing, owner-only).
     pub fn open(state_dir: &Path) -> Result<Self, JournalError> {
-        std::fs::create_dir_all(state_dir).map_err(|e| {
-            JournalError(format!(
-                "cannot create state dir {}: {e}",
-                state_dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(state_dir).map_err(|e| io_error(state_dir, e))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -338,10 +401,12 @@ impl RedbJournal {
                 .and_then(|_| {
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 })
-                .map_err(|e| JournalError(format!("cannot create {}: {e}", path.display())))?;
+                .map_err(|e| io_error(&path, e))?;
         }
-        let db = Database::create(&path)
-            .map_err(|e| JournalError(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => JournalError::AlreadyOpen { path },
+            e => je(e),
+        })?;
         let txn = db.begin_write().map_err(je)?;
         {
             txn.open_table(ROTATIONS).map_err(je)?;
@@ -361,7 +426,15 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, JournalError> {
-    serde_json::from_slice(bytes).map_err(je)
+    serde_json::from_slice(bytes).map_err(|e| JournalError::corrupt("rotation record", e))
+}
+
+/// A failed file operation on `path`.
+pub(crate) fn io_error(path: &Path, e: std::io::Error) -> JournalError {
+    JournalError::Io {
+        path: path.to_path_buf(),
+        source: Arc::new(e),
+    }
 }
 
 impl Journal for RedbJournal {
@@ -710,10 +783,8 @@ impl CommitTicket {
     /// Wait for the batch to be durable.
     pub async fn wait(self) -> Result<(), JournalError> {
         match self.0 {
-            Some(rx) => rx
-                .await
-                .unwrap_or_else(|_| Err(JournalError("journal writer stopped".into()))),
-            None => Err(JournalError("journal writer stopped".into())),
+            Some(rx) => rx.await.unwrap_or(Err(JournalError::WriterStopped)),
+            None => Err(JournalError::WriterStopped),
         }
     }
 }

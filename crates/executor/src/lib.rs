@@ -19,6 +19,7 @@ pub mod access;
 pub mod check;
 pub mod conformance;
 pub mod driver;
+mod error;
 pub mod journal;
 pub mod metrics;
 mod root_keys;
@@ -45,6 +46,7 @@ use tonic::transport::Channel;
 
 pub use access::{Access, Role};
 pub use driver::{AgentApi, AgentConnector, AgentError, GrpcConnector, RetryPolicy};
+pub use error::{ExecutorError, NodeProblem, RotationError};
 pub use journal::{Journal, MemJournal, RedbJournal};
 pub use metrics::Metrics;
 pub use service::ExecutorService;
@@ -59,31 +61,6 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// The Executor API's default limits: requests up to 32 MiB, 64 in flight per
 /// connection, 1024 connections, 5 minutes idle.
 pub const DEFAULT_LIMITS: ServerLimits = ServerLimits::with_max_request_bytes(32 << 20);
-
-/// What can stop the executor from starting or serving.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecutorError {
-    /// The journal could not be opened or read.
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    /// A journaled rotation could not be rebuilt.
-    #[error("rotation {id}: {message}")]
-    Rotation {
-        /// The rotation.
-        id: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The executor's journaled identity could not be restored.
-    #[error("executor credentials: {0}")]
-    Identity(String),
-    /// The planner address is unusable.
-    #[error("planner: {0}")]
-    Planner(String),
-    /// Serving failed.
-    #[error("serve: {0}")]
-    Serve(String),
-}
 
 /// How to build an [`Executor`].
 pub struct ExecutorConfig {
@@ -142,8 +119,8 @@ impl ExecutorConfig {
     /// Use the planner at `url` (`host:port` or `http://host:port`, loopback,
     /// plaintext).
     pub fn planner_url(mut self, url: &str) -> Result<Self, ExecutorError> {
-        let channel = rollover_transport::plain_channel(url)
-            .map_err(|e| ExecutorError::Planner(e.to_string()))?;
+        let channel =
+            rollover_transport::plain_channel(url).map_err(|e| ExecutorError::Planner(e.into()))?;
         self.planner = Some(
             PlannerServiceClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -186,7 +163,7 @@ fn open_redb(dir: &std::path::Path) -> Result<RedbJournal, JournalError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match RedbJournal::open(dir) {
-            Err(e) if e.0.contains("already open") && std::time::Instant::now() < deadline => {
+            Err(e) if e.is_already_open() && std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             r => return r,
@@ -203,10 +180,11 @@ impl Executor {
             None => Arc::new(open_redb(&config.state_dir)?),
         };
         if let (Some(creds), Some(bytes)) = (&config.own_creds, journal.identity()?) {
-            let set = rotation::decode_identity(&bytes).map_err(ExecutorError::Identity)?;
+            let set =
+                rotation::decode_identity(&bytes).map_err(|e| ExecutorError::Identity(e.into()))?;
             creds
                 .swap(set)
-                .map_err(|e| ExecutorError::Identity(e.to_string()))?;
+                .map_err(|e| ExecutorError::Identity(e.into()))?;
             tracing::info!("executor credentials restored from the journal");
         }
         let connector: Arc<dyn AgentConnector> = match (config.connector, &config.own_creds) {
@@ -241,30 +219,30 @@ impl Executor {
         metas.sort_by_key(|m| m.created_ms);
         for meta in metas {
             let id = meta.id.clone();
-            let fail = |message: String| ExecutorError::Rotation {
+            let fail = |source: error::Source| ExecutorError::Rotation {
                 id: id.clone(),
-                message,
+                source,
             };
             let doc = |kind| -> Result<Vec<u8>, ExecutorError> {
                 journal
                     .document(&id, kind)?
-                    .ok_or_else(|| fail(format!("missing {kind:?} document")))
+                    .ok_or_else(|| fail(format!("missing {kind:?} document").into()))
             };
-            let topology: Topology = serde_json::from_slice(&doc(DocKind::Topology)?)
-                .map_err(|e| fail(e.to_string()))?;
+            let topology: Topology =
+                serde_json::from_slice(&doc(DocKind::Topology)?).map_err(|e| fail(e.into()))?;
             let plan: Plan =
-                serde_json::from_slice(&doc(DocKind::Plan)?).map_err(|e| fail(e.to_string()))?;
+                serde_json::from_slice(&doc(DocKind::Plan)?).map_err(|e| fail(e.into()))?;
             let verdict: Verdict =
-                serde_json::from_slice(&doc(DocKind::Verdict)?).map_err(|e| fail(e.to_string()))?;
+                serde_json::from_slice(&doc(DocKind::Verdict)?).map_err(|e| fail(e.into()))?;
             let fleet = Fleet::new(&topology);
             let order =
                 PlanOrder::resolve(&plan, &fleet, &rollover_core::Document::new("<plan>", ""))
-                    .map_err(|e| fail(e.to_string()))?;
+                    .map_err(|e| fail(e.to_string().into()))?;
             let terminal = meta.state.is_terminal();
             let rotation =
                 Rotation::build(ctx.clone(), meta, topology, plan, fleet, order, verdict)
-                    .map_err(|e| fail(e.message))?;
-            rotation.load_progress().map_err(fail)?;
+                    .map_err(|e| fail(e.message.into()))?;
+            rotation.load_progress().map_err(|e| fail(e.into()))?;
             if terminal {
                 executor.insert(rotation);
             } else {
@@ -477,7 +455,7 @@ where
         Some(addr) => {
             let (bound, task) = metrics::spawn_metrics(addr, executor.metrics())
                 .await
-                .map_err(|e| ExecutorError::Serve(format!("metrics on {addr}: {e}")))?;
+                .map_err(|e| ExecutorError::Serve(format!("metrics on {addr}: {e}").into()))?;
             tracing::info!(%bound, "executor metrics listening");
             Some(task)
         }
@@ -489,7 +467,7 @@ where
         &mut server,
         &[rollover_proto::v1::executor_service_server::SERVICE_NAME],
     )
-    .map_err(|e| ExecutorError::Serve(e.to_string()))?;
+    .map_err(|e| ExecutorError::Serve(e.into()))?;
     reporter
         .set_serving::<ExecutorServiceServer<ExecutorService>>()
         .await;
@@ -513,5 +491,5 @@ where
     if let Some(task) = metrics_task {
         task.abort();
     }
-    result.map_err(|e| ExecutorError::Serve(e.to_string()))
+    result.map_err(|e| ExecutorError::Serve(e.into()))
 }

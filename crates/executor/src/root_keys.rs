@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rollover_pki::RootCa;
 
+use crate::error::RotationError;
 use crate::journal::{DocKind, Journal};
 
 /// The generation of a root of `ca`, from its subject `CN=<ca> gen <generation>`.
@@ -46,19 +47,19 @@ pub(crate) fn find(
     known: &[Arc<RootCa>],
     ca: &str,
     fingerprint: &str,
-) -> Result<Arc<RootCa>, String> {
+) -> Result<Arc<RootCa>, RotationError> {
     known
         .iter()
         .find(|r| r.fingerprint().eq_ignore_ascii_case(fingerprint))
         .cloned()
         .ok_or_else(|| {
-            format!(
+            RotationError::Bridge(format!(
                 "the bridge strategy needs the key of the root the agents are on ({ca}, \
                  fingerprint {fingerprint}) to issue b_new, and the executor does not hold it \
                  ({} other root key(s) known); give it with `rollover serve executor \
                  --ca-key FILE`, or plan with `--strategy waves`",
                 known.len()
-            )
+            ))
         })
 }
 

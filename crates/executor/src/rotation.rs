@@ -45,14 +45,16 @@ use rollover_pki::{
 };
 use rollover_proto::v1;
 use rollover_proto::v1::rotation_event::Event;
+use rollover_transport::ProbeError;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::driver::{AgentApi, AgentConnector, AgentError, RetryPolicy, tls_probe};
+use crate::error::{NodeProblem, RotationError};
 use crate::journal::{
-    CommitTicket, Committer, DocKind, Op, RotationMeta, State, StepRecord, StepState,
+    CommitTicket, Committer, DocKind, JournalError, Op, RotationMeta, State, StepRecord, StepState,
 };
 use crate::metrics::Metrics;
 use crate::root_keys;
@@ -128,11 +130,11 @@ impl StoredCreds {
         }
     }
 
-    fn to_set(&self) -> Result<CredentialSet, String> {
+    fn to_set(&self) -> Result<CredentialSet, RotationError> {
         let der = |h: &String| {
             hex::decode(h)
                 .map(rollover_pki::CertificateDer::from)
-                .map_err(|e| e.to_string())
+                .map_err(|e| RotationError::journaled("executor credentials", e))
         };
         Ok(CredentialSet {
             server_roots: self
@@ -151,10 +153,11 @@ impl StoredCreds {
                 .map(|(c, k)| {
                     Ok(HeldLeaf::new(
                         der(c)?,
-                        NodeKey::from_pem(k).map_err(|e| e.to_string())?,
+                        NodeKey::from_pem(k)
+                            .map_err(|e| RotationError::journaled("executor key", e))?,
                     ))
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, RotationError>>()?,
             presents: self.presents,
             sends: self.sends.iter().map(der).collect::<Result<_, _>>()?,
             chains: true,
@@ -171,16 +174,16 @@ fn encode_bridges(bridges: &Bridges) -> Vec<u8> {
     .into_bytes()
 }
 
-fn decode_bridges(bytes: &[u8]) -> Result<Bridges, String> {
-    let blocks = pem::parse_many(bytes).map_err(|e| format!("journaled bridges: {e}"))?;
+fn decode_bridges(bytes: &[u8]) -> Result<Bridges, RotationError> {
+    let blocks = pem::parse_many(bytes).map_err(|e| RotationError::journaled("bridges", e))?;
     match blocks.as_slice() {
         [b_new, b_old] => Ok(Bridges {
             b_new: b_new.contents().to_vec().into(),
             b_old: b_old.contents().to_vec().into(),
         }),
-        other => Err(format!(
-            "journaled bridges: {} certificates, expected 2",
-            other.len()
+        other => Err(RotationError::journaled(
+            "bridges",
+            format!("{} certificates, expected 2", other.len()),
         )),
     }
 }
@@ -191,8 +194,9 @@ pub fn encode_identity(set: &CredentialSet) -> Vec<u8> {
 }
 
 /// Decode the journal's identity record.
-pub fn decode_identity(bytes: &[u8]) -> Result<CredentialSet, String> {
-    let stored: StoredCreds = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn decode_identity(bytes: &[u8]) -> Result<CredentialSet, RotationError> {
+    let stored: StoredCreds = serde_json::from_slice(bytes)
+        .map_err(|e| RotationError::journaled("executor credentials", e))?;
     stored.to_set()
 }
 
@@ -314,7 +318,8 @@ enum Msg {
     Probed {
         step: StepIx,
         undo: bool,
-        result: Result<(), String>,
+        /// Why the step's probes hold it (an undeclared link failed), if they do.
+        held: Option<String>,
         total: u32,
         failed: u32,
     },
@@ -356,9 +361,6 @@ pub struct Rotation {
     waves_total: u32,
     control: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
 }
-
-/// Why a rotation could not be built from its documents.
-pub type BuildError = String;
 
 impl Rotation {
     /// Build a rotation from its parts, connecting (lazily) to every agent.
@@ -555,7 +557,7 @@ impl Rotation {
 
     /// Create the rotation's records: meta, documents, and the Paused event when it
     /// starts paused (an unsafe given plan).
-    pub async fn create_records(&self) -> Result<(), String> {
+    pub async fn create_records(&self) -> Result<(), JournalError> {
         let json = |v: &dyn erased::Json| v.json();
         let mut ops = vec![
             Op::Document {
@@ -582,23 +584,18 @@ impl Rotation {
             None => vec![],
         };
         ops.push(Op::Rotation(meta));
-        self.record(ops, events)
-            .wait()
-            .await
-            .map_err(|e| e.to_string())
+        self.record(ops, events).wait().await
     }
 
     /// Restore counters and the event sequence from the journal (after a restart).
-    pub fn load_progress(&self) -> Result<(), String> {
+    pub fn load_progress(&self) -> Result<(), JournalError> {
         let journal = self.ctx.committer.journal();
-        let last = journal.last_sequence(&self.id).map_err(|e| e.to_string())?;
+        let last = journal.last_sequence(&self.id)?;
         *self.events.seq.lock().expect("event lock") = last;
         let (mut total, mut failed) = (0, 0);
         let mut from = 1;
         loop {
-            let batch = journal
-                .events(&self.id, from, 4096)
-                .map_err(|e| e.to_string())?;
+            let batch = journal.events(&self.id, from, 4096)?;
             let Some(&(last_seq, _)) = batch.last() else {
                 break;
             };
@@ -640,7 +637,7 @@ impl Rotation {
 
     /// The recorded forward and undo state of every step (by plan position); also
     /// restores the attempt counters.
-    fn recorded(&self) -> Result<(Vec<Recorded>, Vec<Recorded>), String> {
+    fn recorded(&self) -> Result<(Vec<Recorded>, Vec<Recorded>), JournalError> {
         let n = self.plan.steps.len();
         let index: HashMap<u64, usize> = self
             .plan
@@ -651,13 +648,7 @@ impl Rotation {
             .collect();
         let mut fwd = vec![Recorded::NotStarted; n];
         let mut undo = vec![Recorded::NotStarted; n];
-        for (id, is_undo, record) in self
-            .ctx
-            .committer
-            .journal()
-            .steps(&self.id)
-            .map_err(|e| e.to_string())?
-        {
+        for (id, is_undo, record) in self.ctx.committer.journal().steps(&self.id)? {
             let Some(&i) = index.get(&id) else { continue };
             let r = match record.state {
                 StepState::Pending => Recorded::NotStarted,
@@ -755,13 +746,13 @@ impl Rotation {
         };
         if let Err(reason) = prepared {
             tracing::warn!(%reason, "rotation cannot start");
-            self.finish(State::Failed, reason).await;
+            self.finish(State::Failed, reason.to_string()).await;
             return;
         }
         let meta = self.snapshot().meta;
         let (fwd, undo) = match self.recorded() {
             Ok(r) => r,
-            Err(e) => return self.finish(State::Failed, format!("journal: {e}")).await,
+            Err(e) => return self.finish(State::Failed, e.to_string()).await,
         };
         let options = SchedOptions {
             max_concurrency: meta.options.max_concurrency as usize,
@@ -798,7 +789,7 @@ impl Rotation {
                 .await
             {
                 tasks.abort_all();
-                return self.finish(State::Failed, format!("journal: {e}")).await;
+                return self.finish(State::Failed, e.to_string()).await;
             }
             for cmd in sched.drain() {
                 self.spawn(&mut tasks, &sched, cmd, &tx);
@@ -853,7 +844,7 @@ impl Rotation {
                 Msg::Probed {
                     step,
                     undo,
-                    result,
+                    held,
                     total,
                     failed,
                 } => {
@@ -864,7 +855,7 @@ impl Rotation {
                     drop(status);
                     // Observe-only (simulations): the failure is reported in its
                     // ProbeResult event, and the rotation goes on.
-                    sched.probed(step, undo, if observe_only { Ok(()) } else { result });
+                    sched.probed(step, undo, if observe_only { None } else { held });
                 }
                 Msg::Control(control, reply) => {
                     match control {
@@ -925,7 +916,7 @@ impl Rotation {
         paused: Option<String>,
         rolling_back: bool,
         recorded: &mut Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), JournalError> {
         if paused == *recorded {
             return Ok(());
         }
@@ -955,20 +946,17 @@ impl Rotation {
                 (op, Event::Resumed(v1::Resumed {}))
             }
         };
-        self.record(vec![op], vec![event])
-            .wait()
-            .await
-            .map_err(|e| e.to_string())?;
+        self.record(vec![op], vec![event]).wait().await?;
         *recorded = paused;
         Ok(())
     }
 
     /// Turn a terminal rotation (no runner) into a rollback; spawn a runner next.
-    pub async fn restart_for_rollback(&self, reason: &str) -> Result<(), String> {
+    pub async fn restart_for_rollback(&self, reason: &str) -> Result<(), JournalError> {
         self.begin_rollback(reason).await
     }
 
-    async fn begin_rollback(&self, reason: &str) -> Result<(), String> {
+    async fn begin_rollback(&self, reason: &str) -> Result<(), JournalError> {
         tracing::warn!(%reason, "rolling back");
         let why = if reason.is_empty() {
             "rollback requested".to_string()
@@ -990,7 +978,6 @@ impl Rotation {
         )
         .wait()
         .await
-        .map_err(|e| e.to_string())
     }
 
     fn update_status(
@@ -1316,13 +1303,18 @@ impl Rotation {
                     ));
                 }
             }
+            let (error, kind) = match result {
+                Ok(()) => (String::new(), v1::ProbeFailure::Unspecified),
+                Err(e) => (e.message, e.kind),
+            };
             events.push(Event::ProbeResult(v1::ProbeResult {
                 client: client.to_string(),
                 server: server.to_string(),
-                ok: result.is_ok(),
-                error: result.err().unwrap_or_default(),
+                ok: kind == v1::ProbeFailure::Unspecified,
+                error,
                 after_step_id: Some(step_id),
                 declared_disruption: declared,
+                failure: kind as i32,
             }));
         }
         let mut ops = Vec::new();
@@ -1336,7 +1328,7 @@ impl Rotation {
         Msg::Probed {
             step: ix,
             undo,
-            result: failure.map_or(Ok(()), Err),
+            held: failure,
             total,
             failed,
         }
@@ -1344,12 +1336,13 @@ impl Rotation {
 
     /// Probe one link; `None` when it cannot be probed by design (client
     /// `@executor` without credentials of its own).
-    async fn probe_link(&self, link: Link) -> Option<Result<(), String>> {
+    async fn probe_link(&self, link: Link) -> ProbeOutcome {
         let server = self.fleet.id(link.server);
         let prepared = self.prepared();
         let Some(address) = prepared.facts[link.server as usize].data_address.clone() else {
-            return Some(Err(format!(
-                "`{server}` reports no data-plane address to probe"
+            return Some(Err(ProbeError::new(
+                v1::ProbeFailure::Connection,
+                format!("`{server}` reports no data-plane address to probe"),
             )));
         };
         if Some(link.client) == self.fleet.executor {
@@ -1380,30 +1373,29 @@ impl Rotation {
             .await;
         Some(match answer {
             Ok(r) if r.ok => Ok(()),
-            Ok(r) => Err(r.error),
-            Err(e) => Err(format!(
-                "the probe could not run on `{}`: {e}",
-                self.fleet.id(link.client)
+            Ok(r) => Err(ProbeError::from_wire(r.failure, r.error)),
+            Err(e) => Err(ProbeError::new(
+                v1::ProbeFailure::NotRun,
+                format!(
+                    "the probe could not run on `{}`: {e}",
+                    self.fleet.id(link.client)
+                ),
             )),
         })
     }
 
     /// Once per rotation: the agents' facts, the new root, the executor's own part.
-    async fn prepare(self: &Arc<Self>) -> Result<(), String> {
+    async fn prepare(self: &Arc<Self>) -> Result<(), RotationError> {
         if self.prepared.lock().expect("prepared lock").is_some() {
             return Ok(());
         }
         let journal = self.ctx.committer.journal().clone();
-        let doc = |kind| {
-            journal
-                .document(&self.id, kind)
-                .map_err(|e| format!("journal: {e}"))
-        };
+        let doc = |kind| journal.document(&self.id, kind);
         let mut ops = Vec::new();
         let meta = self.snapshot().meta;
         let new_root = match doc(DocKind::NewRoot)? {
             Some(pem) => RootCa::from_pem(&String::from_utf8_lossy(&pem))
-                .map_err(|e| format!("journaled root: {e}"))?,
+                .map_err(|e| RotationError::journaled("root", e))?,
             None => {
                 let root = RootCa::generate(
                     &self.fleet.ca,
@@ -1411,7 +1403,7 @@ impl Rotation {
                     self.ctx.key_alg,
                     Validity::for_duration(self.ctx.root_validity),
                 )
-                .map_err(|e| format!("cannot generate the new root: {e}"))?;
+                .map_err(RotationError::pki("generate the new root"))?;
                 ops.push(Op::Document {
                     rotation: self.id.clone(),
                     kind: DocKind::NewRoot,
@@ -1423,7 +1415,7 @@ impl Rotation {
         };
         let facts: Vec<NodeFacts> = match doc(DocKind::Nodes)? {
             Some(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| format!("journaled facts: {e}"))?
+                serde_json::from_slice(&bytes).map_err(|e| RotationError::journaled("facts", e))?
             }
             None => {
                 let facts = self.gather_facts().await?;
@@ -1439,9 +1431,11 @@ impl Rotation {
             (Some(_), Some(creds)) => Some(match doc(DocKind::ExecutorBase)? {
                 Some(bytes) => {
                     let stored: StoredExecutorBase = serde_json::from_slice(&bytes)
-                        .map_err(|e| format!("journaled executor credentials: {e}"))?;
-                    let key = NodeKey::from_pem(&stored.new_key_pem).map_err(|e| e.to_string())?;
-                    let cert = hex::decode(&stored.new_leaf).map_err(|e| e.to_string())?;
+                        .map_err(|e| RotationError::journaled("executor credentials", e))?;
+                    let key = NodeKey::from_pem(&stored.new_key_pem)
+                        .map_err(|e| RotationError::journaled("executor key", e))?;
+                    let cert = hex::decode(&stored.new_leaf)
+                        .map_err(|e| RotationError::journaled("executor leaf", e))?;
                     ExecutorCreds {
                         base: stored.base.to_set()?,
                         new_leaf: HeldLeaf::new(cert.into(), key),
@@ -1449,12 +1443,15 @@ impl Rotation {
                 }
                 None => {
                     let base = (*creds.current()).clone();
-                    let key = NodeKey::generate(self.ctx.key_alg).map_err(|e| e.to_string())?;
+                    let key = NodeKey::generate(self.ctx.key_alg)
+                        .map_err(RotationError::pki("generate the executor's key"))?;
                     let id = rollover_core::EXECUTOR_ID;
-                    let csr = key.csr_der(id).map_err(|e| e.to_string())?;
+                    let csr = key
+                        .csr_der(id)
+                        .map_err(RotationError::pki("make the executor's CSR"))?;
                     let cert = new_root
                         .issue_leaf(&csr, id, Validity::for_duration(self.ctx.leaf_validity))
-                        .map_err(|e| format!("cannot issue the executor's leaf: {e}"))?;
+                        .map_err(RotationError::pki("issue the executor's leaf"))?;
                     let stored = StoredExecutorBase {
                         base: StoredCreds::from_set(&base),
                         new_key_pem: key.to_pem(),
@@ -1493,13 +1490,9 @@ impl Rotation {
             ops.push(self.meta_op(|m| m.state = State::Running));
         }
         if !ops.is_empty() {
-            self.ctx
-                .committer
-                .commit(ops)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.ctx.committer.commit(ops).await?;
         }
-        let leaves = journal.leaves(&self.id).map_err(|e| e.to_string())?;
+        let leaves = journal.leaves(&self.id)?;
         self.leaves.lock().expect("leaves lock").extend(leaves);
         let new_root_der = new_root.cert_der().to_vec();
         *self.prepared.lock().expect("prepared lock") = Some(Arc::new(Prepared {
@@ -1528,7 +1521,7 @@ impl Rotation {
         new_root: &RootCa,
         facts: &[NodeFacts],
         executor: Option<&ExecutorCreds>,
-    ) -> Result<Bridges, String> {
+    ) -> Result<Bridges, RotationError> {
         let mut olds: Vec<String> = facts
             .iter()
             .map(|f| f.old_root.to_ascii_lowercase())
@@ -1544,14 +1537,18 @@ impl Rotation {
         olds.dedup();
         let old = match olds.as_slice() {
             [one] => one,
-            [] => return Err("the bridge strategy: no node reported its current root".into()),
+            [] => {
+                return Err(RotationError::Bridge(
+                    "the bridge strategy: no node reported its current root".into(),
+                ));
+            }
             many => {
-                return Err(format!(
+                return Err(RotationError::Bridge(format!(
                     "the bridge strategy needs every node on one root, but they are on {} \
                      different roots ({})",
                     many.len(),
                     many.join(", ")
-                ));
+                )));
             }
         };
         let known = root_keys::known(
@@ -1560,8 +1557,8 @@ impl Rotation {
             &self.fleet.ca,
         );
         let old_root = root_keys::find(&known, &self.fleet.ca, old)?;
-        let bridges = Bridges::issue(&old_root, new_root)
-            .map_err(|e| format!("cannot issue the bridges: {e}"))?;
+        let bridges =
+            Bridges::issue(&old_root, new_root).map_err(RotationError::pki("issue the bridges"))?;
         tracing::info!(old = %old_root.fingerprint(), new = %new_root.fingerprint(), "bridges issued");
         Ok(bridges)
     }
@@ -1569,7 +1566,7 @@ impl Rotation {
     /// Ask every agent for its state (bounded concurrency, with retries). Every
     /// retried failure is reported as it happens ([`Rotation::waiting`]); when agents
     /// stay unreachable, the error names every one of them, not only the first.
-    async fn gather_facts(self: &Arc<Self>) -> Result<Vec<NodeFacts>, String> {
+    async fn gather_facts(self: &Arc<Self>) -> Result<Vec<NodeFacts>, RotationError> {
         let limit = Arc::new(tokio::sync::Semaphore::new(
             self.ctx.prepare_concurrency.max(1),
         ));
@@ -1587,7 +1584,10 @@ impl Rotation {
                         |attempt, e| this.waiting(&id, "GetState", attempt, e),
                     )
                     .await
-                    .map_err(|e| format!("`{id}`: cannot get its agent's state: {e}"));
+                    .map_err(|source| NodeProblem::Unreachable {
+                        id: id.clone(),
+                        source,
+                    });
                 (node, state.and_then(|s| facts_of(&id, mode, &s)))
             });
         }
@@ -1603,17 +1603,8 @@ impl Rotation {
             return Ok(facts);
         }
         problems.sort_by_key(|p| p.0);
-        let count = problems.len();
-        let shown: Vec<String> = problems.into_iter().take(20).map(|p| p.1).collect();
-        let more = count - shown.len();
-        Err(format!(
-            "{count} node(s) not ready: {}{}",
-            shown.join("; "),
-            if more > 0 {
-                format!("; and {more} more")
-            } else {
-                String::new()
-            }
+        Err(RotationError::NotReady(
+            problems.into_iter().map(|p| p.1).collect(),
         ))
     }
 
@@ -1679,11 +1670,11 @@ impl Rotation {
 }
 
 /// A probe's outcome; `None` when the link cannot be probed by design.
-type ProbeOutcome = Option<Result<(), String>>;
+type ProbeOutcome = Option<Result<(), ProbeError>>;
 
 /// What an agent's state says: its current root and data address; its mode must be
 /// the topology's.
-fn facts_of(id: &str, want: Mode, state: &v1::AgentState) -> Result<NodeFacts, String> {
+fn facts_of(id: &str, want: Mode, state: &v1::AgentState) -> Result<NodeFacts, NodeProblem> {
     let reported = match v1::NodeMode::try_from(state.mode) {
         Ok(v1::NodeMode::Bundle) => Some(Mode::Bundle),
         Ok(v1::NodeMode::Atomic) => Some(Mode::Atomic),
@@ -1692,9 +1683,11 @@ fn facts_of(id: &str, want: Mode, state: &v1::AgentState) -> Result<NodeFacts, S
     if let Some(mode) = reported
         && mode != want
     {
-        return Err(format!(
-            "`{id}`: its agent is a {mode} node but the topology says {want}"
-        ));
+        return Err(NodeProblem::WrongMode {
+            id: id.to_string(),
+            reported: mode,
+            want,
+        });
     }
     let old_root = state
         .held_leaves

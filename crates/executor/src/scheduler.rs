@@ -511,10 +511,10 @@ impl Scheduler {
         self.pause(reason);
     }
 
-    /// The probes after the step (or its undo) finished: `Ok` if every undeclared
-    /// link is up, else the reason (naming the link and the TLS error), which pauses
-    /// the rotation and holds the step until resume.
-    pub fn probed(&mut self, step: StepIx, undo: bool, result: Result<(), String>) {
+    /// The probes after the step (or its undo) finished: `held` is `None` if every
+    /// undeclared link is up, else the reason (naming the link and the TLS error),
+    /// which pauses the rotation and holds the step until resume.
+    pub fn probed(&mut self, step: StepIx, undo: bool, held: Option<String>) {
         if self.phase(step, undo) != Phase::Probing {
             return;
         }
@@ -525,9 +525,9 @@ impl Scheduler {
             self.undo_ready.push_back(step);
             return;
         }
-        match result {
-            Ok(()) => self.settle(step, undo),
-            Err(reason) => {
+        match held {
+            None => self.settle(step, undo),
+            Some(reason) => {
                 self.set(step, undo, Phase::ProbeHeld);
                 self.reprobe.push_back((step, undo));
                 self.pause(reason);
@@ -638,7 +638,7 @@ mod tests {
         s.applied(0, false);
         assert_eq!(s.phase(0, false), Phase::Probing);
         assert_eq!(s.next_command(), None, "dependents wait for the probes");
-        s.probed(0, false, Err("a -> b: bad certificate".into()));
+        s.probed(0, false, Some("a -> b: bad certificate".into()));
         assert_eq!(s.paused(), Some("a -> b: bad certificate"));
         assert_eq!(s.next_command(), None);
         assert!(s.resume());
@@ -649,7 +649,7 @@ mod tests {
                 undo: false
             })
         );
-        s.probed(0, false, Ok(()));
+        s.probed(0, false, None);
         assert_eq!(
             s.next_command(),
             Some(Command::Apply {
@@ -758,7 +758,7 @@ mod tests {
                 }
             ]
         );
-        s.probed(0, false, Ok(()));
+        s.probed(0, false, None);
         assert_eq!(
             s.drain(),
             [Command::Apply {
@@ -1005,12 +1005,8 @@ mod tests {
                     }
                 }
                 Command::Probe { step, undo } => {
-                    let result = if rng.chance(0.1) {
-                        Err("probe failed".to_string())
-                    } else {
-                        Ok(())
-                    };
-                    s.probed(step, undo, result);
+                    let held = rng.chance(0.1).then(|| "probe failed".to_string());
+                    s.probed(step, undo, held);
                 }
             }
         }

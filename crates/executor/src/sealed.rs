@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use crate::journal::{DocKind, Journal, JournalError, Op, RotationMeta, StepRecord};
+use crate::journal::{DocKind, Journal, JournalError, Op, RotationMeta, StepRecord, io_error};
 
 /// What every sealed record starts with.
 const MAGIC: &[u8; 8] = b"RLVSEAL1";
@@ -39,26 +39,26 @@ impl JournalKey {
 
     /// Read a key file: 64 hex digits (e.g. `openssl rand -hex 32`), or 32 raw bytes.
     pub fn from_file(path: &Path) -> Result<Self, JournalError> {
-        let bytes =
-            std::fs::read(path).map_err(|e| JournalError(format!("{}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
         let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
         let key: [u8; 32] = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let decoded =
-                hex::decode(text).map_err(|e| JournalError(format!("{}: {e}", path.display())))?;
+            let decoded = hex::decode(text).map_err(|e| key_file(path, e))?;
             decoded
                 .try_into()
-                .map_err(|_| JournalError(format!("{}: not 32 bytes", path.display())))?
+                .map_err(|_| key_file(path, "not 32 bytes"))?
         } else if bytes.len() == 32 {
             bytes
                 .try_into()
-                .map_err(|_| JournalError(format!("{}: not 32 bytes", path.display())))?
+                .map_err(|_| key_file(path, "not 32 bytes"))?
         } else {
-            return Err(JournalError(format!(
-                "{}: a journal key is 64 hex digits (e.g. `openssl rand -hex 32`) or 32 raw \
-                 bytes; found {} bytes",
-                path.display(),
-                bytes.len()
-            )));
+            return Err(key_file(
+                path,
+                format!(
+                    "a journal key is 64 hex digits (e.g. `openssl rand -hex 32`) or 32 raw \
+                     bytes; found {} bytes",
+                    bytes.len()
+                ),
+            ));
         };
         Ok(JournalKey::from_bytes(&key))
     }
@@ -74,7 +74,7 @@ impl JournalKey {
                     aad: place.as_bytes(),
                 },
             )
-            .map_err(|_| JournalError(format!("cannot seal {place}")))?;
+            .map_err(|_| JournalError::Sealed(format!("cannot seal {place}")))?;
         let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + sealed.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&nonce);
@@ -85,7 +85,9 @@ impl JournalKey {
     fn open(&self, place: &str, data: &[u8]) -> Result<Vec<u8>, JournalError> {
         let body = &data[MAGIC.len()..];
         if body.len() < NONCE_LEN {
-            return Err(JournalError(format!("{place}: truncated sealed record")));
+            return Err(JournalError::Sealed(format!(
+                "{place}: truncated sealed record"
+            )));
         }
         let (nonce, sealed) = body.split_at(NONCE_LEN);
         self.0
@@ -97,10 +99,17 @@ impl JournalKey {
                 },
             )
             .map_err(|_| {
-                JournalError(format!(
+                JournalError::Sealed(format!(
                     "{place}: cannot open the sealed record: wrong --journal-key-file?"
                 ))
             })
+    }
+}
+
+fn key_file(path: &Path, reason: impl std::fmt::Display) -> JournalError {
+    JournalError::KeyFile {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
     }
 }
 
@@ -142,7 +151,7 @@ impl SealedJournal {
         }
         match &self.key {
             Some(key) => key.open(place, &data),
-            None => Err(JournalError(format!(
+            None => Err(JournalError::Sealed(format!(
                 "{place} is sealed with a journal key: pass --journal-key-file"
             ))),
         }
@@ -247,10 +256,10 @@ mod tests {
         conformance::exercise(&SealedJournal::new(store.clone(), Some(key(1))));
         let wrong = SealedJournal::new(store.clone(), Some(key(2)));
         let e = wrong.document("r1", DocKind::NewRoot).unwrap_err();
-        assert!(e.0.contains("wrong --journal-key-file"), "{e}");
+        assert!(e.to_string().contains("wrong --journal-key-file"), "{e}");
         let none = SealedJournal::new(store.clone(), None);
         let e = none.identity().unwrap_err();
-        assert!(e.0.contains("pass --journal-key-file"), "{e}");
+        assert!(e.to_string().contains("pass --journal-key-file"), "{e}");
         // A record moved to another place does not open.
         let sealed = store.document("r1", DocKind::NewRoot).unwrap().unwrap();
         store
@@ -284,6 +293,6 @@ mod tests {
         let short = dir.path().join("short");
         std::fs::write(&short, "abc").unwrap();
         let e = JournalKey::from_file(&short).unwrap_err();
-        assert!(e.0.contains("64 hex digits"), "{e}");
+        assert!(e.to_string().contains("64 hex digits"), "{e}");
     }
 }

@@ -361,7 +361,7 @@ impl Executor {
             && let [root] = creds.current().server_roots.as_slice()
         {
             root_keys::find(&known, ca, &rollover_pki::fingerprint(root))
-                .map_err(Status::failed_precondition)?;
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
         }
         Ok(())
     }

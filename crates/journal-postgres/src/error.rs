@@ -50,6 +50,6 @@ impl From<deadpool_postgres::PoolError> for PgError {
 
 impl From<PgError> for rollover_executor::journal::JournalError {
     fn from(e: PgError) -> Self {
-        rollover_executor::journal::JournalError(e.to_string())
+        rollover_executor::journal::JournalError::backend(e)
     }
 }

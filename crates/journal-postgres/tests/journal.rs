@@ -82,7 +82,7 @@ async fn a_deposed_leader_cannot_write_and_a_dead_one_is_replaced() {
 
     // a comes back: its writes and its renewals fail.
     let err = tokio::task::block_in_place(|| a.commit(&[event(3)])).unwrap_err();
-    assert!(err.0.contains("deposed"), "{err}");
+    assert!(err.to_string().contains("deposed"), "{err}");
     assert!(!lease_a.renew(epoch_a).await.unwrap());
     assert!(matches!(
         lease_a.hold(epoch_a).await,

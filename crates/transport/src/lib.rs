@@ -25,6 +25,7 @@ mod client;
 mod error;
 mod limits;
 mod listener;
+mod probe_error;
 mod server;
 mod services;
 
@@ -32,6 +33,7 @@ pub use client::{CONNECT_TIMEOUT, connect_tls, plain_channel, tls_channel};
 pub use error::TransportError;
 pub use limits::{Guarded, ServerLimits};
 pub use listener::{Listener, RoutedListener, SniRouter};
+pub use probe_error::ProbeError;
 pub use server::{
     ConnectionCloser, HANDSHAKE_TIMEOUT, HandshakeStats, ServerTlsStream, TlsIncoming,
     peer_node_id, serve_plain, serve_tls,

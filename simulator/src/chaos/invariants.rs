@@ -168,7 +168,7 @@ pub async fn check_journal(
         let dir = state_dir.to_path_buf();
         match tokio::task::spawn_blocking(move || RedbJournal::open(&dir)).await {
             Ok(Ok(j)) => break j,
-            Ok(Err(e)) if e.0.contains("already open") && Instant::now() < deadline => {
+            Ok(Err(e)) if e.is_already_open() && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok(Err(e)) => return vec![format!("the journal cannot be opened: {e}")],

@@ -24,6 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use rollover_executor::RetryPolicy;
+use rollover_proto::v1::ProbeFailure;
+use rollover_transport::ProbeError;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
@@ -472,11 +474,11 @@ impl Chaos {
     /// Whether a failed handshake is excused: never a TLS refusal, never a final
     /// check; a probe that could not run because its client's agent was down or cut
     /// off; a connection that failed because the server's agent was down.
-    pub fn excuses(&self, source: Source, client: &str, server: &str, error: &str) -> bool {
-        if source == Source::Final || is_tls_refusal(error) {
+    pub fn excuses(&self, source: Source, client: &str, server: &str, error: &ProbeError) -> bool {
+        if source == Source::Final || error.is_refusal() {
             return false;
         }
-        let excused = if error.contains("the probe could not run on") {
+        let excused = if error.kind == ProbeFailure::NotRun {
             self.had_outage(client, true)
         } else {
             self.had_outage(server, false)
@@ -485,7 +487,7 @@ impl Chaos {
             tracing::info!(
                 client,
                 server,
-                error,
+                %error,
                 seed = self.seed,
                 "chaos: failed handshake excused (an end was down)"
             );
@@ -629,23 +631,6 @@ impl Chaos {
     }
 }
 
-/// Whether a handshake error is TLS refusing a peer (never excused), rather than the
-/// connection failing.
-pub fn is_tls_refusal(error: &str) -> bool {
-    [
-        "alert",
-        "certificate",
-        "Certificate",
-        "UnknownIssuer",
-        "UnknownCA",
-        "NotValidForName",
-        "BadSignature",
-        "expected pong",
-    ]
-    .iter()
-    .any(|m| error.contains(m))
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty()
         && haystack.len() >= needle.len()
@@ -738,18 +723,5 @@ mod tests {
         assert!((half - 0.5).abs() < 0.01, "{half}");
         let high = (0..n).filter(|_| rng.below(10) >= 5).count() as f64 / f64::from(n);
         assert!((high - 0.5).abs() < 0.01, "{high}");
-    }
-
-    #[test]
-    fn tls_refusals_are_never_connection_errors() {
-        assert!(is_tls_refusal(
-            "tls with 127.0.0.1:4: received fatal alert: CertificateRequired"
-        ));
-        assert!(is_tls_refusal(
-            "tls handshake with 127.0.0.1:4: invalid peer certificate: UnknownIssuer"
-        ));
-        assert!(!is_tls_refusal(
-            "connect to 127.0.0.1:4: Connection refused (os error 111)"
-        ));
     }
 }

@@ -743,6 +743,7 @@ mod tests {
             error: "bad cert".into(),
             after_step_id: Some(4),
             declared_disruption: false,
+            failure: v1::ProbeFailure::TlsRefused as i32,
         }));
         assert_eq!(
             event_line(&probe),

@@ -262,6 +262,7 @@ impl AgentApi for FakeAgent {
                 return Ok(v1::ProbeResponse {
                     ok: false,
                     error: "injected: received fatal alert: BadCertificate".into(),
+                    failure: v1::ProbeFailure::TlsRefused as i32,
                     ..Default::default()
                 });
             }
@@ -275,6 +276,7 @@ impl AgentApi for FakeAgent {
                     Err(e) => v1::ProbeResponse {
                         ok: false,
                         error: e.to_string(),
+                        failure: v1::ProbeFailure::TlsRefused as i32,
                         ..Default::default()
                     },
                 },

@@ -1,0 +1,128 @@
+//! The executor's errors: [`ExecutorError`] (starting and serving) and
+//! [`RotationError`] (why a rotation cannot be prepared or resumed), both keeping
+//! their sources. Agent calls fail with [`crate::AgentError`] (a gRPC status) and
+//! the journal with [`crate::journal::JournalError`].
+
+use rollover_core::Mode;
+use rollover_pki::PkiError;
+
+use crate::driver::AgentError;
+use crate::journal::JournalError;
+
+/// A boxed source error.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
+
+/// What can stop the executor from starting or serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The journal could not be opened or read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A journaled rotation could not be rebuilt.
+    #[error("rotation {id}: {source}")]
+    Rotation {
+        /// The rotation.
+        id: String,
+        /// What is wrong.
+        #[source]
+        source: Source,
+    },
+    /// The executor's journaled identity could not be restored.
+    #[error("executor credentials: {0}")]
+    Identity(#[source] Source),
+    /// The planner address is unusable.
+    #[error("planner: {0}")]
+    Planner(#[source] Source),
+    /// Serving failed.
+    #[error("serve: {0}")]
+    Serve(#[source] Source),
+}
+
+/// Why a rotation cannot be prepared, or resumed from its journal.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A journaled document does not decode.
+    #[error("journaled {what}: {source}")]
+    Journaled {
+        /// The document.
+        what: &'static str,
+        /// Why it does not decode.
+        #[source]
+        source: Source,
+    },
+    /// Making a key or certificate failed.
+    #[error("cannot {what}: {source}")]
+    Pki {
+        /// What was being made ("generate the new root", ...).
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: PkiError,
+    },
+    /// Agents could not be asked for their state, or answered wrongly.
+    #[error("{}", not_ready(.0))]
+    NotReady(Vec<NodeProblem>),
+    /// The bridge strategy (MODEL §11) cannot issue bridges (the message says why
+    /// and what to do).
+    #[error("{0}")]
+    Bridge(String),
+}
+
+impl RotationError {
+    /// A journaled document that does not decode.
+    pub fn journaled(what: &'static str, source: impl Into<Source>) -> Self {
+        RotationError::Journaled {
+            what,
+            source: source.into(),
+        }
+    }
+
+    /// A key or certificate that could not be made.
+    pub fn pki(what: &'static str) -> impl FnOnce(PkiError) -> Self {
+        move |source| RotationError::Pki { what, source }
+    }
+}
+
+/// Why one node is not ready for a rotation.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeProblem {
+    /// Its agent could not be asked (after retries).
+    #[error("`{id}`: cannot get its agent's state: {source}")]
+    Unreachable {
+        /// The node.
+        id: String,
+        /// The last failure.
+        #[source]
+        source: AgentError,
+    },
+    /// Its agent runs in another mode than the topology's.
+    #[error("`{id}`: its agent is a {reported} node but the topology says {want}")]
+    WrongMode {
+        /// The node.
+        id: String,
+        /// The agent's mode.
+        reported: Mode,
+        /// The topology's.
+        want: Mode,
+    },
+}
+
+/// At most 20 problems named, then how many more.
+fn not_ready(problems: &[NodeProblem]) -> String {
+    const SHOWN: usize = 20;
+    let shown: Vec<String> = problems.iter().take(SHOWN).map(|p| p.to_string()).collect();
+    let more = problems.len() - shown.len();
+    format!(
+        "{} node(s) not ready: {}{}",
+        problems.len(),
+        shown.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
