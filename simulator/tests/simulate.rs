@@ -18,10 +18,16 @@ async fn run(topology: &Topology, options: SimOptions) -> SimOutcome {
         .expect("the simulation runs")
 }
 
+/// Failures a test run lists: every one. How many handshakes fail during a naive
+/// plan's broken windows depends on how long the windows last, i.e. on the machine's
+/// load; the default cap of 50 truncated the list on a loaded 2-core CI machine.
+const FAILURES_LISTED: usize = 1_000_000;
+
 fn quiet(seed: u64) -> SimOptions {
     SimOptions {
         seed,
         probe_rate: 100,
+        max_failures_listed: FAILURES_LISTED,
         ..SimOptions::default()
     }
 }
@@ -29,7 +35,7 @@ fn quiet(seed: u64) -> SimOptions {
 /// Links that failed during the rotation (before the final checks).
 fn failed_links(outcome: &SimOutcome) -> BTreeSet<(String, String)> {
     assert!(
-        outcome.report.failures.len() < 50,
+        outcome.report.failures.len() < FAILURES_LISTED,
         "the failure list is truncated; raise max_failures_listed"
     );
     outcome
