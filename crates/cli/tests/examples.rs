@@ -548,8 +548,9 @@ fn help_explains_every_command_with_an_example() {
 }
 
 /// The 300-node plant's default DOT stays small enough for Graphviz to lay out in a
-/// second (`--full`, 1,294 edges, takes it about 40 s): `@executor`'s 300 links are one
-/// note, and, beyond 300 edges, one box per wave group and one edge per pair of groups.
+/// second (`--full`, 1,294 edges, takes it 40 s to minutes): `@executor`'s 300 links
+/// are one note, and, beyond 300 edges, one box per wave group and one edge per pair
+/// of groups.
 #[test]
 fn dot_of_the_plant_is_summarised_by_wave_group() {
     let edges = |dot: &str| dot.lines().filter(|l| l.contains("\" -> \"")).count();

@@ -44,7 +44,7 @@ pub struct DotOptions {
 
 /// Beyond this many edges, a picture without a focus is summarised by wave group:
 /// Graphviz lays out a few hundred edges in about a second, the plant's 1,294 in
-/// 40 s (and 54 MB of SVG).
+/// 40 s to almost 4 min on 2 busy cores (1.6 MB of SVG).
 pub const MAX_EDGES: usize = 300;
 
 /// The edges the full picture draws: every rotated link but `@executor`'s (unless
