@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollover_core::synth::Lcg;
+use rollover_core::synth::SeededRng;
 use rollover_core::{Fleet, Link};
 use rollover_executor::driver::tls_probe;
 use rollover_pki::handshake_in_memory;
@@ -181,7 +181,7 @@ pub async fn background(
             }
         });
     }
-    let mut rng = Lcg::new(seed ^ 0x5eed_cafe);
+    let mut rng = SeededRng::new(seed ^ 0x5eed_cafe);
     // Paced by the count due since the start rather than by one timer tick per
     // probe: tokio's timers have millisecond resolution, so a tick per probe would
     // cap the rate near 1,000/s whatever was asked (and a bench asking for "as fast

@@ -3,40 +3,40 @@
 //! A tiered service graph: edge clients call front ends, which call services, down to a
 //! few deep servers; links always point down the stack, so prerequisites stay acyclic
 //! as in a real deployment, and a share of nodes are constrained (`atomic`).
-//! A small linear congruential generator keeps it dependency-free and reproducible.
+//! Draws come from [`SeededRng`], so a seed gives the same fleet on every platform.
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
 
 use crate::state::Mode;
 use crate::topology::{Control, LinkSpec, NodeSpec, Topology};
 
-/// A reproducible pseudo-random sequence (64-bit LCG, upper 32 bits).
+/// A reproducible pseudo-random sequence: `rand`'s xoshiro256++, seeded through
+/// `seed_from_u64`. That algorithm is fixed (unlike `SmallRng`, which may differ by
+/// platform or `rand` release), so a seed draws the same sequence everywhere. Every
+/// seeded draw of the project (synthetic fleets, the simulator's interleavings and
+/// probes, the scheduler's proptest) goes through it.
 #[derive(Debug, Clone)]
-pub struct Lcg(u64);
+pub struct SeededRng(Xoshiro256PlusPlus);
 
-impl Lcg {
+impl SeededRng {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Lcg(seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407))
+        SeededRng(Xoshiro256PlusPlus::seed_from_u64(seed))
     }
 
-    /// The next 32 random bits.
-    pub fn next_u32(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 32) as u32
-    }
-
-    /// A number in `0..bound` (bound > 0).
+    /// A number in `0..bound`, uniformly (`bound` > 0; 0 is returned for 0).
     pub fn below(&mut self, bound: u32) -> u32 {
-        ((self.next_u32() as u64 * bound as u64) >> 32) as u32
+        if bound == 0 {
+            return 0;
+        }
+        self.0.random_range(0..bound)
     }
 
-    /// True with probability `p`.
+    /// True with probability `p` (clamped to `0.0..=1.0`; NaN is never).
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u32() as f64) < p * (u32::MAX as f64 + 1.0)
+        let p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
+        self.0.random_bool(p)
     }
 }
 
@@ -76,7 +76,7 @@ const TIER_WEIGHTS: [usize; 7] = [30, 25, 20, 12, 8, 4, 1];
 /// deep servers) and every node outside the deepest tier is a client of `fan_out`
 /// random nodes of the next tier.
 pub fn layered_fleet(shape: &FleetShape) -> Topology {
-    let mut rng = Lcg::new(shape.seed);
+    let mut rng = SeededRng::new(shape.seed);
     let n = shape.nodes;
     let total: usize = TIER_WEIGHTS.iter().sum();
     // Tier boundaries: tier t holds nodes starts[t]..starts[t + 1].
@@ -125,11 +125,11 @@ pub fn layered_fleet(shape: &FleetShape) -> Topology {
 
 #[cfg(test)]
 mod tests {
-    use super::Lcg;
+    use super::SeededRng;
 
     #[test]
     fn draws_cover_the_whole_range_and_chances_hold() {
-        let mut rng = Lcg::new(9);
+        let mut rng = SeededRng::new(9);
         let draws: Vec<u32> = (0..10_000).map(|_| rng.below(10)).collect();
         for k in 0..10 {
             let n = draws.iter().filter(|&&d| d == k).count();
@@ -140,5 +140,23 @@ mod tests {
             (2_700..3_300).contains(&hits),
             "chance(0.3) hit {hits} of 10,000"
         );
+    }
+
+    #[test]
+    fn a_seed_replays_its_sequence() {
+        let draw = |seed| {
+            let mut rng = SeededRng::new(seed);
+            (0..64).map(|_| rng.below(1_000)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(42), draw(42));
+        assert_ne!(draw(42), draw(43));
+    }
+
+    #[test]
+    fn certain_and_impossible_chances() {
+        let mut rng = SeededRng::new(1);
+        assert!((0..1_000).all(|_| rng.chance(1.0) && !rng.chance(0.0)));
+        assert_eq!(rng.below(0), 0);
+        assert!((0..1_000).all(|_| rng.below(1) == 0));
     }
 }

@@ -583,7 +583,7 @@ impl Scheduler {
 mod tests {
     use proptest::prelude::*;
     use rollover_core::state::Mode;
-    use rollover_core::synth::{FleetShape, Lcg, layered_fleet};
+    use rollover_core::synth::{FleetShape, SeededRng, layered_fleet};
     use rollover_core::{Document, Fleet, PlanOptions, Strategy, handshake, plan};
 
     use super::*;
@@ -883,7 +883,7 @@ mod tests {
         if claim && !rollover_core::verify(&fleet, &plan, &order).safe {
             return; // the claim's order may be unsafe: nothing to check
         }
-        let mut rng = Lcg::new(sim_seed);
+        let mut rng = SeededRng::new(sim_seed);
         let mut s = Scheduler::new(&order, opts(max, probe));
         let mut world = World {
             fleet: &fleet,

@@ -124,7 +124,7 @@ pub fn plan_naive(fleet: &Fleet) -> Plan {
 /// at a time in a seeded random order that respects every prerequisite. Used by the
 /// simulator so a seed reproduces exactly the interleaving it exercised.
 pub fn linearize(plan: &Plan, order: &crate::order::PlanOrder, seed: u64) -> Plan {
-    let mut rng = crate::synth::Lcg::new(seed);
+    let mut rng = crate::synth::SeededRng::new(seed);
     let n = order.len();
     let mut waiting: Vec<usize> = order.preds.iter().map(Vec::len).collect();
     let mut succ: Vec<Vec<u32>> = vec![Vec::new(); n];
