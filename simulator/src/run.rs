@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use rollover_core::report::{REPORT_FORMAT, SimReport};
 use rollover_core::{Document, Fleet, Plan, PlanOrder, Topology, Verdict, linearize, verify};
+use rollover_proto::labels::lower_label_of;
 use rollover_proto::v1;
 use rollover_proto::v1::rotation_event::Event;
 use rollover_transport::ProbeError;
@@ -396,13 +397,7 @@ pub(crate) fn observe_event(observer: &Observer, event: &Event) {
 
 /// The outcome text of a Finished event (`succeeded`, `failed: why`, ...).
 pub(crate) fn finished_outcome(f: &v1::Finished) -> String {
-    let state = v1::RotationState::try_from(f.outcome)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("ROTATION_STATE_")
-                .to_lowercase()
-        })
-        .unwrap_or_else(|_| "unknown".into());
+    let state = lower_label_of::<v1::RotationState>(f.outcome).unwrap_or_else(|| "unknown".into());
     if f.message.is_empty() {
         state
     } else {
@@ -411,13 +406,7 @@ pub(crate) fn finished_outcome(f: &v1::Finished) -> String {
 }
 
 fn action_name(action: i32) -> String {
-    v1::StepAction::try_from(action)
-        .map(|a| {
-            a.as_str_name()
-                .trim_start_matches("STEP_ACTION_")
-                .to_lowercase()
-        })
-        .unwrap_or_else(|_| "?".into())
+    lower_label_of::<v1::StepAction>(action).unwrap_or_else(|| "?".into())
 }
 
 #[allow(clippy::too_many_arguments)]

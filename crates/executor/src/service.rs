@@ -191,9 +191,7 @@ fn unsafe_reason(verdict: &rollover_core::Verdict) -> String {
 
 /// `RUNNING`, `PAUSED`, ...: a state as the wire names it, without its prefix.
 pub fn state_name(state: State) -> &'static str {
-    state_to_wire(state)
-        .as_str_name()
-        .trim_start_matches("ROTATION_STATE_")
+    rollover_proto::labels::WireLabel::label(state_to_wire(state))
 }
 
 impl Executor {

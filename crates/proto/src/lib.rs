@@ -4,10 +4,12 @@
 //!
 //! The code is generated at build time by `build.rs` with protox and
 //! tonic-prost-build; no `protoc` is needed. Timestamps are `prost_types::Timestamp`
-//! (depend on `prost-types` to make them, e.g. from a `SystemTime`).
+//! (depend on `prost-types` to make them, e.g. from a `SystemTime`). [`labels`] prints
+//! wire enum values without their type prefix.
 
 pub mod codec;
 pub mod convert;
+pub mod labels;
 pub mod status;
 
 /// Messages, enums, clients and servers of the `rollover.v1` package.

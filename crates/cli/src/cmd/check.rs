@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use rollover_core::Topology;
+use rollover_proto::labels::lower_label_of;
 use rollover_proto::v1;
 use serde_json::{Value, json};
 
@@ -93,8 +94,7 @@ impl Report {
             })).collect::<Vec<_>>(),
             "nodes": self.nodes.iter().map(|n| json!({
                 "node": n.node,
-                "mode": v1::NodeMode::try_from(n.mode).map_or("?", |m| m.as_str_name())
-                    .trim_start_matches("NODE_MODE_").to_lowercase(),
+                "mode": lower_label_of::<v1::NodeMode>(n.mode).unwrap_or_else(|| "?".into()),
                 "root_fingerprint": n.root_fingerprint,
                 "address": n.address,
             })).collect::<Vec<_>>(),
@@ -103,15 +103,8 @@ impl Report {
 }
 
 fn kind_name(kind: i32) -> String {
-    v1::FleetProblemKind::try_from(kind).map_or_else(
-        |_| "problem".to_string(),
-        |k| {
-            k.as_str_name()
-                .trim_start_matches("FLEET_PROBLEM_KIND_")
-                .to_lowercase()
-                .replace('_', " ")
-        },
-    )
+    lower_label_of::<v1::FleetProblemKind>(kind)
+        .map_or_else(|| "problem".to_string(), |k| k.replace('_', " "))
 }
 
 /// Run the check: the topology's own problems, then the executor's CheckFleet.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 use rollover_core::{Plan, Topology};
+use rollover_proto::labels::label_of;
 use rollover_proto::v1;
 use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
 use rollover_proto::v1::rotation_event::Event;
@@ -566,14 +567,7 @@ impl View {
 
 /// `ROTATION_STATE_SUCCEEDED` -> `SUCCEEDED`.
 pub fn state_name(value: i32) -> String {
-    v1::RotationState::try_from(value).map_or_else(
-        |_| format!("UNKNOWN({value})"),
-        |s| {
-            s.as_str_name()
-                .trim_start_matches("ROTATION_STATE_")
-                .to_string()
-        },
-    )
+    label_of::<v1::RotationState>(value).map_or_else(|| format!("UNKNOWN({value})"), str::to_string)
 }
 
 fn action_name(value: i32) -> String {
