@@ -16,17 +16,23 @@ use crate::setup::{Listening, start_fleet};
 
 /// The process's resident memory, in bytes (Linux; `None` elsewhere).
 pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    proc_status_bytes("VmRSS")
 }
 
 /// The process's peak resident memory so far, in bytes (Linux; `None` elsewhere).
 pub fn peak_resident_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM")
+}
+
+/// A memory figure of `/proc/self/status` (given there in KiB), in bytes. The one
+/// reader of that file in the workspace: the `memory-stats` crate reports the current
+/// resident size but not the peak (`VmHWM`), which the benches need.
+fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    let kib: u64 = value.split_whitespace().next()?.parse().ok()?;
     Some(kib * 1024)
 }
 

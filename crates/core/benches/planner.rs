@@ -1,7 +1,7 @@
 //! Planner and verifier speed on layered fleets of 1k, 10k and 100k nodes with fan-out
 //! 10 and 30% atomic nodes (10k to 1M links), against the time to parse the fleet's
 //! JSON file. Targets (issue 3): planning ≤ 2× parsing, verifying ≤ 3× planning.
-//! Per-link figures and peak memory: `cargo run --release -p rollover-core --example scale`.
+//! Per-link figures and peak memory: `cargo run --release -p rollover-simulator --example scale`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rollover_core::synth::{FleetShape, layered_fleet};

@@ -1,11 +1,15 @@
 //! Prints, in one run, the time per link to parse, plan and verify layered fleets of
 //! 1k, 10k and 100k nodes (fan-out 10, 30% atomic), the ratios the issue targets, and
-//! the process's peak memory. Usage: `cargo run --release -p rollover-core --example scale`.
+//! the process's peak memory. Usage: `cargo run --release -p rollover-simulator --example scale`.
+//!
+//! It plans with `rollover-core` alone; it lives in the simulator for the peak-memory
+//! reading the benches share ([`rollover_simulator::bench::peak_resident_bytes`]).
 
 use std::time::Instant;
 
 use rollover_core::synth::{FleetShape, layered_fleet};
 use rollover_core::{Document, Fleet, PlanOrder, Topology, plan_waves, verify};
+use rollover_simulator::bench::peak_resident_bytes;
 
 fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     let mut best = f64::INFINITY;
@@ -17,13 +21,6 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
         out = Some(value);
     }
     (best, out.expect("at least one run"))
-}
-
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn main() {
@@ -56,7 +53,8 @@ fn main() {
             verdict.waves
         );
     }
-    if let Some(mib) = peak_rss_mib() {
+    if let Some(bytes) = peak_resident_bytes() {
+        let mib = bytes as f64 / (1024.0 * 1024.0);
         println!(
             "peak memory (VmHWM, whole run incl. JSON text and parsed topology): {mib:.0} MiB"
         );
