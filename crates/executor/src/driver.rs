@@ -186,6 +186,47 @@ impl GrpcConnector {
     }
 }
 
+impl GrpcConnector {
+    /// The agent of `node_id` at `address` over a cached channel (made, and cached,
+    /// if missing).
+    fn agent(&self, node_id: &str, address: &str) -> Result<GrpcAgent, AgentError> {
+        let key = (node_id.to_string(), address.to_string());
+        let cached = self
+            .cache
+            .lock()
+            .expect("channel cache")
+            .channels
+            .get(&key)
+            .cloned();
+        let channel = match cached {
+            Some(channel) => channel,
+            None => {
+                let channel = match &self.factory {
+                    Some(factory) => factory(address, node_id),
+                    None => rollover_transport::plain_channel(address),
+                }
+                .map_err(|e| {
+                    AgentError::new(
+                        tonic::Code::InvalidArgument,
+                        format!("node `{node_id}`: agent address `{address}`: {e}"),
+                    )
+                })?;
+                self.cache
+                    .lock()
+                    .expect("channel cache")
+                    .insert(key, channel.clone());
+                channel
+            }
+        };
+        Ok(GrpcAgent {
+            client: AgentServiceClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+            timeout: self.timeout,
+        })
+    }
+}
+
 impl AgentConnector for GrpcConnector {
     fn connect(
         &self,
@@ -198,35 +239,57 @@ impl AgentConnector for GrpcConnector {
                 format!("node `{node_id}` has no agent address in the topology"),
             ));
         };
-        let key = (node_id.to_string(), address.to_string());
-        if let Some(channel) = self.cache.lock().expect("channel cache").channels.get(&key) {
-            return Ok(Arc::new(GrpcAgent {
-                client: AgentServiceClient::new(channel.clone())
-                    .max_decoding_message_size(64 << 20)
-                    .max_encoding_message_size(64 << 20),
-                timeout: self.timeout,
-            }));
+        let agent = self.agent(node_id, address)?;
+        if self.cache.lock().expect("channel cache").limit.is_none() {
+            return Ok(Arc::new(agent));
         }
-        let channel = match &self.factory {
-            Some(factory) => factory(address, node_id),
-            None => rollover_transport::plain_channel(address),
-        }
-        .map_err(|e| {
-            AgentError::new(
-                tonic::Code::InvalidArgument,
-                format!("node `{node_id}`: agent address `{address}`: {e}"),
-            )
-        })?;
-        self.cache
-            .lock()
-            .expect("channel cache")
-            .insert(key, channel.clone());
-        Ok(Arc::new(GrpcAgent {
-            client: AgentServiceClient::new(channel)
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
-            timeout: self.timeout,
+        // Bounded: a rotation keeps the handle of every node for its whole run, so
+        // the handle must not keep a connection; each call takes one from the cache.
+        Ok(Arc::new(PooledAgent {
+            connector: self.clone(),
+            node_id: node_id.to_string(),
+            address: address.to_string(),
         }))
+    }
+}
+
+/// An agent reached through a bounded [`GrpcConnector`]'s cache on every call.
+struct PooledAgent {
+    connector: GrpcConnector,
+    node_id: String,
+    address: String,
+}
+
+impl PooledAgent {
+    fn agent(&self) -> Result<GrpcAgent, AgentError> {
+        self.connector.agent(&self.node_id, &self.address)
+    }
+}
+
+impl AgentApi for PooledAgent {
+    fn get_state(&self) -> BoxFuture<'_, Result<v1::AgentState, AgentError>> {
+        Box::pin(async move { self.agent()?.get_state().await })
+    }
+
+    fn create_csr(
+        &self,
+        request: v1::CreateCsrRequest,
+    ) -> BoxFuture<'_, Result<v1::CreateCsrResponse, AgentError>> {
+        Box::pin(async move { self.agent()?.create_csr(request).await })
+    }
+
+    fn apply_step(
+        &self,
+        request: v1::ApplyStepRequest,
+    ) -> BoxFuture<'_, Result<v1::ApplyStepResponse, AgentError>> {
+        Box::pin(async move { self.agent()?.apply_step(request).await })
+    }
+
+    fn probe(
+        &self,
+        request: v1::ProbeRequest,
+    ) -> BoxFuture<'_, Result<v1::ProbeResponse, AgentError>> {
+        Box::pin(async move { self.agent()?.probe(request).await })
     }
 }
 
