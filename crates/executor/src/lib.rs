@@ -204,6 +204,7 @@ impl Executor {
             leaf_validity: config.leaf_validity,
             prepare_concurrency: config.prepare_concurrency,
             root_keys: config.root_keys,
+            probe_limit: Arc::new(tokio::sync::Semaphore::new(rotation::PROBES_IN_FLIGHT)),
         });
         let executor = Executor {
             inner: Arc::new(Inner {

@@ -85,7 +85,15 @@ pub struct Ctx {
     pub prepare_concurrency: usize,
     /// Roots with keys given by the operator, for bridges (MODEL §11).
     pub root_keys: Vec<Arc<RootCa>>,
+    /// The executor's own probes in flight at once, across every step and rotation:
+    /// a step of a node with thousands of links (`@executor`'s stage) would
+    /// otherwise open thousands of connections at once and run out of file
+    /// descriptors (both ends are in the process when simulated).
+    pub probe_limit: Arc<tokio::sync::Semaphore>,
 }
+
+/// Default of [`Ctx::probe_limit`].
+pub const PROBES_IN_FLIGHT: usize = 512;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -1279,7 +1287,11 @@ impl Rotation {
         let mut probes = JoinSet::new();
         for (k, &link) in self.node_links[node as usize].iter().enumerate() {
             let this = self.clone();
-            probes.spawn(async move { (k, link, this.probe_link(link).await) });
+            probes.spawn(async move {
+                // Waiting for a permit does not count against the probe's deadline.
+                let _permit = this.ctx.probe_limit.clone().acquire_owned().await;
+                (k, link, this.probe_link(link).await)
+            });
         }
         let mut results: Vec<(usize, Link, ProbeOutcome)> = probes.join_all().await;
         results.sort_by_key(|r| r.0);
