@@ -1220,15 +1220,7 @@ async fn watch(
         .await?
         .into_inner();
     let status = executor.get_rotation(&id, false)?;
-    let terminal = [
-        v1::RotationState::Succeeded,
-        v1::RotationState::Failed,
-        v1::RotationState::Aborted,
-        v1::RotationState::RolledBack,
-    ]
-    .iter()
-    .any(|s| *s as i32 == status.state);
-    if terminal {
+    if v1::RotationState::is_terminal_value(status.state) {
         let drained = tokio::time::timeout(Duration::from_secs(5), async {
             while let Some(event) = stream.next().await {
                 event?;
@@ -1273,13 +1265,7 @@ async fn wait_ended(executor: &Executor, id: &str) -> v1::RotationStatus {
     loop {
         let status = executor.get_rotation(id, false).expect("known rotation");
         let state = v1::RotationState::try_from(status.state).expect("state");
-        if matches!(
-            state,
-            v1::RotationState::Succeeded
-                | v1::RotationState::Failed
-                | v1::RotationState::Aborted
-                | v1::RotationState::RolledBack
-        ) {
+        if state.is_terminal() {
             return status;
         }
         assert!(
@@ -1295,14 +1281,7 @@ async fn wait_terminal(executor: &Executor, id: &str) -> v1::RotationStatus {
     loop {
         let status = executor.get_rotation(id, false).expect("known rotation");
         let state = v1::RotationState::try_from(status.state).expect("state");
-        if matches!(
-            state,
-            v1::RotationState::Succeeded
-                | v1::RotationState::Failed
-                | v1::RotationState::Aborted
-                | v1::RotationState::RolledBack
-                | v1::RotationState::Paused
-        ) {
+        if state.is_terminal() || state == v1::RotationState::Paused {
             return status;
         }
         assert!(

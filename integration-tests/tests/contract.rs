@@ -445,15 +445,7 @@ async fn ended(client: &mut ExecutorServiceClient<Channel>, id: &str) {
             .into_inner()
             .rotation
             .expect("rotation");
-        let terminal = [
-            v1::RotationState::Succeeded,
-            v1::RotationState::Failed,
-            v1::RotationState::Aborted,
-            v1::RotationState::RolledBack,
-        ]
-        .iter()
-        .any(|s| *s as i32 == status.state);
-        if terminal {
+        if v1::RotationState::is_terminal_value(status.state) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -5,11 +5,13 @@
 //! The code is generated at build time by `build.rs` with protox and
 //! tonic-prost-build; no `protoc` is needed. Timestamps are `prost_types::Timestamp`
 //! (depend on `prost-types` to make them, e.g. from a `SystemTime`). [`labels`] prints
-//! wire enum values without their type prefix.
+//! wire enum values without their type prefix; [`state`] says which rotation states
+//! are ends.
 
 pub mod codec;
 pub mod convert;
 pub mod labels;
+pub mod state;
 pub mod status;
 
 /// Messages, enums, clients and servers of the `rollover.v1` package.

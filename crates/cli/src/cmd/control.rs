@@ -147,21 +147,13 @@ async fn control(verb: Verb, args: &ControlArgs) -> anyhow::Result<Status> {
     let mut view = View::new(&args.out, u64::from(status.steps_total), status.dry_run)?;
     view.watching(url, &status);
     let from = status.last_sequence + 1;
-    if is_terminal(status.state) {
+    if v1::RotationState::is_terminal_value(status.state) {
         return Ok(ended(verb, status.state));
     }
     follow(&mut client, url, &id, &mut view, from).await?;
     Ok(view
         .outcome
         .map_or(Status::Failure, |o| ended(verb, o as i32)))
-}
-
-/// Whether a state is an end.
-pub fn is_terminal(state: i32) -> bool {
-    use v1::RotationState as S;
-    [S::Succeeded, S::Failed, S::Aborted, S::RolledBack]
-        .iter()
-        .any(|s| *s as i32 == state)
 }
 
 /// The exit status of a control command whose rotation ended in `state`: the end it

@@ -144,7 +144,7 @@ async fn query(args: &StatusArgs) -> anyhow::Result<(String, bool)> {
             } else {
                 detail(&status)
             };
-            Ok((text, super::control::is_terminal(status.state)))
+            Ok((text, v1::RotationState::is_terminal_value(status.state)))
         }
         None => {
             let list = client

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use rollover_proto::v1;
 
-use super::control::is_terminal;
 use super::net::{self, ExecutorArgs};
 use super::rotate::{View, follow, state_name};
 use crate::output::OutputArgs;
@@ -80,7 +79,7 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<Status> {
         follow(&mut client, url, &args.rotation, &mut view, 1).await?;
     } else {
         view.watching(url, &status);
-        if is_terminal(status.state) {
+        if v1::RotationState::is_terminal_value(status.state) {
             eprintln!(
                 "rotation {} has already ended: {}",
                 status.id,
