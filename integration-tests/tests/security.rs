@@ -250,6 +250,17 @@ async fn agents_take_control_calls_from_the_executor_only() {
             );
             let err = refusal(&a.control_addr().to_string(), &caller, "a").await;
             assert!(err.contains(alert), "{who}: {err}");
+            // The client sees the alert before the agent has counted it: wait for
+            // this fifth refusal, so the next caller's `before` starts after it.
+            eventually("the raw handshake's refusal is counted", || {
+                a.metrics().control_handshakes_failed >= before.control_handshakes_failed + 5
+            })
+            .await;
+            assert_eq!(
+                a.metrics().control_handshakes_failed,
+                before.control_handshakes_failed + 5,
+                "{who}: the raw handshake"
+            );
         }
 
         // Nothing changed; the executor itself gets through.
