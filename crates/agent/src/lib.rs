@@ -22,6 +22,7 @@ pub mod machine;
 mod node;
 mod run;
 mod service;
+mod shared;
 mod store;
 
 pub use agent::{

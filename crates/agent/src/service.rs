@@ -16,8 +16,8 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::AgentError;
-use crate::agent::Inner;
 use crate::node::{CsrLabel, StepRequest};
+use crate::shared::Inner;
 
 /// The Agent service of one node.
 pub(crate) struct AgentService {
