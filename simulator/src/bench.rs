@@ -10,9 +10,10 @@ use rollover_core::{Fleet, Mode, Topology};
 
 use crate::error::SimError;
 use crate::handshake_rate::{HandshakeRate, bare_handshake_rate};
+use crate::limits::Listening;
 use crate::options::SimOptions;
 use crate::run::{SimOutcome, simulate};
-use crate::setup::{Listening, start_fleet};
+use crate::setup::start_fleet;
 
 /// The process's resident memory, in bytes (Linux; `None` elsewhere).
 pub fn resident_bytes() -> Option<u64> {

@@ -6,11 +6,20 @@
 
 use crate::error::SimError;
 use crate::services::CHANNELS_KEPT;
-use crate::setup::Listening;
 
 /// Files the process holds besides the fleet's: the runtime, the services and their
 /// listeners, the probes and final checks in flight, the state files being written.
 const BASE_FILES: u64 = 4096;
+
+/// Where the simulated agents listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listening {
+    /// Two ports per agent, as deployed (chaos runs: a crashed agent's ports refuse).
+    OwnPorts,
+    /// One data-plane and one control listener for the whole fleet, routing by TLS
+    /// server name.
+    Shared,
+}
 
 /// The open-files limit after raising the soft limit as far as the hard one allows:
 /// (soft, hard); `None` where there is no such limit.

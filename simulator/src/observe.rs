@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rollover_core::report::SimFailure;
+use rollover_proto::labels::lower_label_of;
+use rollover_proto::v1;
+use rollover_proto::v1::rotation_event::Event;
 use rollover_transport::ProbeError;
 
 use crate::options::{Progress, ProgressFn};
@@ -225,4 +228,60 @@ impl Observer {
             });
         }
     }
+}
+
+impl Observer {
+    /// Tell the observer about a step starting or done, or a probe's result.
+    pub(crate) fn event(&self, event: &Event) {
+        match event {
+            Event::StepStarted(e) if !e.undo => {
+                if let Some(step) = &e.step {
+                    self.step_started(
+                        step.id,
+                        format!(
+                            "{} {} (step {})",
+                            action_name(step.action),
+                            step.node,
+                            step.id
+                        ),
+                    );
+                }
+            }
+            Event::StepDone(e) if !e.undo => {
+                if let Some(step) = &e.step {
+                    self.step_done(step.id, &step.node);
+                }
+            }
+            Event::ProbeResult(p) => {
+                let result = if p.ok {
+                    Ok(())
+                } else {
+                    Err(ProbeError::from_wire(p.failure, p.error.clone()))
+                };
+                self.handshake(
+                    Source::AfterStep,
+                    &p.client,
+                    &p.server,
+                    result,
+                    p.declared_disruption,
+                    p.after_step_id,
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The outcome text of a Finished event (`succeeded`, `failed: why`, ...).
+pub(crate) fn finished_outcome(f: &v1::Finished) -> String {
+    let state = lower_label_of::<v1::RotationState>(f.outcome).unwrap_or_else(|| "unknown".into());
+    if f.message.is_empty() {
+        state
+    } else {
+        format!("{state}: {}", f.message)
+    }
+}
+
+fn action_name(action: i32) -> String {
+    lower_label_of::<v1::StepAction>(action).unwrap_or_else(|| "?".into())
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rollover_core::{Plan, Strategy};
 
-use crate::chaos::ChaosSpec;
+use crate::chaos::spec::ChaosSpec;
 
 /// Progress of a running simulation, for a progress bar or log lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

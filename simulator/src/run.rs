@@ -9,19 +9,18 @@ use std::time::{Duration, Instant};
 
 use rollover_core::report::{REPORT_FORMAT, SimReport};
 use rollover_core::{Document, Fleet, Plan, PlanOrder, Topology, Verdict, linearize, verify};
-use rollover_proto::labels::lower_label_of;
 use rollover_proto::v1;
 use rollover_proto::v1::rotation_event::Event;
-use rollover_transport::ProbeError;
 
 use crate::chaos::{CHAOS_DEADLINE, CHAOS_RETRY, Chaos, ChaosConnector, ChaosReport, invariants};
 use crate::checks::{FinalChecks, final_handshakes, new_only};
 use crate::error::SimError;
-use crate::observe::{Observer, Source};
+use crate::limits::Listening;
+use crate::observe::{Observer, finished_outcome};
 use crate::options::SimOptions;
 use crate::prober::{background, probe_links};
 use crate::services::Services;
-use crate::setup::{Listening, SimFleet, start_fleet};
+use crate::setup::{SimFleet, start_fleet};
 
 /// Longest a simulated rotation may take before it is reported stuck.
 pub const ROTATION_DEADLINE: Duration = Duration::from_secs(30 * 60);
@@ -333,7 +332,7 @@ async fn watch(
         let Some(event) = event.event.and_then(|e| e.event) else {
             continue;
         };
-        observe_event(observer, &event);
+        observer.event(&event);
         match event {
             Event::Paused(p) => {
                 // Observe-only rotations pause only on a real problem (an agent refusing
@@ -353,60 +352,6 @@ async fn watch(
     Err(SimError::Rpc(
         "the event stream ended before the rotation finished".into(),
     ))
-}
-
-/// Tell the observer about a step starting or done, or a probe's result.
-pub(crate) fn observe_event(observer: &Observer, event: &Event) {
-    match event {
-        Event::StepStarted(e) if !e.undo => {
-            if let Some(step) = &e.step {
-                observer.step_started(
-                    step.id,
-                    format!(
-                        "{} {} (step {})",
-                        action_name(step.action),
-                        step.node,
-                        step.id
-                    ),
-                );
-            }
-        }
-        Event::StepDone(e) if !e.undo => {
-            if let Some(step) = &e.step {
-                observer.step_done(step.id, &step.node);
-            }
-        }
-        Event::ProbeResult(p) => {
-            let result = if p.ok {
-                Ok(())
-            } else {
-                Err(ProbeError::from_wire(p.failure, p.error.clone()))
-            };
-            observer.handshake(
-                Source::AfterStep,
-                &p.client,
-                &p.server,
-                result,
-                p.declared_disruption,
-                p.after_step_id,
-            );
-        }
-        _ => {}
-    }
-}
-
-/// The outcome text of a Finished event (`succeeded`, `failed: why`, ...).
-pub(crate) fn finished_outcome(f: &v1::Finished) -> String {
-    let state = lower_label_of::<v1::RotationState>(f.outcome).unwrap_or_else(|| "unknown".into());
-    if f.message.is_empty() {
-        state
-    } else {
-        format!("{state}: {}", f.message)
-    }
-}
-
-fn action_name(action: i32) -> String {
-    lower_label_of::<v1::StepAction>(action).unwrap_or_else(|| "?".into())
 }
 
 #[allow(clippy::too_many_arguments)]

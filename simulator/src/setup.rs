@@ -27,19 +27,10 @@ use rollover_transport::SniRouter;
 
 use crate::error::SimError;
 use crate::handshake_rate::endpoint;
+use crate::limits::Listening;
 
 /// Agents started at once while standing the fleet up.
 const START_BATCH: usize = 64;
-
-/// Where the simulated agents listen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listening {
-    /// Two ports per agent, as deployed (chaos runs: a crashed agent's ports refuse).
-    OwnPorts,
-    /// One data-plane and one control listener for the whole fleet, routing by TLS
-    /// server name.
-    Shared,
-}
 
 /// The fleet's shared listeners ([`Listening::Shared`]).
 pub struct Routers {

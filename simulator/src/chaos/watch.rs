@@ -14,8 +14,7 @@ use rollover_proto::v1::rotation_event::Event;
 use super::invariants::Noted;
 use super::{Chaos, FaultKind, RESUME_DEADLINE};
 use crate::error::SimError;
-use crate::observe::Observer;
-use crate::run::observe_event;
+use crate::observe::{Observer, finished_outcome};
 use crate::services::Services;
 
 /// Reconnections tolerated that no crash of ours explains.
@@ -89,7 +88,7 @@ pub async fn watch(
             let Some(kind) = event.event.as_ref() else {
                 continue;
             };
-            observe_event(observer, kind);
+            observer.event(kind);
             match kind {
                 Event::StepStarted(_) | Event::StepDone(_) => {
                     step_events += 1;
@@ -136,7 +135,7 @@ pub async fn watch(
                     chaos.resumed();
                     tracing::info!(?nodes, seed = chaos.seed, "chaos: resumed");
                 }
-                Event::Finished(f) => return Ok(crate::run::finished_outcome(f)),
+                Event::Finished(f) => return Ok(finished_outcome(f)),
                 _ => {}
             }
         }
