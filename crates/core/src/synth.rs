@@ -33,6 +33,11 @@ impl SeededRng {
         self.0.random_range(0..bound)
     }
 
+    /// A fraction uniform in `0.0..1.0`.
+    pub fn fraction(&mut self) -> f64 {
+        self.0.random::<f64>()
+    }
+
     /// True with probability `p` (clamped to `0.0..=1.0`; NaN is never).
     pub fn chance(&mut self, p: f64) -> bool {
         let p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
@@ -140,6 +145,10 @@ mod tests {
             (2_700..3_300).contains(&hits),
             "chance(0.3) hit {hits} of 10,000"
         );
+        let fractions: Vec<f64> = (0..10_000).map(|_| rng.fraction()).collect();
+        assert!(fractions.iter().all(|f| (0.0..1.0).contains(f)));
+        let low = fractions.iter().filter(|&&f| f < 0.25).count();
+        assert!((2_200..2_800).contains(&low), "{low} of 10,000 below 0.25");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use rollover_executor::{AgentApi, AgentConnector, AgentError};
 use rollover_proto::v1;
 
-use super::{CRASH_DOWN, Chaos, FaultKind, PARTITION, STRAND_DOWN};
+use super::{CRASH_DOWN, Chaos, FaultKind, PARTITION, STRAND_DOWN, within};
 
 /// Agents through the fault injector.
 pub struct ChaosConnector {
@@ -75,14 +75,14 @@ impl ChaosAgent {
         Decision {
             delay: rng.fraction(),
             partition: rng.chance(spec.partition),
-            partition_for: rng.within(PARTITION),
+            partition_for: within(&mut rng, PARTITION),
             drop: rng.chance(spec.drop),
             drop_answer: rng.chance(0.5),
             duplicate: rng.chance(spec.duplicate),
             strand: rng.chance(spec.strand),
-            strand_for: rng.within(STRAND_DOWN),
+            strand_for: within(&mut rng, STRAND_DOWN),
             crash: rng.chance(spec.agent_crash),
-            crash_for: rng.within(CRASH_DOWN),
+            crash_for: within(&mut rng, CRASH_DOWN),
             crash_loses_answer: rng.chance(0.5),
         }
     }

@@ -24,9 +24,9 @@ const RECONNECTS: u32 = 5;
 /// counts within the rotation's first `2 * steps - 1` step events.
 pub fn crash_points(chaos: &Chaos, steps: usize) -> Vec<u64> {
     let mut rng = chaos.draw("executor-crash");
-    let span = (2 * steps as u64).saturating_sub(1).max(1);
+    let span = u32::try_from((2 * steps).saturating_sub(1).max(1)).unwrap_or(u32::MAX);
     let mut points: Vec<u64> = (0..chaos.spec.executor_crash)
-        .map(|_| 1 + rng.below(span))
+        .map(|_| 1 + u64::from(rng.below(span)))
         .collect();
     points.sort_unstable();
     points.dedup();

@@ -1,0 +1,192 @@
+//! The state an agent's servers and its handle share ([`Inner`]) and the node's
+//! operations on it: its state, a CSR, a step (persisted, published, exported), a
+//! probe. The gRPC service and the handle both call these; neither knows the other.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rollover_core::state::Mode;
+use rollover_pki::LiveCredentials;
+use rollover_proto::v1;
+use rollover_transport::HandshakeStats;
+
+use crate::export::{Export, exported_identity};
+use crate::node::{CsrKey, CsrLabel, NodeData, Outcome, StepRequest};
+use crate::{AgentError, dataplane, store};
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) applies: AtomicU64,
+    pub(crate) probes_ok: AtomicU64,
+    pub(crate) probes_failed: AtomicU64,
+}
+
+/// The state shared by the agent's servers and its handle.
+pub(crate) struct Inner {
+    pub(crate) id: String,
+    pub(crate) mode: Mode,
+    pub(crate) dir: PathBuf,
+    /// The data plane's live credentials.
+    pub(crate) creds: Arc<LiveCredentials>,
+    /// Where the credentials are exported for a workload, if they are.
+    pub(crate) export: Option<Export>,
+    /// The workload's identity (the exported leaf only), which probes present when
+    /// the credentials are exported.
+    pub(crate) workload: Option<Arc<LiveCredentials>>,
+    pub(crate) node: Mutex<NodeData>,
+    /// Serializes the operations that change the node.
+    pub(crate) op: tokio::sync::Mutex<()>,
+    pub(crate) counters: Counters,
+    pub(crate) data_stats: Arc<HandshakeStats>,
+    pub(crate) control_stats: Arc<HandshakeStats>,
+    pub(crate) data_addr: SocketAddr,
+}
+
+impl Inner {
+    pub(crate) fn node(&self) -> MutexGuard<'_, NodeData> {
+        self.node
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<v1::AgentState, AgentError> {
+        Ok(self.node().to_proto(Some(self.data_addr.to_string()))?)
+    }
+
+    /// CreateCsr: a CSR for the key of `label`, made and persisted if new.
+    pub(crate) async fn create_csr(&self, label: CsrLabel) -> Result<Vec<u8>, AgentError> {
+        let _op = self.op.lock().await;
+        let current = self.node().clone();
+        let key = match current.csr_key(&label, store::key_file_name)? {
+            CsrKey::Existing(key) => key,
+            CsrKey::Fresh { key, next } => {
+                let (dir, stored, k) = (self.dir.clone(), (*next).clone(), key.clone());
+                blocking(move || {
+                    let file = stored.pending.as_ref().map(|p| p.key_file.clone());
+                    store::write_key(&dir, &file.unwrap_or_default(), &k)?;
+                    store::save_node(&dir, &stored)?;
+                    store::remove_other_keys(&dir, &stored.key_files())
+                })
+                .await?;
+                *self.node() = *next;
+                tracing::info!(ca = %label.ca_name, generation = label.generation, "made a key for a new generation");
+                key
+            }
+        };
+        Ok(key.csr_der(&self.id)?.to_vec())
+    }
+
+    /// ApplyStep: whether the node changed, and its state after the call.
+    pub(crate) async fn apply_step(
+        &self,
+        req: StepRequest,
+    ) -> Result<(bool, v1::AgentState), AgentError> {
+        let _op = self.op.lock().await;
+        let current = self.node().clone();
+        let next = match current.apply(&req)? {
+            Outcome::Repeat => {
+                tracing::info!("repeat of an applied step: nothing to do");
+                return Ok((false, self.snapshot()?));
+            }
+            Outcome::Changed(next) => *next,
+        };
+        let set = next.credential_set()?;
+        // Persist first, then swap: a crash in between restarts into the new state.
+        persist(&self.dir, next.clone()).await?;
+        if let Err(e) = self.creds.swap(set.clone()) {
+            persist(&self.dir, current).await?;
+            return Err(e.into());
+        }
+        if let Err(e) = self.publish(&set).await {
+            // The workload did not take the new credentials: the step has failed, so
+            // the node goes back to where it was (files rewritten, workload reloaded)
+            // and a retry applies it afresh.
+            tracing::warn!(error = %e, "export or reload failed: undoing the step on this node");
+            self.restore(current).await?;
+            return Err(e);
+        }
+        let keep: Vec<String> = next.key_files().into_iter().map(String::from).collect();
+        let state = machine_state(&next);
+        *self.node() = next;
+        self.counters.applies.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.clone();
+        if let Err(e) = blocking(move || {
+            let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+            store::remove_other_keys(&dir, &keep)
+        })
+        .await
+        {
+            tracing::warn!(error = %e, "could not remove unused keys");
+        }
+        tracing::info!(%state, "step applied");
+        Ok((true, self.snapshot()?))
+    }
+
+    /// Exports `set` for the workload and runs its reload command (nothing without
+    /// an export): the node's state is persisted already.
+    async fn publish(&self, set: &rollover_pki::CredentialSet) -> Result<(), AgentError> {
+        let (Some(export), Some(workload)) = (&self.export, &self.workload) else {
+            return Ok(());
+        };
+        workload.swap(exported_identity(set)?)?;
+        let (writer, set) = (export.clone(), set.clone());
+        blocking(move || writer.write(&set)).await?;
+        export.run_reload().await
+    }
+
+    /// Puts the node back in `previous` after a step failed past persisting: state,
+    /// live credentials, exported files, and a best-effort reload.
+    async fn restore(&self, previous: NodeData) -> Result<(), AgentError> {
+        let set = previous.credential_set()?;
+        persist(&self.dir, previous).await?;
+        self.creds.swap(set.clone())?;
+        if let Err(e) = self.publish(&set).await {
+            tracing::error!(error = %e, "could not re-export the previous credentials");
+        }
+        Ok(())
+    }
+
+    /// Probe: a real handshake with a peer's data plane (ping/pong) or, for
+    /// `workload`, with its workload's own endpoint (HTTP), presenting the workload's
+    /// identity when the credentials are exported.
+    pub(crate) async fn probe(
+        &self,
+        peer_id: &str,
+        peer_address: &str,
+        workload: bool,
+    ) -> v1::ProbeResponse {
+        let creds = self.workload.as_ref().unwrap_or(&self.creds);
+        let target = if workload {
+            dataplane::Target::Workload
+        } else {
+            dataplane::Target::DataPlane
+        };
+        let answer = dataplane::probe(creds, peer_id, peer_address, target).await;
+        let counter = if answer.ok {
+            &self.counters.probes_ok
+        } else {
+            &self.counters.probes_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+}
+
+pub(crate) fn machine_state(node: &NodeData) -> String {
+    node.state().to_string()
+}
+
+async fn persist(dir: &std::path::Path, node: NodeData) -> Result<(), AgentError> {
+    let dir = dir.to_path_buf();
+    blocking(move || store::save_node(&dir, &node)).await
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AgentError::Server(format!("state directory task: {e}")))?
+}
