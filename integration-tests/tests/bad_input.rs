@@ -1943,6 +1943,7 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
             .create_csr(v1::CreateCsrRequest {
                 ca_name: CA.into(),
                 generation: 2,
+                ..Default::default()
             })
             .await
             .expect("csr")
@@ -1974,6 +1975,7 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
                         .create_csr(v1::CreateCsrRequest {
                             ca_name,
                             generation,
+                            ..Default::default()
                         })
                         .await
                         .map(drop),
@@ -2046,6 +2048,7 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
         v1::CreateCsrRequest {
             ca_name: CA.into(),
             generation: 2,
+            ..Default::default()
         }
         .encode_to_vec(),
     ];
@@ -2124,6 +2127,7 @@ fn agent_refuses_bad_input_clearly_and_keeps_serving() {
             .create_csr(v1::CreateCsrRequest {
                 ca_name: CA.into(),
                 generation: 3,
+                ..Default::default()
             })
             .await
             .expect("CreateCsr")

@@ -84,6 +84,7 @@ async fn every_method(
             c().create_csr(v1::CreateCsrRequest {
                 ca_name: CA.into(),
                 generation: 2,
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -741,6 +742,7 @@ async fn state_files_are_owner_only() {
             .create_csr(v1::CreateCsrRequest {
                 ca_name: CA.into(),
                 generation: 2,
+                ..Default::default()
             })
             .await
             .expect("csr")

@@ -82,6 +82,9 @@ pub struct AgentMetrics {
     pub control_handshakes_ok: u64,
     /// Control-server handshakes refused or timed out.
     pub control_handshakes_failed: u64,
+    /// ApplyStep and CreateCsr calls refused because a newer leader has called for
+    /// their rotation (a deposed executor's late calls).
+    pub epoch_refusals: u64,
 }
 
 /// A node loaded from its state directory and checked against the config, with its
@@ -349,6 +352,7 @@ impl AgentHandle {
             data_handshakes_failed: self.inner.data_stats.failed(),
             control_handshakes_ok: self.inner.control_stats.ok(),
             control_handshakes_failed: self.inner.control_stats.failed(),
+            epoch_refusals: c.epoch_refusals.load(Ordering::Relaxed),
         }
     }
 

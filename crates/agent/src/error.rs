@@ -20,6 +20,20 @@ pub enum AgentError {
     #[error("{0}")]
     Precondition(String),
 
+    /// A call of a deposed executor: a leader with a higher epoch has called for
+    /// this rotation since (see `fence`).
+    #[error(
+        "stale leader: epoch {epoch} for rotation {rotation_id:?}, but epoch {highest} leads it now"
+    )]
+    StaleLeader {
+        /// The rotation.
+        rotation_id: String,
+        /// The caller's epoch.
+        epoch: u64,
+        /// The highest epoch the node has seen for the rotation.
+        highest: u64,
+    },
+
     /// The request itself is malformed (missing field, bad certificate).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -121,7 +135,7 @@ impl From<AgentError> for Status {
     fn from(e: AgentError) -> Self {
         let message = e.to_string();
         match e {
-            AgentError::Step(_) | AgentError::Precondition(_) => {
+            AgentError::Step(_) | AgentError::Precondition(_) | AgentError::StaleLeader { .. } => {
                 Status::failed_precondition(message)
             }
             AgentError::InvalidRequest(_) => Status::invalid_argument(message),

@@ -18,6 +18,7 @@ mod bootstrap;
 mod dataplane;
 mod error;
 pub mod export;
+mod fence;
 pub mod machine;
 mod node;
 mod run;

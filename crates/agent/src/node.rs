@@ -24,6 +24,7 @@ use rollover_proto::v1;
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
+use crate::fence::LeaderEpochs;
 use crate::machine::{self, Generation, StepError};
 
 /// The CA generation a key was made for, as named in CreateCsr.
@@ -31,6 +32,15 @@ use crate::machine::{self, Generation, StepError};
 pub(crate) struct CsrLabel {
     pub ca_name: String,
     pub generation: u32,
+}
+
+/// Who calls, for fencing: the rotation and the caller's leader epoch (0: an executor
+/// that leads alone). CreateCsr may name no rotation (an older executor): then it is
+/// not fenced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Caller {
+    pub rotation_id: String,
+    pub leader_epoch: u64,
 }
 
 /// A generation with where its key is stored.
@@ -90,6 +100,8 @@ pub(crate) struct NodeData {
     pub ledger: BTreeMap<(String, u64), LedgerEntry>,
     /// Steps applied or undone (repeats not counted).
     pub applied_count: u64,
+    /// The highest leader epoch seen per rotation (fencing of deposed executors).
+    pub leader_epochs: LeaderEpochs,
     /// Whether the node builds chains (configuration, not persisted): when false it
     /// neither sends its bridges nor verifies a peer through one (MODEL §11).
     pub chains: bool,
@@ -118,6 +130,8 @@ pub(crate) struct StepRequest {
     pub old_root_fingerprint: Option<String>,
     /// `b_new` and `b_old`, for `bridge`.
     pub bridges: Option<Bridges>,
+    /// The calling executor's leader epoch.
+    pub leader_epoch: u64,
 }
 
 /// What ApplyStep does.
@@ -149,6 +163,7 @@ impl NodeData {
             pending: None,
             ledger: BTreeMap::new(),
             applied_count: 0,
+            leader_epochs: LeaderEpochs::default(),
             chains: true,
         }
     }
@@ -191,6 +206,17 @@ impl NodeData {
         );
         files.extend(self.pending.as_ref().map(|p| p.key_file.as_str()));
         files
+    }
+
+    /// Admit a call of `caller` (see [`crate::fence`]): refused when a newer leader
+    /// has called for its rotation; `true` when this call's epoch is newer than any
+    /// seen, so the state must be persisted even if nothing else changes.
+    pub fn admit(&mut self, caller: &Caller) -> Result<bool, AgentError> {
+        if caller.rotation_id.is_empty() {
+            return Ok(false);
+        }
+        self.leader_epochs
+            .admit(&caller.rotation_id, caller.leader_epoch)
     }
 
     /// CreateCsr: the key for `label`, reused if one was made for it already.
@@ -642,6 +668,7 @@ mod tests {
             new_leaf: None,
             old_root_fingerprint: None,
             bridges: None,
+            leader_epoch: 0,
         }
     }
 

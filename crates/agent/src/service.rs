@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::AgentError;
-use crate::node::{CsrLabel, StepRequest};
+use crate::node::{Caller, CsrLabel, StepRequest};
 use crate::shared::Inner;
 
 /// The Agent service of one node.
@@ -70,6 +70,7 @@ fn parse_step(r: ApplyStepRequest) -> Result<StepRequest, AgentError> {
         .map_err(|e| AgentError::InvalidRequest(format!("action: {e}")))?;
     let der = |bytes: Vec<u8>| (!bytes.is_empty()).then(|| CertificateDer::from(bytes));
     Ok(StepRequest {
+        leader_epoch: r.leader_epoch,
         rotation_id: r.rotation_id,
         step_id: r.step_id,
         action,
@@ -124,8 +125,12 @@ impl AgentApi for AgentService {
                 ca_name: r.ca_name,
                 generation: r.generation,
             };
+            let caller = Caller {
+                rotation_id: r.rotation_id,
+                leader_epoch: r.leader_epoch,
+            };
             let inner = self.inner.clone();
-            let csr_der = to_the_end(async move { inner.create_csr(label).await }).await?;
+            let csr_der = to_the_end(async move { inner.create_csr(label, &caller).await }).await?;
             Ok(Response::new(CreateCsrResponse { csr_der }))
         }
         .instrument(span)

@@ -13,7 +13,7 @@ use rollover_proto::v1;
 use rollover_transport::HandshakeStats;
 
 use crate::export::{Export, exported_identity};
-use crate::node::{CsrKey, CsrLabel, NodeData, Outcome, StepRequest};
+use crate::node::{Caller, CsrKey, CsrLabel, NodeData, Outcome, StepRequest};
 use crate::{AgentError, dataplane, store};
 
 #[derive(Debug, Default)]
@@ -21,6 +21,7 @@ pub(crate) struct Counters {
     pub(crate) applies: AtomicU64,
     pub(crate) probes_ok: AtomicU64,
     pub(crate) probes_failed: AtomicU64,
+    pub(crate) epoch_refusals: AtomicU64,
 }
 
 /// The state shared by the agent's servers and its handle.
@@ -56,11 +57,22 @@ impl Inner {
     }
 
     /// CreateCsr: a CSR for the key of `label`, made and persisted if new.
-    pub(crate) async fn create_csr(&self, label: CsrLabel) -> Result<Vec<u8>, AgentError> {
+    pub(crate) async fn create_csr(
+        &self,
+        label: CsrLabel,
+        caller: &Caller,
+    ) -> Result<Vec<u8>, AgentError> {
         let _op = self.op.lock().await;
-        let current = self.node().clone();
+        let mut current = self.node().clone();
+        let raised = self.admit(&mut current, caller)?;
         let key = match current.csr_key(&label, store::key_file_name)? {
-            CsrKey::Existing(key) => key,
+            CsrKey::Existing(key) => {
+                if raised {
+                    persist(&self.dir, current.clone()).await?;
+                    *self.node() = current;
+                }
+                key
+            }
             CsrKey::Fresh { key, next } => {
                 let (dir, stored, k) = (self.dir.clone(), (*next).clone(), key.clone());
                 blocking(move || {
@@ -84,10 +96,21 @@ impl Inner {
         req: StepRequest,
     ) -> Result<(bool, v1::AgentState), AgentError> {
         let _op = self.op.lock().await;
-        let current = self.node().clone();
+        let mut current = self.node().clone();
+        let caller = Caller {
+            rotation_id: req.rotation_id.clone(),
+            leader_epoch: req.leader_epoch,
+        };
+        let raised = self.admit(&mut current, &caller)?;
         let next = match current.apply(&req)? {
             Outcome::Repeat => {
                 tracing::info!("repeat of an applied step: nothing to do");
+                if raised {
+                    // A new leader re-sent it: remember its epoch, so the old one's
+                    // late calls are refused.
+                    persist(&self.dir, current.clone()).await?;
+                    *self.node() = current;
+                }
                 return Ok((false, self.snapshot()?));
             }
             Outcome::Changed(next) => *next,
@@ -122,6 +145,14 @@ impl Inner {
         }
         tracing::info!(%state, "step applied");
         Ok((true, self.snapshot()?))
+    }
+
+    /// Admit `caller` on `node` (see [`crate::fence`]), counting refusals.
+    fn admit(&self, node: &mut NodeData, caller: &Caller) -> Result<bool, AgentError> {
+        node.admit(caller).inspect_err(|e| {
+            self.counters.epoch_refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "refused a deposed executor's call");
+        })
     }
 
     /// Exports `set` for the workload and runs its reload command (nothing without

@@ -23,6 +23,7 @@ use rollover_pki::{Bridges, CertificateDer, CredentialSet, HeldLeaf, NodeKey, fi
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
+use crate::fence::{LeaderEpochs, SeenEpoch};
 use crate::machine::Generation;
 use crate::node::{CsrLabel, LedgerEntry, NodeData, Pending, Rotation, StoredGen};
 
@@ -56,6 +57,9 @@ struct NodeFile {
     #[serde(default)]
     applied: Vec<AppliedFile>,
     applied_count: u64,
+    /// The highest leader epoch seen per rotation, oldest rotation first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    leader_epochs: Vec<SeenEpoch>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -203,6 +207,7 @@ pub(crate) fn save_node(dir: &Path, node: &NodeData) -> Result<(), AgentError> {
             })
             .collect(),
         applied_count: node.applied_count,
+        leader_epochs: node.leader_epochs.seen().to_vec(),
     };
     let mut text = serde_json::to_string_pretty(&file)
         .map_err(|e| AgentError::state(dir.join(NODE_FILE), e))?;
@@ -272,6 +277,7 @@ pub(crate) fn load_node(dir: &Path) -> Result<NodeData, AgentError> {
             .transpose()?,
         ledger,
         applied_count: file.applied_count,
+        leader_epochs: LeaderEpochs::from_seen(file.leader_epochs),
         chains: true,
     };
     if node.done() > crate::machine::steps(node.mode, node.bridged()).len() {

@@ -94,6 +94,11 @@ pub struct ExecutorConfig {
     /// current root of a CA rotated with the bridge strategy, when the executor did
     /// not make it itself (the new roots of its own rotations are in the journal).
     pub root_keys: Vec<Arc<RootCa>>,
+    /// The lease epoch this executor leads its group with (0: it leads alone, with
+    /// no lease). Every ApplyStep and CreateCsr carries it, and agents refuse calls
+    /// with a lower epoch than one they have seen, so a deposed leader's late calls
+    /// do nothing.
+    pub leader_epoch: u64,
 }
 
 impl ExecutorConfig {
@@ -113,6 +118,7 @@ impl ExecutorConfig {
             prepare_concurrency: 64,
             metrics: None,
             root_keys: Vec::new(),
+            leader_epoch: 0,
         }
     }
 
@@ -204,6 +210,7 @@ impl Executor {
             leaf_validity: config.leaf_validity,
             prepare_concurrency: config.prepare_concurrency,
             root_keys: config.root_keys,
+            leader_epoch: config.leader_epoch,
             probe_limit: Arc::new(tokio::sync::Semaphore::new(rotation::PROBES_IN_FLIGHT)),
         });
         let executor = Executor {

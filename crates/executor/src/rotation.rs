@@ -90,6 +90,8 @@ pub struct Ctx {
     /// otherwise open thousands of connections at once and run out of file
     /// descriptors (both ends are in the process when simulated).
     pub probe_limit: Arc<tokio::sync::Semaphore>,
+    /// The epoch this executor leads with (see [`crate::ExecutorConfig::leader_epoch`]).
+    pub leader_epoch: u64,
 }
 
 /// Default of [`Ctx::probe_limit`].
@@ -1191,6 +1193,7 @@ impl Rotation {
             undo,
             bridge_new_der: Vec::new(),
             bridge_old_der: Vec::new(),
+            leader_epoch: self.ctx.leader_epoch,
         };
         if !undo && step.action == self.fleet.mode(node).steps()[0] {
             // The mode's first step brings the new generation (no CSR before it).
@@ -1225,6 +1228,8 @@ impl Rotation {
             .create_csr(v1::CreateCsrRequest {
                 ca_name: self.fleet.ca.clone(),
                 generation: self.snapshot().meta.generation,
+                rotation_id: self.id.clone(),
+                leader_epoch: self.ctx.leader_epoch,
             })
             .await?;
         let leaf = prepared

@@ -666,3 +666,30 @@ async fn grpc_service_runs_a_given_plan_document() {
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// A leading executor's epoch (its lease's fencing token) goes with every call that
+/// changes an agent, so agents can refuse a deposed leader's late calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_create_csr_and_apply_step_carries_the_leader_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(12, 3);
+    let world = World::new(&topology);
+    let mut config = config(dir.path(), &world)
+        .planner_url(&planner().await)
+        .unwrap();
+    config.leader_epoch = 7;
+    let executor = Executor::open(config).unwrap();
+    let id = executor
+        .start_rotation(request(&topology, false, 4))
+        .await
+        .unwrap()
+        .rotation_id;
+    let status = wait_for(&executor, &id, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
+    let calls = world.fencing.lock().unwrap().clone();
+    let count = |call: &str| calls.iter().filter(|(c, ..)| *c == call).count();
+    assert!(count("CreateCsr") > 0 && count("ApplyStep") > count("CreateCsr"));
+    for (call, rotation, epoch) in &calls {
+        assert_eq!((rotation.as_str(), *epoch), (id.as_str(), 7), "{call}");
+    }
+}

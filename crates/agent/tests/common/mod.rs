@@ -104,6 +104,18 @@ impl Executor {
         action: Action,
         undo: bool,
     ) -> Result<ApplyStepResponse, Status> {
+        self.step_as(0, agent, step_id, action, undo).await
+    }
+
+    /// [`Self::step`] as a leader of `leader_epoch` (its CreateCsr too).
+    pub async fn step_as(
+        &self,
+        leader_epoch: u64,
+        agent: &AgentHandle,
+        step_id: u64,
+        action: Action,
+        undo: bool,
+    ) -> Result<ApplyStepResponse, Status> {
         let mut client = self.client(agent);
         let mut request = ApplyStepRequest {
             rotation_id: ROTATION.into(),
@@ -111,6 +123,7 @@ impl Executor {
             action: StepAction::from(action).into(),
             old_root_fingerprint: self.old_fingerprint.clone(),
             undo,
+            leader_epoch,
             ..Default::default()
         };
         if matches!(action, Action::Stage | Action::Switch) && !undo {
@@ -118,6 +131,8 @@ impl Executor {
                 .create_csr(CreateCsrRequest {
                     ca_name: CA.into(),
                     generation: 2,
+                    rotation_id: ROTATION.into(),
+                    leader_epoch,
                 })
                 .await?
                 .into_inner()

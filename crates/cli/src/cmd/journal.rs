@@ -207,6 +207,8 @@ where
         ));
         let mut config = make_config(epoch)?;
         config.journal = Some(term);
+        // Epochs start at 1 and only grow (the lease row's sequence).
+        config.leader_epoch = u64::try_from(epoch).unwrap_or_default();
         let opened = tokio::task::block_in_place(|| Executor::open(config));
         let executor = match opened {
             Ok(executor) => executor,

@@ -36,6 +36,8 @@ pub struct World {
     csr_keys: Mutex<HashMap<String, NodeKey>>,
     /// The generation of every CreateCsr, in order.
     pub csr_generations: Mutex<Vec<u32>>,
+    /// (call, rotation id, leader epoch) of every CreateCsr and ApplyStep.
+    pub fencing: Mutex<Vec<(&'static str, String, u64)>>,
 }
 
 impl World {
@@ -54,6 +56,7 @@ impl World {
             delay: Mutex::new(Duration::ZERO),
             csr_keys: Mutex::new(HashMap::new()),
             csr_generations: Mutex::new(Vec::new()),
+            fencing: Mutex::new(Vec::new()),
         })
     }
 
@@ -151,6 +154,11 @@ impl AgentApi for FakeAgent {
     ) -> BoxFuture<'_, Result<v1::CreateCsrResponse, AgentError>> {
         Box::pin(async move {
             assert!(request.generation > 0);
+            self.world.fencing.lock().unwrap().push((
+                "CreateCsr",
+                request.rotation_id.clone(),
+                request.leader_epoch,
+            ));
             self.world
                 .csr_generations
                 .lock()
@@ -176,6 +184,11 @@ impl AgentApi for FakeAgent {
         request: v1::ApplyStepRequest,
     ) -> BoxFuture<'_, Result<v1::ApplyStepResponse, AgentError>> {
         Box::pin(async move {
+            self.world.fencing.lock().unwrap().push((
+                "ApplyStep",
+                request.rotation_id.clone(),
+                request.leader_epoch,
+            ));
             let delay = *self.world.delay.lock().unwrap();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
