@@ -43,6 +43,14 @@ pub enum CoreError {
     /// A planning request that cannot be honoured (e.g. an unknown start node).
     #[error("cannot plan: {0}")]
     Planning(String),
+    /// An address (a node's `probe`) that is not `host:port`.
+    #[error("`{text}` is not host:port: {reason}")]
+    HostPort {
+        /// The address as written.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl CoreError {
@@ -50,7 +58,7 @@ impl CoreError {
     pub fn as_input(&self) -> Option<&InputError> {
         match self {
             CoreError::Input(e) => Some(e),
-            CoreError::Planning(_) => None,
+            CoreError::Planning(_) | CoreError::HostPort { .. } => None,
         }
     }
 }

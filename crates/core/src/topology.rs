@@ -152,10 +152,7 @@ impl Topology {
             if let Some(probe) = &node.probe
                 && let Err(why) = check_host_port(probe)
             {
-                return Err(doc.error_in(
-                    &[Key("nodes"), Index(i), Key("probe")],
-                    format!("`{probe}` is not host:port: {why}"),
-                ));
+                return Err(doc.error_in(&[Key("nodes"), Index(i), Key("probe")], why.to_string()));
             }
             if let Some(first) = seen.insert(node.id.as_str(), i) {
                 return Err(doc.error_in(
@@ -208,37 +205,43 @@ impl Topology {
 
 /// Checks `host:port` syntax: a non-empty host name or address (IPv6 in brackets)
 /// and a port in 1..=65535.
-pub fn check_host_port(text: &str) -> Result<(), String> {
+pub fn check_host_port(text: &str) -> Result<(), CoreError> {
+    let bad = |reason: String| CoreError::HostPort {
+        text: text.to_string(),
+        reason,
+    };
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (inside, after) = rest
             .split_once(']')
-            .ok_or_else(|| "an IPv6 address needs its closing `]`".to_string())?;
+            .ok_or_else(|| bad("an IPv6 address needs its closing `]`".into()))?;
         if inside.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("`{inside}` is not an IPv6 address"));
+            return Err(bad(format!("`{inside}` is not an IPv6 address")));
         }
         let port = after
             .strip_prefix(':')
-            .ok_or_else(|| "expected `:port` after the address".to_string())?;
+            .ok_or_else(|| bad("expected `:port` after the address".into()))?;
         (inside, port)
     } else {
         let (host, port) = text
             .rsplit_once(':')
-            .ok_or_else(|| "expected `host:port` (e.g. `127.0.0.1:8443`)".to_string())?;
+            .ok_or_else(|| bad("expected `host:port` (e.g. `127.0.0.1:8443`)".into()))?;
         if host.contains(':') {
-            return Err("write an IPv6 address in brackets, e.g. `[::1]:8443`".into());
+            return Err(bad(
+                "write an IPv6 address in brackets, e.g. `[::1]:8443`".into()
+            ));
         }
         let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
         if host.is_empty() || !host.chars().all(valid) {
-            return Err(format!("`{host}` is not a host name or address"));
+            return Err(bad(format!("`{host}` is not a host name or address")));
         }
         (host, port)
     };
     if host.is_empty() {
-        return Err("the host is empty".into());
+        return Err(bad("the host is empty".into()));
     }
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
-        _ => Err(format!("`{port}` is not a port (1-65535)")),
+        _ => Err(bad(format!("`{port}` is not a port (1-65535)"))),
     }
 }
 

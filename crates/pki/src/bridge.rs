@@ -47,11 +47,9 @@ impl Bridges {
     /// the new root too, `b_new` carrying its name and key and `b_old` issued by it.
     /// A node runs this before it sends anything it was given.
     pub fn check(&self, old_root: &[u8], new_root: Option<&[u8]>) -> Result<(), PkiError> {
-        fn named(what: &'static str) -> impl Fn(String) -> PkiError {
-            move |reason| PkiError::Bridge(format!("{what}: {reason}"))
-        }
-        bridge_shape(&self.b_new).map_err(named("b_new"))?;
-        bridge_shape(&self.b_old).map_err(named("b_old"))?;
+        let named = |what: &'static str| move |e: PkiError| e.in_bridge(what);
+        check_bridge(&self.b_new).map_err(named("b_new"))?;
+        check_bridge(&self.b_old).map_err(named("b_old"))?;
         let (_, b_new) = parse(&self.b_new)?;
         let (_, b_old) = parse(&self.b_old)?;
         let (_, old) = parse(old_root)?;
@@ -67,21 +65,24 @@ impl Bridges {
 }
 
 /// `cert` names `issuer` as its issuer and its signature verifies with its key.
-fn issued_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Result<(), String> {
+fn issued_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Result<(), PkiError> {
     if cert.issuer().as_raw() != issuer.subject().as_raw() {
-        return Err(format!("its issuer is {}", cert.issuer()));
+        return Err(PkiError::Bridge(format!("its issuer is {}", cert.issuer())));
     }
     cert.verify_signature(Some(issuer.public_key()))
-        .map_err(|e| format!("signature: {e}"))
+        .map_err(|e| PkiError::Bridge(format!("signature: {e}")))
 }
 
 /// `cert` has `root`'s subject name and public key.
-fn carries(cert: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), String> {
+fn carries(cert: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), PkiError> {
     if cert.subject().as_raw() != root.subject().as_raw() {
-        return Err(format!("its subject is {}", cert.subject()));
+        return Err(PkiError::Bridge(format!(
+            "its subject is {}",
+            cert.subject()
+        )));
     }
     if cert.public_key().raw != root.public_key().raw {
-        return Err("its public key differs".into());
+        return Err(PkiError::Bridge("its public key differs".into()));
     }
     Ok(())
 }
@@ -158,13 +159,9 @@ impl RootCa {
 /// Checks that `cert` has the shape of a bridge: a parseable CA certificate with
 /// pathLenConstraint 0 whose subject differs from its issuer.
 pub fn check_bridge(cert: &[u8]) -> Result<(), PkiError> {
-    bridge_shape(cert).map_err(PkiError::Bridge)
-}
-
-/// [`check_bridge`], with the reason as plain text.
-pub(crate) fn bridge_shape(cert: &[u8]) -> Result<(), String> {
+    let bridge = |reason: String| PkiError::Bridge(reason);
     let (_, parsed) =
-        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("malformed: {e}"))?;
+        x509_parser::parse_x509_certificate(cert).map_err(|e| bridge(format!("malformed: {e}")))?;
     match parsed.basic_constraints() {
         Ok(Some(ext)) => match ext.value {
             ParsedConstraints {
@@ -172,15 +169,17 @@ pub(crate) fn bridge_shape(cert: &[u8]) -> Result<(), String> {
                 path_len_constraint: Some(0),
             } => {}
             other => {
-                return Err(format!(
+                return Err(bridge(format!(
                     "basicConstraints must be CA with pathLenConstraint 0, found {other:?}"
-                ));
+                )));
             }
         },
-        _ => return Err("missing or malformed basicConstraints".into()),
+        _ => return Err(bridge("missing or malformed basicConstraints".into())),
     }
     if parsed.subject().as_raw() == parsed.issuer().as_raw() {
-        return Err("self-issued: a bridge names one root and is signed by the other".into());
+        return Err(bridge(
+            "self-issued: a bridge names one root and is signed by the other".into(),
+        ));
     }
     Ok(())
 }

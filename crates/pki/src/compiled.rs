@@ -14,7 +14,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{DistinguishedName, RootCertStore};
 
-use crate::bridge::bridge_shape;
+use crate::bridge::check_bridge;
 use crate::credentials::{issuer_dn, subject_dn};
 use crate::{CredentialSet, PkiError};
 
@@ -61,8 +61,7 @@ impl Compiled {
         let hint_subjects = server_store.subjects();
 
         for (index, bridge) in set.sends.iter().enumerate() {
-            bridge_shape(bridge)
-                .map_err(|reason| PkiError::Bridge(format!("sends #{index}: {reason}")))?;
+            check_bridge(bridge).map_err(|e| e.in_bridge(&format!("sends #{index}")))?;
         }
         // A node that cannot build chains sends nothing after its leaf.
         let sends = match set.chains {

@@ -6,7 +6,7 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
 use crate::PkiError;
-use crate::names::{common_names, node_dns_name};
+use crate::names::{CommonName, common_names, node_dns_name};
 
 /// Returns the CSR's public key once the CSR is proven to be a valid request for `node_id`.
 ///
@@ -31,13 +31,10 @@ pub(crate) fn checked_public_key(
     let info = &csr.certification_request_info;
 
     let cns = common_names(&info.subject);
-    if !matches!(cns.as_slice(), [Ok(cn)] if cn == node_id) {
+    if !matches!(cns.as_slice(), [CommonName::Text(cn)] if cn == node_id) {
         return Err(PkiError::CsrCommonName {
             expected: node_id.to_owned(),
-            found: cns
-                .into_iter()
-                .map(|cn| cn.unwrap_or_else(|hex| hex))
-                .collect(),
+            found: cns.iter().map(ToString::to_string).collect(),
         });
     }
 

@@ -95,3 +95,14 @@ pub enum PkiError {
     #[error("bridge: {0}")]
     Bridge(String),
 }
+
+impl PkiError {
+    /// A bridge error located: its reason prefixed with `what` (`b_new`, `sends #1`);
+    /// any other error unchanged.
+    pub(crate) fn in_bridge(self, what: &str) -> Self {
+        match self {
+            PkiError::Bridge(reason) => PkiError::Bridge(format!("{what}: {reason}")),
+            other => other,
+        }
+    }
+}

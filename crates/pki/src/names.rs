@@ -104,18 +104,36 @@ pub(crate) fn dns_san(id: &str) -> Result<rcgen::SanType, PkiError> {
 pub fn node_id_from_cert(cert_der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     match common_names(cert.subject()).as_slice() {
-        [Ok(cn)] => Some(cn.clone()),
+        [CommonName::Text(cn)] => Some(cn.clone()),
         _ => None,
     }
 }
 
-/// Every CN in `name`: `Ok(text)`, or `Err(hex)` for a value that is not a string.
-pub(crate) fn common_names(name: &X509Name<'_>) -> Vec<Result<String, String>> {
+/// One CN value of a subject name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CommonName {
+    /// A string.
+    Text(String),
+    /// A value that is not a string, as its raw bytes.
+    NotText(Vec<u8>),
+}
+
+impl std::fmt::Display for CommonName {
+    /// The text, or the raw bytes in hex.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommonName::Text(text) => f.write_str(text),
+            CommonName::NotText(raw) => f.write_str(&hex::encode(raw)),
+        }
+    }
+}
+
+/// Every CN in `name`.
+pub(crate) fn common_names(name: &X509Name<'_>) -> Vec<CommonName> {
     name.iter_common_name()
-        .map(|cn| {
-            cn.as_str()
-                .map(str::to_owned)
-                .map_err(|_| hex::encode(cn.as_slice()))
+        .map(|cn| match cn.as_str() {
+            Ok(text) => CommonName::Text(text.to_owned()),
+            Err(_) => CommonName::NotText(cn.as_slice().to_vec()),
         })
         .collect()
 }
