@@ -1,5 +1,6 @@
 //! The node's data plane: an mTLS listener that answers `ping\n` with `pong\n`, and
-//! probes, its client half.
+//! probes, its client half (the exchange itself is `rollover_transport`'s, shared
+//! with the executor's own probes).
 //!
 //! Both use the node's live credentials, so every handshake follows the node's
 //! current MODEL §3 state. With TLS 1.3 the client finishes its handshake before the
@@ -12,11 +13,13 @@ use std::time::Duration;
 
 use rollover_pki::{LiveCredentials, fingerprint};
 use rollover_proto::v1::{ProbeFailure, ProbeResponse};
-use rollover_transport::{HANDSHAKE_TIMEOUT, HandshakeStats, Listener, ProbeError, connect_tls};
+use rollover_transport::{
+    HANDSHAKE_TIMEOUT, HandshakeStats, Listener, ProbeError, answer_ping, ask_line, connect_tls,
+    ping_pong,
+};
 use rustls::SignatureScheme;
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -24,8 +27,6 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long either side waits for the other's line.
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest line either side reads.
-const MAX_LINE: u64 = 64;
 /// Longest HTTP status line a workload probe reads.
 const MAX_STATUS_LINE: u64 = 512;
 
@@ -84,17 +85,7 @@ async fn answer(
             return;
         }
     };
-    let mut stream = BufReader::new(tls);
-    let mut line = String::new();
-    let mut limited = (&mut stream).take(MAX_LINE);
-    let read = limited.read_line(&mut line);
-    if let Ok(Ok(_)) = tokio::time::timeout(LINE_TIMEOUT, read).await
-        && line == "ping\n"
-    {
-        let tls = stream.get_mut();
-        let _ = tls.write_all(b"pong\n").await;
-        let _ = tls.shutdown().await;
-    }
+    answer_ping(tls, LINE_TIMEOUT).await;
 }
 
 /// What a probe talks to.
@@ -127,52 +118,29 @@ pub(crate) async fn probe(
 
     let mut peer_presented = String::new();
     let outcome = async {
-        let tls = connect_tls(peer_address, Arc::new(config), peer_id)
+        let mut tls = connect_tls(peer_address, Arc::new(config), peer_id)
             .await
             .map_err(|e| ProbeError::from_error(&e))?;
         if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
             peer_presented = fingerprint(cert);
         }
-        let mut stream = BufReader::new(tls);
-        let (ask, limit) = match target {
-            Target::DataPlane => ("ping\n".to_string(), MAX_LINE),
-            Target::Workload => (
-                format!(
+        match target {
+            Target::DataPlane => ping_pong(&mut tls, peer_address, LINE_TIMEOUT).await,
+            Target::Workload => {
+                let ask = format!(
                     "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
                     rollover_pki::node_dns_name(peer_id)
-                ),
-                MAX_STATUS_LINE,
-            ),
-        };
-        let exchange = async {
-            stream.get_mut().write_all(ask.as_bytes()).await?;
-            stream.get_mut().flush().await?;
-            let mut line = String::new();
-            (&mut stream).take(limit).read_line(&mut line).await?;
-            Ok::<_, std::io::Error>(line)
-        };
-        match (tokio::time::timeout(LINE_TIMEOUT, exchange).await, target) {
-            (Ok(Ok(line)), Target::DataPlane) if line == "pong\n" => Ok(()),
-            (Ok(Ok(line)), _) if line.is_empty() => Err(ProbeError::new(
-                ProbeFailure::Connection,
-                "connection closed before an answer",
-            )),
-            (Ok(Ok(line)), Target::DataPlane) => Err(ProbeError::new(
-                ProbeFailure::BadAnswer,
-                format!("expected pong, got {line:?}"),
-            )),
-            (Ok(Ok(line)), Target::Workload) => http_answer(line.trim_end()),
-            (Ok(Err(e)), _) => {
-                let kind = ProbeError::from_error(&e).kind;
-                Err(ProbeError::new(
-                    kind,
-                    format!("tls with {peer_address}: {e}"),
-                ))
+                );
+                let line = ask_line(
+                    &mut tls,
+                    peer_address,
+                    ask.as_bytes(),
+                    MAX_STATUS_LINE,
+                    LINE_TIMEOUT,
+                )
+                .await?;
+                http_answer(line.trim_end())
             }
-            (Err(_), _) => Err(ProbeError::new(
-                ProbeFailure::Connection,
-                format!("no answer from {peer_address} within {LINE_TIMEOUT:?}"),
-            )),
         }
     }
     .await;

@@ -14,7 +14,6 @@ use futures::future::BoxFuture;
 use rollover_proto::v1;
 use rollover_proto::v1::agent_service_client::AgentServiceClient;
 use rollover_transport::{ProbeError, TransportError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
 /// An agent call that failed: the gRPC status, its source folded into the message
@@ -429,36 +428,7 @@ pub async fn tls_probe(
     peer_address: &str,
     timeout: Duration,
 ) -> Result<(), ProbeError> {
-    let io = |what: &str, e: std::io::Error| {
-        let kind = ProbeError::from_error(&e).kind;
-        ProbeError::new(kind, format!("TLS {what}: {e}"))
-    };
-    let work = async {
-        let mut tls = rollover_transport::connect_tls(peer_address, config, peer_id)
-            .await
-            .map_err(|e| ProbeError::from_error(&e))?;
-        tls.write_all(b"ping\n").await.map_err(|e| io("write", e))?;
-        tls.flush().await.map_err(|e| io("write", e))?;
-        let mut answer = [0u8; 5];
-        tls.read_exact(&mut answer)
-            .await
-            .map_err(|e| io("read", e))?;
-        if &answer != b"pong\n" {
-            return Err(ProbeError::new(
-                v1::ProbeFailure::BadAnswer,
-                format!("unexpected answer {:?}", String::from_utf8_lossy(&answer)),
-            ));
-        }
-        Ok(())
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .unwrap_or_else(|_| {
-            Err(ProbeError::new(
-                v1::ProbeFailure::Connection,
-                format!("timed out after {timeout:?}"),
-            ))
-        })
+    rollover_transport::ping(peer_address, config, peer_id, timeout).await
 }
 
 #[cfg(test)]

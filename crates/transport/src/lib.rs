@@ -15,7 +15,9 @@
 //! * Clients: [`tls_channel`] makes a lazy tonic `Channel` whose connector dials TCP
 //!   and runs the TLS handshake with the credentials current at connect time,
 //!   verifying the server as `node_dns_name(server_node_id)`. [`connect_tls`] is the
-//!   same handshake for raw (non-gRPC) connections.
+//!   same handshake for raw (non-gRPC) connections; [`ping`] (or [`ping_pong`] on a
+//!   connected stream) is the data plane's `ping`/`pong` exchange over it, and
+//!   [`answer_ping`] its server half, failing with a [`ProbeError`] of a kind.
 //! * Shared listeners: a server accepts from a [`Listener`], its own TCP listener or
 //!   the connections an [`SniRouter`] routes to it by TLS server name (a simulator's
 //!   thousands of servers in one process).
@@ -25,6 +27,7 @@ mod client;
 mod error;
 mod limits;
 mod listener;
+mod ping;
 mod probe_error;
 mod server;
 mod services;
@@ -33,6 +36,7 @@ pub use client::{CONNECT_TIMEOUT, connect_tls, plain_channel, tls_channel};
 pub use error::TransportError;
 pub use limits::{Guarded, ServerLimits};
 pub use listener::{Listener, RoutedListener, SniRouter};
+pub use ping::{MAX_LINE, PING, PONG, answer_ping, ask_line, ping, ping_pong};
 pub use probe_error::ProbeError;
 pub use server::{
     ConnectionCloser, HANDSHAKE_TIMEOUT, HandshakeStats, ServerTlsStream, TlsIncoming,
