@@ -1,162 +1,182 @@
-//! Executor metrics in the Prometheus text format, and a tiny opt-in HTTP endpoint
-//! (`--metrics ADDR`) serving them on any path.
+//! Executor metrics, kept and encoded by `prometheus-client` (OpenMetrics text), and an
+//! opt-in HTTP endpoint (`--metrics ADDR`; the CLI refuses a non-loopback address
+//! unless told otherwise) served by hyper on any path.
 //!
 //! Counters: steps done / failed, probes ok / failed (declared disruptions included
 //! in failed), rotations finished by outcome; the duration of finished rotations as
-//! a summary (sum and count) plus the last one; rotations running now.
+//! a histogram (with its sum and count) plus the last one; rotations running now.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-/// The executor's counters. Cheap to update from any task.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    steps_done: AtomicU64,
-    undos_done: AtomicU64,
-    steps_failed: AtomicU64,
-    probes_ok: AtomicU64,
-    probes_failed: AtomicU64,
-    rotations_running: AtomicU64,
-    finished: Mutex<Finished>,
+/// The media type of the OpenMetrics text `render` writes.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// How long a scraper may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UndoLabel {
+    undo: &'static str,
 }
 
-#[derive(Debug, Default)]
-struct Finished {
-    by_outcome: Vec<(&'static str, u64)>,
-    seconds_sum: f64,
-    count: u64,
-    last_seconds: f64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// The executor's metrics. Cheap to update from any task.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    steps_done: Family<UndoLabel, Counter>,
+    steps_failed: Counter,
+    probes: Family<ResultLabel, Counter>,
+    finished: Family<OutcomeLabel, Counter>,
+    running: Gauge,
+    duration: Histogram,
+    last_duration: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Metrics {
+            registry: Registry::default(),
+            steps_done: Family::default(),
+            steps_failed: Counter::default(),
+            probes: Family::default(),
+            finished: Family::default(),
+            running: Gauge::default(),
+            // 1 s to about 9 h: rotations of a few nodes to large fleets.
+            duration: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
+            last_duration: Gauge::default(),
+        };
+        // Zero samples from the start, as scrapers expect of counters that exist.
+        for undo in ["false", "true"] {
+            drop(m.steps_done.get_or_create(&UndoLabel { undo }));
+        }
+        for result in ["ok", "failed"] {
+            drop(m.probes.get_or_create(&ResultLabel { result }));
+        }
+        let mut m = m;
+        let r = &mut m.registry;
+        r.register(
+            "rollover_executor_steps_done",
+            "Steps confirmed by their agent",
+            m.steps_done.clone(),
+        );
+        r.register(
+            "rollover_executor_steps_failed",
+            "Failed step attempts (retried or not)",
+            m.steps_failed.clone(),
+        );
+        r.register(
+            "rollover_executor_probes",
+            "Link probes by result",
+            m.probes.clone(),
+        );
+        r.register(
+            "rollover_executor_rotations_finished",
+            "Rotations that reached a terminal state",
+            m.finished.clone(),
+        );
+        r.register(
+            "rollover_executor_rotations_running",
+            "Rotations running now",
+            m.running.clone(),
+        );
+        r.register(
+            "rollover_executor_rotation_duration_seconds",
+            "Time from acceptance to a terminal state",
+            m.duration.clone(),
+        );
+        r.register(
+            "rollover_executor_last_rotation_duration_seconds",
+            "Duration of the last finished rotation",
+            m.last_duration.clone(),
+        );
+        m
+    }
 }
 
 impl Metrics {
     /// A step (or undo) confirmed by its agent.
     pub fn step_done(&self, undo: bool) {
-        let c = if undo {
-            &self.undos_done
-        } else {
-            &self.steps_done
-        };
-        c.fetch_add(1, Ordering::Relaxed);
+        let undo = if undo { "true" } else { "false" };
+        self.steps_done.get_or_create(&UndoLabel { undo }).inc();
     }
 
     /// A failed attempt at a step (retried or not).
     pub fn step_failed(&self) {
-        self.steps_failed.fetch_add(1, Ordering::Relaxed);
+        self.steps_failed.inc();
     }
 
     /// A probe's outcome.
     pub fn probe(&self, ok: bool) {
-        let c = if ok {
-            &self.probes_ok
-        } else {
-            &self.probes_failed
-        };
-        c.fetch_add(1, Ordering::Relaxed);
+        let result = if ok { "ok" } else { "failed" };
+        self.probes.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// A rotation started (or resumed after a restart) running.
     pub fn rotation_started(&self) {
-        self.rotations_running.fetch_add(1, Ordering::Relaxed);
+        self.running.inc();
     }
 
     /// A rotation that was running reached a terminal state (`outcome` as in the
     /// `outcome` label: succeeded, failed, aborted, rolled_back), having run for
     /// `duration` since it was accepted.
     pub fn rotation_finished(&self, outcome: &'static str, duration: Duration) {
+        // Never below zero, even for a rotation finished that this process did not
+        // count as started.
         let _ = self
-            .rotations_running
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        let mut f = self.finished.lock().expect("metrics lock");
-        match f.by_outcome.iter_mut().find(|(o, _)| *o == outcome) {
-            Some((_, n)) => *n += 1,
-            None => f.by_outcome.push((outcome, 1)),
-        }
-        f.seconds_sum += duration.as_secs_f64();
-        f.count += 1;
-        f.last_seconds = duration.as_secs_f64();
+            .running
+            .inner()
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n > 0).then_some(n - 1)
+            });
+        self.finished.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.duration.observe(duration.as_secs_f64());
+        self.last_duration.set(duration.as_secs_f64());
     }
 
     /// Steps (not undos) done so far.
     pub fn steps_done_total(&self) -> u64 {
-        self.steps_done.load(Ordering::Relaxed)
+        self.steps_done
+            .get_or_create(&UndoLabel { undo: "false" })
+            .get()
     }
 
-    /// Everything, in the Prometheus text exposition format.
+    /// Everything, in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
-        };
-        counter(
-            "rollover_executor_steps_done_total",
-            "Steps confirmed by their agent.",
-            &[
-                ("{undo=\"false\"}", load(&self.steps_done)),
-                ("{undo=\"true\"}", load(&self.undos_done)),
-            ],
-        );
-        counter(
-            "rollover_executor_steps_failed_total",
-            "Failed step attempts (retried or not).",
-            &[("", load(&self.steps_failed))],
-        );
-        counter(
-            "rollover_executor_probes_total",
-            "Link probes by result.",
-            &[
-                ("{result=\"ok\"}", load(&self.probes_ok)),
-                ("{result=\"failed\"}", load(&self.probes_failed)),
-            ],
-        );
-        let f = self.finished.lock().expect("metrics lock");
-        let outcomes: Vec<(String, u64)> = f
-            .by_outcome
-            .iter()
-            .map(|(o, n)| (format!("{{outcome=\"{o}\"}}"), *n))
-            .collect();
-        let outcomes: Vec<(&str, u64)> = outcomes.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-        counter(
-            "rollover_executor_rotations_finished_total",
-            "Rotations that reached a terminal state.",
-            &outcomes,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP rollover_executor_rotations_running Rotations running now.\n\
-             # TYPE rollover_executor_rotations_running gauge\n\
-             rollover_executor_rotations_running {}",
-            load(&self.rotations_running)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP rollover_executor_rotation_duration_seconds Time from acceptance to a terminal state.\n\
-             # TYPE rollover_executor_rotation_duration_seconds summary\n\
-             rollover_executor_rotation_duration_seconds_sum {}\n\
-             rollover_executor_rotation_duration_seconds_count {}\n\
-             # HELP rollover_executor_last_rotation_duration_seconds Duration of the last finished rotation.\n\
-             # TYPE rollover_executor_last_rotation_duration_seconds gauge\n\
-             rollover_executor_last_rotation_duration_seconds {}",
-            f.seconds_sum, f.count, f.last_seconds
-        );
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "cannot encode the metrics");
+        }
         out
     }
 }
 
-/// Serve `metrics.render()` over plain HTTP/1.1 on `listener` until `shutdown`.
-/// Every request, whatever its path, gets the metrics; one request per connection.
+/// Serve `metrics.render()` over HTTP/1.1 on `listener` until `shutdown`, to every
+/// request whatever its path.
 pub async fn serve_metrics<F>(
     listener: TcpListener,
-    metrics: std::sync::Arc<Metrics>,
+    metrics: Arc<Metrics>,
     shutdown: F,
 ) -> std::io::Result<()>
 where
@@ -164,32 +184,27 @@ where
 {
     tokio::pin!(shutdown);
     loop {
-        let (mut socket, _) = tokio::select! {
+        let (socket, _) = tokio::select! {
             accepted = listener.accept() => accepted?,
             () = &mut shutdown => return Ok(()),
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            // Read the request head (up to a blank line, 8 KiB, or 5 s), then answer.
-            let mut head = Vec::with_capacity(512);
-            let mut buf = [0u8; 1024];
-            let read_head = async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+            let service = hyper::service::service_fn(move |_request| {
+                let body = metrics.render();
+                async move {
+                    hyper::Response::builder()
+                        .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
+                        .body(Full::new(Bytes::from(body)))
                 }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(5), read_head).await;
-            let body = metrics.render();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\n\
-                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "metrics connection ended");
+            }
         });
     }
 }
@@ -197,7 +212,7 @@ where
 /// Bind `addr` and serve metrics in the background; returns the bound address.
 pub async fn spawn_metrics(
     addr: SocketAddr,
-    metrics: std::sync::Arc<Metrics>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -207,12 +222,12 @@ pub async fn spawn_metrics(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
 
     #[test]
-    fn renders_prometheus_text() {
+    fn renders_openmetrics_text() {
         let m = Metrics::default();
         m.step_done(false);
         m.step_done(false);
@@ -233,13 +248,22 @@ mod tests {
             "rollover_executor_rotations_running 0",
             "rollover_executor_rotation_duration_seconds_sum 1.5",
             "rollover_executor_rotation_duration_seconds_count 1",
-            "# TYPE rollover_executor_rotation_duration_seconds summary",
+            "rollover_executor_last_rotation_duration_seconds 1.5",
+            "# TYPE rollover_executor_rotation_duration_seconds histogram",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
         }
+        assert_eq!(m.steps_done_total(), 2);
+        // A finish this process never saw start leaves the gauge at zero.
+        m.rotation_finished("failed", Duration::from_secs(1));
+        assert!(
+            m.render()
+                .lines()
+                .any(|l| l == "rollover_executor_rotations_running 0")
+        );
     }
 
     #[tokio::test]
@@ -250,12 +274,13 @@ mod tests {
             .await
             .unwrap();
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
             .await
             .unwrap();
         let mut got = String::new();
         s.read_to_string(&mut got).await.unwrap();
         assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(got.contains("application/openmetrics-text"), "{got}");
         assert!(got.contains("rollover_executor_probes_total{result=\"ok\"} 1"));
         task.abort();
     }

@@ -77,8 +77,9 @@ of its earlier rotations made that root; otherwise give it with --ca-key FILE.
 against --client-ca as the id --planner-id.
 
 API: plaintext only on a loopback --listen without TLS flags; mTLS with --tls-cert,
---tls-key and --client-ca. --metrics ADDR serves Prometheus text over plain HTTP,
-without authentication: on a loopback address only, unless --metrics-public.
+--tls-key and --client-ca. --metrics ADDR serves Prometheus metrics (OpenMetrics
+text) over plain HTTP, without authentication: on a loopback address only, unless
+--metrics-public.
 
 One rotation per CA: while a rotation of a CA is PENDING, RUNNING, PAUSED or
 ROLLING_BACK, StartRotation of the same CA is refused (FAILED_PRECONDITION naming it).
