@@ -36,35 +36,38 @@ fn usable<'a, 'b>(
     }
 }
 
-/// Handshake-signature checks with a set's crypto provider, shared by both verifiers.
-struct Signatures<'a>(&'a rustls::crypto::WebPkiSupportedAlgorithms);
+/// The handshake-signature methods both verifier traits ask for, checked with the
+/// set's crypto provider (`self.0` is the verifier's `Arc<Compiled>`). One body for
+/// both: rustls's two traits declare the same three methods separately.
+macro_rules! signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            verify_tls12_signature(message, cert, dss, algorithms(&self.0))
+        }
 
-fn signatures(compiled: &Compiled) -> Signatures<'_> {
-    Signatures(&compiled.provider.signature_verification_algorithms)
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            verify_tls13_signature(message, cert, dss, algorithms(&self.0))
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            algorithms(&self.0).supported_schemes()
+        }
+    };
 }
 
-impl Signatures<'_> {
-    fn tls12(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, self.0)
-    }
-
-    fn tls13(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, self.0)
-    }
-
-    fn schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+/// The signature algorithms of a set's crypto provider.
+fn algorithms(compiled: &Compiled) -> &rustls::crypto::WebPkiSupportedAlgorithms {
+    &compiled.provider.signature_verification_algorithms
 }
 
 /// Verifies client certificates against its set's `server_roots` (`t_srv`).
@@ -93,27 +96,7 @@ impl ClientCertVerifier for LiveClientVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        signatures(&self.0).tls12(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        signatures(&self.0).tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        signatures(&self.0).schemes()
-    }
+    signature_checks!();
 }
 
 /// Verifies server certificates against its set's `client_roots` (`t_cli`).
@@ -140,27 +123,7 @@ impl ServerCertVerifier for LiveServerVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        signatures(&self.0).tls12(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        signatures(&self.0).tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        signatures(&self.0).schemes()
-    }
+    signature_checks!();
 }
 
 impl fmt::Debug for LiveClientVerifier {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollover_pki::{CertificateDer, CredentialSet, HeldLeaf, LiveCredentials, NodeKey};
+use rollover_proto::v1;
 use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
 use rollover_transport::ServerLimits;
 use tonic::transport::Channel;
@@ -333,6 +334,25 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| anyhow::anyhow!("{}: cannot make it owner-only: {e}", dir.display()))
+}
+
+/// GetRotation of `rotation_id` (without its plan) from the executor at `url`, its
+/// failures as messages naming the executor.
+pub async fn get_rotation(
+    client: &mut ExecutorServiceClient<Channel>,
+    url: &str,
+    rotation_id: &str,
+) -> anyhow::Result<v1::RotationStatus> {
+    client
+        .get_rotation(v1::GetRotationRequest {
+            rotation_id: rotation_id.to_string(),
+            include_plan: false,
+        })
+        .await
+        .map_err(|s| call_error("executor", url, s))?
+        .into_inner()
+        .rotation
+        .ok_or_else(|| anyhow::anyhow!("executor {url}: GetRotation answered without a rotation"))
 }
 
 /// A failed call to the service `service` at `url` as a readable error: unreachable

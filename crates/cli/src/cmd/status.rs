@@ -122,18 +122,7 @@ async fn query(args: &StatusArgs) -> anyhow::Result<(String, bool)> {
     let json = args.out.is_json();
     match &args.rotation {
         Some(id) => {
-            let status = client
-                .get_rotation(v1::GetRotationRequest {
-                    rotation_id: id.clone(),
-                    include_plan: false,
-                })
-                .await
-                .map_err(|s| net::call_error("executor", url, s))?
-                .into_inner()
-                .rotation
-                .ok_or_else(|| {
-                    anyhow::anyhow!("executor {url}: GetRotation answered without a rotation")
-                })?;
+            let status = net::get_rotation(&mut client, url, id).await?;
             let text = if json {
                 // One object per line when watching: a stream of states.
                 if args.watch {

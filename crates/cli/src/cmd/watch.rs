@@ -55,18 +55,7 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<Status> {
 async fn watch(args: &WatchArgs) -> anyhow::Result<Status> {
     let url = args.executor.executor.as_str();
     let mut client = args.executor.client()?;
-    let status = client
-        .get_rotation(v1::GetRotationRequest {
-            rotation_id: args.rotation.clone(),
-            include_plan: false,
-        })
-        .await
-        .map_err(|s| net::call_error("executor", url, s))?
-        .into_inner()
-        .rotation
-        .ok_or_else(|| {
-            anyhow::anyhow!("executor {url}: GetRotation answered without a rotation")
-        })?;
+    let status = net::get_rotation(&mut client, url, &args.rotation).await?;
     let mut view = View::new(&args.out, u64::from(status.steps_total), status.dry_run)?;
     if args.all {
         view.watching(
