@@ -107,6 +107,9 @@ pub enum Outcome {
     Succeeded,
     /// Every applied step undone.
     RolledBack,
+    /// Rolled back before any step was sent: nothing to undo, no agent to wait for
+    /// (also while the rotation is still being prepared).
+    NothingStarted,
 }
 
 /// Scheduling knobs.
@@ -116,6 +119,9 @@ pub struct SchedOptions {
     pub max_concurrency: usize,
     /// Probe after every step (and undo) before releasing what depends on it.
     pub probe: bool,
+    /// Never hold or pause on failed probes (simulations): failures are only
+    /// reported, and the rotation goes on.
+    pub observe_only: bool,
 }
 
 /// The scheduling state machine of one rotation. See the module docs.
@@ -144,6 +150,11 @@ pub struct Scheduler {
     to_undo: usize,
     paused: Option<String>,
     rolling_back: bool,
+    /// Whether a forward step was ever sent (or journaled as sent).
+    started: bool,
+    /// The rotation is not prepared yet: nothing is dispatched, and only a rollback
+    /// with nothing started ends it.
+    preparing: bool,
 }
 
 impl Scheduler {
@@ -183,6 +194,8 @@ impl Scheduler {
             to_undo: 0,
             paused: None,
             rolling_back: false,
+            started: false,
+            preparing: false,
         }
     }
 
@@ -240,6 +253,7 @@ impl Scheduler {
                 .count() as u32;
         }
         s.paused = paused;
+        s.started = fwd.iter().any(|r| *r != Recorded::NotStarted);
         if rolling_back {
             s.rolling_back = true;
             s.init_undo();
@@ -314,6 +328,28 @@ impl Scheduler {
     /// Why the rotation is paused, if it is.
     pub fn paused(&self) -> Option<&str> {
         self.paused.as_deref()
+    }
+
+    /// Hold every dispatch until [`Scheduler::prepared`]: the rotation's preparation
+    /// (agents' facts, new root) is still running. Control calls are taken meanwhile.
+    pub fn await_preparation(&mut self) {
+        self.preparing = true;
+    }
+
+    /// The preparation is done: dispatch from now on.
+    pub fn prepared(&mut self) {
+        self.preparing = false;
+    }
+
+    /// Whether an undo of `step` that its agent refuses as FAILED_PRECONDITION counts
+    /// as done: only when the forward step may never have reached the agent (not
+    /// known applied: it was not confirmed), so there is nothing to undo. A step known
+    /// applied must really be undone.
+    pub fn undo_refusal_is_done(&self, step: StepIx) -> bool {
+        !matches!(
+            self.phase(step, false),
+            Phase::Probing | Phase::ProbeHeld | Phase::Settled
+        )
     }
 
     /// Whether a rollback is under way.
@@ -408,7 +444,7 @@ impl Scheduler {
 
     /// The next thing to do, if any may start now.
     pub fn next_command(&mut self) -> Option<Command> {
-        if self.paused.is_some() || self.outcome().is_some() {
+        if self.preparing || self.paused.is_some() || self.outcome().is_some() {
             return None;
         }
         let max = self.options.max_concurrency;
@@ -432,6 +468,7 @@ impl Scheduler {
             while let Some(step) = self.ready.pop_front() {
                 if self.fwd[step as usize] == Phase::Pending && self.waiting[step as usize] == 0 {
                     self.set(step, false, Phase::Applying);
+                    self.started = true;
                     return Some(Command::Apply { step, undo: false });
                 }
             }
@@ -518,6 +555,8 @@ impl Scheduler {
         if self.phase(step, undo) != Phase::Probing {
             return;
         }
+        // Observe-only: the failure is reported (by the caller's events) and ignored.
+        let held = held.filter(|_| !self.options.observe_only);
         if self.rolling_back && !undo {
             // Forward probes finishing after a rollback began: the step is applied
             // either way, and will be undone.
@@ -571,6 +610,12 @@ impl Scheduler {
         if self.in_flight > 0 {
             return None;
         }
+        if self.rolling_back && !self.started {
+            return Some(Outcome::NothingStarted);
+        }
+        if self.preparing {
+            return None;
+        }
         if self.rolling_back {
             (self.to_undo == 0).then_some(Outcome::RolledBack)
         } else {
@@ -604,6 +649,7 @@ mod tests {
         SchedOptions {
             max_concurrency: max,
             probe,
+            observe_only: false,
         }
     }
 
@@ -623,6 +669,65 @@ mod tests {
         }
         assert_eq!(s.outcome(), Some(Outcome::Succeeded));
         assert_eq!(s.steps_done(), 3);
+    }
+
+    #[test]
+    fn observe_only_reports_failed_probes_without_holding() {
+        let mut options = opts(0, true);
+        options.observe_only = true;
+        let mut s = Scheduler::from_preds(chain(2), options);
+        assert_eq!(s.drain().len(), 1);
+        s.applied(0, false);
+        s.probed(0, false, Some("a -> b: bad certificate".into()));
+        assert_eq!(s.paused(), None);
+        assert_eq!(s.phase(0, false), Phase::Settled);
+        assert_eq!(
+            s.drain(),
+            [Command::Apply {
+                step: 1,
+                undo: false
+            }]
+        );
+    }
+
+    #[test]
+    fn nothing_dispatches_while_preparing_and_a_rollback_then_ends_at_once() {
+        let mut s = Scheduler::from_preds(chain(2), opts(0, false));
+        s.await_preparation();
+        assert_eq!(s.drain(), []);
+        assert_eq!(s.outcome(), None);
+        assert!(s.rollback());
+        assert_eq!(s.outcome(), Some(Outcome::NothingStarted));
+
+        // Once a step was sent, a rollback has something to undo.
+        let mut s = Scheduler::from_preds(chain(2), opts(0, false));
+        s.await_preparation();
+        s.prepared();
+        assert_eq!(s.drain().len(), 1);
+        s.applied(0, false);
+        assert!(s.rollback());
+        assert_eq!(s.outcome(), None);
+        assert_eq!(
+            s.drain(),
+            [Command::Apply {
+                step: 0,
+                undo: true
+            }]
+        );
+        s.applied(0, true);
+        assert_eq!(s.outcome(), Some(Outcome::RolledBack));
+    }
+
+    #[test]
+    fn a_refused_undo_counts_as_done_only_if_the_step_was_not_confirmed() {
+        let mut s = Scheduler::from_preds(chain(2), opts(0, true));
+        assert_eq!(s.drain().len(), 1);
+        assert!(s.undo_refusal_is_done(0), "sent, no answer yet");
+        s.applied(0, false);
+        assert!(!s.undo_refusal_is_done(0), "confirmed, probing");
+        s.probed(0, false, None);
+        assert!(!s.undo_refusal_is_done(0), "confirmed, settled");
+        assert!(s.undo_refusal_is_done(1), "never sent");
     }
 
     #[test]
@@ -932,12 +1037,14 @@ mod tests {
             assert_eq!(s.in_flight(), in_flight.len());
             if in_flight.is_empty() {
                 if let Some(outcome) = s.outcome() {
-                    let expected = if rolled_back {
-                        Outcome::RolledBack
+                    if rolled_back {
+                        assert!(
+                            matches!(outcome, Outcome::RolledBack | Outcome::NothingStarted),
+                            "{outcome:?}"
+                        );
                     } else {
-                        Outcome::Succeeded
-                    };
-                    assert_eq!(outcome, expected);
+                        assert_eq!(outcome, Outcome::Succeeded);
+                    }
                     let target = |n: usize| {
                         if rolled_back {
                             0
@@ -988,6 +1095,21 @@ mod tests {
             }
             let cmd = in_flight.swap_remove(rng.below(in_flight.len() as u32) as usize);
             match cmd {
+                Command::Apply { step, undo: true }
+                    if !world.keys.contains(&(step, false)) && rng.chance(0.5) =>
+                {
+                    // The forward step never reached its agent, which refuses the undo
+                    // as FAILED_PRECONDITION: done if the scheduler says so, else a
+                    // permanent failure. Undoing what was applied is checked at the end.
+                    if s.undo_refusal_is_done(step) {
+                        s.applied(step, true);
+                        if s.phase(step, true) == Phase::Probing {
+                            in_flight.push(Command::Probe { step, undo: true });
+                        }
+                    } else {
+                        s.apply_failed(step, true, false, "nothing to undo");
+                    }
+                }
                 Command::Apply { step, undo } => {
                     if rng.chance(0.1) && !world.keys.contains(&(step, undo)) {
                         // Agents dedupe first: only a step not applied yet is refused.
