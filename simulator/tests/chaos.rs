@@ -125,6 +125,10 @@ async fn chaotic_rotations_keep_every_invariant() {
 /// links on the mixed plant; under chaos the run must still report them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_does_not_excuse_an_unsafe_plan() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let topology = example("mixed.yaml");
     let plan = rollover_core::plan_naive(&rollover_core::Fleet::new(&topology));
     let outcome = simulate(

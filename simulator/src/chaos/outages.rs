@@ -68,6 +68,15 @@ impl Chaos {
         })
     }
 
+    /// Whether `node` had an outage (agent down or cut off) that lasted past `since`
+    /// or began after it: a pause on a node resumed at `since` is explained only by a
+    /// new outage, not by the one an earlier pause was resumed after.
+    pub fn outage_since(&self, node: &str, since: Instant) -> bool {
+        lock(&self.outages)
+            .get(node)
+            .is_some_and(|o| o.iter().any(|o| o.end.is_none_or(|e| e > since)))
+    }
+
     /// Whether the executor can reach `node` now: its agent runs and no partition
     /// cuts it off.
     pub fn reachable(&self, node: &str) -> bool {

@@ -2,10 +2,14 @@
 //! step events) and opened again on its journal, and the watcher reconnects to the new
 //! address from the last sequence it saw plus one; a pause caused by a stranded or
 //! cut-off node is resumed once the node is reachable again; any other pause is a
-//! violation (and the rotation is aborted).
+//! violation (and the rotation is aborted). Each pause must have an outage of its own:
+//! a node that pauses the rotation again after a resume, with no outage since, is
+//! failing for another reason (an unsafe plan's refused handshake, retried forever
+//! otherwise while agent crashes keep the node "recently down").
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rollover_core::Plan;
 use rollover_proto::v1;
@@ -45,6 +49,8 @@ pub async fn watch(
     let mut last_seq = 0u64;
     let mut step_events = 0u64;
     let mut unexplained = 0u32;
+    // When the rotation was last resumed after a pause on each node.
+    let mut resumed_at: HashMap<String, Instant> = HashMap::new();
     'connect: loop {
         let opened = services
             .executor
@@ -108,7 +114,12 @@ pub async fn watch(
                     }
                 }
                 Event::Paused(p) => {
-                    let nodes = chaos.stranded_in(&p.reason);
+                    let mut nodes = chaos.stranded_in(&p.reason);
+                    nodes.retain(|n| {
+                        resumed_at
+                            .get(n)
+                            .is_none_or(|&at| chaos.outage_since(n, at))
+                    });
                     if nodes.is_empty() {
                         chaos.violation(format!(
                             "the rotation paused for a reason no injected fault explains: {}",
@@ -124,6 +135,10 @@ pub async fn watch(
                             p.reason
                         ));
                         return abort(services, rotation_id, &p.reason).await;
+                    }
+                    let now = Instant::now();
+                    for n in &nodes {
+                        resumed_at.insert(n.clone(), now);
                     }
                     services
                         .executor
