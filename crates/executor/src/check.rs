@@ -16,10 +16,10 @@ use rollover_proto::convert;
 use rollover_proto::v1;
 use rollover_proto::v1::FleetProblemKind as Kind;
 use tokio::task::JoinSet;
-use tonic::Status;
 
 use crate::Executor;
-use crate::service::state_name;
+use crate::error::ApiError;
+use crate::wire::state_name;
 
 /// How long one agent may take to answer the check's GetState.
 pub const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -45,12 +45,12 @@ impl Executor {
     pub async fn check_fleet(
         &self,
         request: v1::CheckFleetRequest,
-    ) -> Result<v1::CheckFleetResponse, Status> {
+    ) -> Result<v1::CheckFleetResponse, ApiError> {
         let source = request
             .topology
-            .ok_or_else(|| Status::invalid_argument("topology: required"))?;
+            .ok_or_else(|| ApiError::Invalid("topology: required".into()))?;
         let topology: Topology = convert::topology_from_source(&source)
-            .map_err(|e| Status::invalid_argument(format!("topology: {e}")))?;
+            .map_err(|e| ApiError::Invalid(format!("topology: {e}")))?;
         let fleet = Fleet::new(&topology);
         let mut problems = Vec::new();
 
@@ -96,8 +96,8 @@ impl Executor {
                 plan.wave_count(),
                 plan.disruptions.len()
             ),
-            Ok(Err(status)) => {
-                problems.push(problem(Kind::Planner, "", status.message().to_string()));
+            Ok(Err(e)) => {
+                problems.push(problem(Kind::Planner, "", e.to_string()));
                 String::new()
             }
             Err(_) => {

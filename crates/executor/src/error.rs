@@ -1,6 +1,7 @@
-//! The executor's errors: [`ExecutorError`] (starting and serving) and
-//! [`RotationError`] (why a rotation cannot be prepared or resumed), both keeping
-//! their sources. Agent calls fail with [`crate::AgentError`] (a gRPC status) and
+//! The executor's errors: [`ExecutorError`] (starting and serving),
+//! [`RotationError`] (why a rotation cannot be prepared or resumed) and [`ApiError`]
+//! (why a request is refused; the gRPC service maps it to a status code in one place),
+//! all keeping their sources. Agent calls fail with [`crate::AgentError`] (a gRPC status) and
 //! the journal with [`crate::journal::JournalError`].
 
 use rollover_core::Mode;
@@ -36,6 +37,41 @@ pub enum ExecutorError {
     /// Serving failed.
     #[error("serve: {0}")]
     Serve(#[source] Source),
+}
+
+/// Why a request to the [`crate::Executor`] (start, get, control, watch, check) is
+/// refused or failed. Messages name the field or the rotation; `service.rs` turns
+/// each kind into its gRPC status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (INVALID_ARGUMENT); the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such rotation (NOT_FOUND).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request does not apply now: the CA is busy, the rotation is final, no
+    /// planner, an unsafe plan from the planner (FAILED_PRECONDITION).
+    #[error("{0}")]
+    Refused(String),
+    /// The planner refused or failed: its answer, with its own status code.
+    #[error("planner: {}", .0.message())]
+    Planner(tonic::Status),
+    /// The planner answered something unusable (INTERNAL).
+    #[error("planner: {0}")]
+    BadPlanner(String),
+    /// The journal could not record what the request changes (INTERNAL).
+    #[error("cannot journal {what}: {source}")]
+    Record {
+        /// What was being recorded ("the rotation", "the rollback").
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: JournalError,
+    },
+    /// The journal could not be read (INTERNAL).
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// Why a rotation cannot be prepared, or resumed from its journal.

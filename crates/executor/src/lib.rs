@@ -5,7 +5,10 @@
 //! * [`journal`]: the durable record (redb) every transition is committed to first;
 //! * [`driver`]: agents over gRPC, retries, the executor's own TLS probe;
 //! * [`rotation`]: running one rotation (preparation, steps, probes, rollback);
-//! * [`service`]: the `rollover.v1.ExecutorService` gRPC service;
+//! * [`operations`]: what the executor does for a request (start, get, list, control,
+//!   watch), refusing with an [`ApiError`];
+//! * [`service`]: the `rollover.v1.ExecutorService` gRPC service, a thin adapter over
+//!   [`operations`] and [`check`];
 //! * [`metrics`]: Prometheus counters and the `--metrics` endpoint;
 //! * [`check`]: the pre-flight check of a fleet (CheckFleet);
 //! * [`sealed`]: private keys in the journal encrypted at rest (`--journal-key-file`);
@@ -22,11 +25,13 @@ pub mod driver;
 mod error;
 pub mod journal;
 pub mod metrics;
+pub mod operations;
 mod root_keys;
 pub mod rotation;
 pub mod scheduler;
 pub mod sealed;
 pub mod service;
+mod wire;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -46,7 +51,7 @@ use tonic::transport::Channel;
 
 pub use access::{Access, Role};
 pub use driver::{AgentApi, AgentConnector, AgentError, GrpcConnector, RetryPolicy};
-pub use error::{ExecutorError, NodeProblem, RotationError};
+pub use error::{ApiError, ExecutorError, NodeProblem, RotationError};
 pub use journal::{Journal, MemJournal, RedbJournal};
 pub use metrics::Metrics;
 pub use service::ExecutorService;
@@ -332,17 +337,17 @@ impl Executor {
     }
 
     /// The refusal of a second active rotation of `ca`.
-    fn busy(ca: &str, (id, state): (String, State)) -> tonic::Status {
-        tonic::Status::failed_precondition(format!(
+    fn busy(ca: &str, (id, state): (String, State)) -> ApiError {
+        ApiError::Refused(format!(
             "CA `{ca}` already has an active rotation: {id} is {}; one rotation per CA at a \
              time: wait for it to end, or steer it (Resume, Abort, Rollback)",
-            service::state_name(state)
+            wire::state_name(state)
         ))
     }
 
     /// Refuse if `ca` has an active rotation (a quick check before planning; the
     /// binding one is [`Executor::admit`]'s).
-    fn check_idle(&self, ca: &str) -> Result<(), tonic::Status> {
+    fn check_idle(&self, ca: &str) -> Result<(), ApiError> {
         match self.active_rotation(ca, None) {
             Some(active) => Err(Self::busy(ca, active)),
             None => Ok(()),
@@ -353,7 +358,7 @@ impl Executor {
     /// rotation of its CA is active, give it the next generation, journal it and
     /// insert it (not yet running). Every check of the request itself came before,
     /// so a malformed request is refused as such even while the CA is busy.
-    async fn admit(&self, rotation: Arc<Rotation>) -> Result<(), tonic::Status> {
+    async fn admit(&self, rotation: Arc<Rotation>) -> Result<(), ApiError> {
         let _admission = self.inner.admission.lock().await;
         let ca = rotation.fleet.ca.clone();
         self.check_idle(&ca)?;
@@ -361,7 +366,10 @@ impl Executor {
         rotation
             .create_records()
             .await
-            .map_err(|e| tonic::Status::internal(format!("cannot journal the rotation: {e}")))?;
+            .map_err(|source| ApiError::Record {
+                what: "the rotation",
+                source,
+            })?;
         self.insert(rotation);
         Ok(())
     }

@@ -274,10 +274,12 @@ async fn rollback_returns_every_node_to_the_old_root_in_reverse_order() {
             .control(&id, Control::Rollback(String::new()))
             .await
             .unwrap();
-        let e = executor
-            .control(&id, Control::Pause(String::new()))
-            .await
-            .unwrap_err();
+        let e = tonic::Status::from(
+            executor
+                .control(&id, Control::Pause(String::new()))
+                .await
+                .unwrap_err(),
+        );
         assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     }
 }
@@ -333,21 +335,25 @@ async fn bad_input_unknown_ids_and_unsafe_plans() {
     let topology = mixed_topology(8, 9);
     let world = World::new(&topology);
     let executor = Executor::open(config(dir.path(), &world)).unwrap();
-    let e = executor
-        .start_rotation(v1::StartRotationRequest::default())
-        .await
-        .unwrap_err();
+    let e = tonic::Status::from(
+        executor
+            .start_rotation(v1::StartRotationRequest::default())
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().starts_with("topology"), "{}", e.message());
     // No planner and no plan.
-    let e = executor
-        .start_rotation(request(&topology, false, 0))
-        .await
-        .unwrap_err();
+    let e = tonic::Status::from(
+        executor
+            .start_rotation(request(&topology, false, 0))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
-    let e = executor.get_rotation("nope", false).unwrap_err();
+    let e = tonic::Status::from(executor.get_rotation("nope", false).unwrap_err());
     assert_eq!(e.code(), tonic::Code::NotFound);
-    let e = executor.control("nope", Control::Resume).await.unwrap_err();
+    let e = tonic::Status::from(executor.control("nope", Control::Resume).await.unwrap_err());
     assert_eq!(e.code(), tonic::Code::NotFound);
 
     // A bad plan names the field.
@@ -359,7 +365,7 @@ async fn bad_input_unknown_ids_and_unsafe_plans() {
             origin: "p.json".into(),
         })),
     });
-    let e = executor.start_rotation(bad).await.unwrap_err();
+    let e = tonic::Status::from(executor.start_rotation(bad).await.unwrap_err());
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("ca"), "{}", e.message());
 
@@ -374,7 +380,7 @@ async fn bad_input_unknown_ids_and_unsafe_plans() {
     unsafe_req.plan = Some(v1::PlanSource {
         source: Some(v1::plan_source::Source::Plan(v1::Plan::from(&naive))),
     });
-    let e = executor.start_rotation(unsafe_req).await.unwrap_err();
+    let e = tonic::Status::from(executor.start_rotation(unsafe_req).await.unwrap_err());
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().starts_with("plan: unsafe"), "{}", e.message());
     let broken = &verdict.broken[0];
@@ -422,7 +428,7 @@ async fn one_active_rotation_per_ca_even_when_started_concurrently() {
     for start in starts {
         match start.await.unwrap() {
             Ok(r) => admitted.push(r.rotation_id),
-            Err(e) => refused.push(e),
+            Err(e) => refused.push(tonic::Status::from(e)),
         }
     }
     assert_eq!(admitted.len(), 1, "{refused:?}");
@@ -457,10 +463,12 @@ async fn one_active_rotation_per_ca_even_when_started_concurrently() {
         .control(&first, Control::Pause("hold".into()))
         .await
         .unwrap();
-    let e = executor
-        .start_rotation(request(&topology, false, 1))
-        .await
-        .unwrap_err();
+    let e = tonic::Status::from(
+        executor
+            .start_rotation(request(&topology, false, 1))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert!(
         e.message().contains(&format!("{first} is PAUSED")),
@@ -483,10 +491,12 @@ async fn one_active_rotation_per_ca_even_when_started_concurrently() {
         .await
         .unwrap()
         .rotation_id;
-    let e = executor
-        .start_rotation(request(&topology, false, 1))
-        .await
-        .unwrap_err();
+    let e = tonic::Status::from(
+        executor
+            .start_rotation(request(&topology, false, 1))
+            .await
+            .unwrap_err(),
+    );
     assert!(e.message().contains(&second), "{}", e.message());
     *world.delay.lock().unwrap() = Duration::from_millis(3);
     let status = wait_for(&executor, &second, &[S::Succeeded, S::Failed, S::Paused]).await;
@@ -544,10 +554,12 @@ async fn a_finished_rotation_is_not_rolled_back_under_a_newer_one() {
         .unwrap()
         .rotation_id;
     wait_for(&executor, &second, &[S::Paused]).await;
-    let e = executor
-        .control(&first, Control::Rollback(String::new()))
-        .await
-        .unwrap_err();
+    let e = tonic::Status::from(
+        executor
+            .control(&first, Control::Rollback(String::new()))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert!(e.message().contains(&second), "{}", e.message());
     *world.delay.lock().unwrap() = Duration::from_millis(3);

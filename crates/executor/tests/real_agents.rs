@@ -240,10 +240,12 @@ async fn bridge_strategy_is_refused_without_the_old_roots_key() {
     let dir = tempfile::tempdir().unwrap();
     let executor =
         Executor::open(config(dir.path(), &planner, executor_creds(&fleet.old))).unwrap();
-    let err = executor
-        .start_rotation(bridge_request(&fleet.topology))
-        .await
-        .unwrap_err();
+    let err = tonic::Status::from(
+        executor
+            .start_rotation(bridge_request(&fleet.topology))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("--ca-key"), "{}", err.message());
     assert!(
@@ -261,10 +263,12 @@ async fn bridge_strategy_is_refused_without_the_old_roots_key() {
     let mut c = config(dir.path(), &planner, executor_creds(&fleet.old));
     c.root_keys = vec![Arc::new(other)];
     let executor = Executor::open(c).unwrap();
-    let err = executor
-        .start_rotation(bridge_request(&fleet.topology))
-        .await
-        .unwrap_err();
+    let err = tonic::Status::from(
+        executor
+            .start_rotation(bridge_request(&fleet.topology))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(
         err.message().contains(&fleet.old.fingerprint()),
