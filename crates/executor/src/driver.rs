@@ -6,10 +6,10 @@
 //! with exponential backoff; permanent ones (INVALID_ARGUMENT, FAILED_PRECONDITION,
 //! PERMISSION_DENIED, ...) fail the step at once.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use futures::future::BoxFuture;
 use rollover_proto::v1;
 use rollover_proto::v1::agent_service_client::AgentServiceClient;
@@ -376,15 +376,22 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The delay after failed attempt number `attempt` (1-based): `initial * 2^(a-1)`
-    /// capped at `max_delay`, with up to 25 % random jitter taken off.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .initial
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let base = exp.min(self.max_delay);
-        let jitter = RandomState::new().hash_one(attempt) % 256;
-        base - base.mul_f64(jitter as f64 / 1024.0)
+    /// backon's exponential backoff for this policy: `initial`, doubling, capped at
+    /// `max_delay`, with random jitter (backon adds up to the delay again, so it
+    /// starts from half: each delay lies between half and all of `initial * 2^(a-1)`,
+    /// capped); one delay per retry, `max_attempts - 1` in all.
+    pub fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial / 2)
+            .with_max_delay(self.max_delay / 2)
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+    }
+
+    /// The delays between attempts, in order (see [`RetryPolicy::backoff`]).
+    pub fn delays(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        self.backoff().build()
     }
 
     /// Whether another attempt follows failed attempt number `attempt` with `error`.
@@ -396,25 +403,22 @@ impl RetryPolicy {
     /// `on_retry(attempt, error)` is told of every failure that will be retried.
     pub async fn run<T, F, Fut>(
         &self,
-        mut call: F,
+        call: F,
         mut on_retry: impl FnMut(u32, &AgentError),
     ) -> Result<T, AgentError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, AgentError>>,
     {
-        let mut attempt = 1;
-        loop {
-            match call().await {
-                Ok(v) => return Ok(v),
-                Err(e) if self.should_retry(attempt, &e) => {
-                    on_retry(attempt, &e);
-                    tokio::time::sleep(self.backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let mut attempt = 0;
+        call.retry(self.backoff())
+            .sleep(tokio::time::sleep)
+            .when(AgentError::is_transient)
+            .notify(|e, _| {
+                attempt += 1;
+                on_retry(attempt, e);
+            })
+            .await
     }
 }
 
@@ -463,17 +467,26 @@ mod tests {
         let p = RetryPolicy {
             initial: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
-            max_attempts: 5,
+            max_attempts: 10,
         };
         let within = |d: Duration, base: u64| {
             let base = Duration::from_millis(base);
-            d <= base && d >= base.mul_f64(0.75)
+            d <= base && d >= base / 2
         };
-        assert!(within(p.backoff(1), 100));
-        assert!(within(p.backoff(2), 200));
-        assert!(within(p.backoff(3), 400));
-        assert!(within(p.backoff(9), 1000));
-        assert!(within(p.backoff(200), 1000));
+        for _ in 0..20 {
+            let delays: Vec<Duration> = p.delays().collect();
+            assert_eq!(delays.len(), 9, "one delay per retry");
+            for (d, base) in delays
+                .iter()
+                .zip([100, 200, 400, 800, 1000, 1000, 1000, 1000, 1000])
+            {
+                assert!(within(*d, base), "{d:?} for {base} ms");
+            }
+        }
+        let p = RetryPolicy {
+            max_attempts: 5,
+            ..p
+        };
         let transient = AgentError::new(tonic::Code::Unavailable, "down");
         assert!(p.should_retry(4, &transient));
         assert!(!p.should_retry(5, &transient));

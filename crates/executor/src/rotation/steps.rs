@@ -12,6 +12,7 @@ impl Rotation {
     pub(super) async fn apply_step(&self, ix: StepIx, undo: bool, refusal_is_done: bool) -> Msg {
         let wave = self.wave_of[ix as usize];
         let mut local_attempt = 0;
+        let mut delays = self.ctx.retry.delays();
         loop {
             local_attempt += 1;
             let attempt =
@@ -77,7 +78,7 @@ impl Rotation {
                     });
                     if will_retry {
                         let _ = self.record(vec![], vec![failed_event]).wait().await;
-                        tokio::time::sleep(self.ctx.retry.backoff(local_attempt)).await;
+                        tokio::time::sleep(delays.next().unwrap_or(self.ctx.retry.max_delay)).await;
                         continue;
                     }
                     let maybe_applied = e.maybe_applied();
