@@ -121,8 +121,8 @@ pub async fn run_checks(
             lint::link_only_text(&source.origin, &id),
         );
     }
-    let url = executor.executor.as_str();
-    let mut client = executor.client()?;
+    let (mut client, url) = executor.connect().await?;
+    let url = url.as_str();
     let request = v1::CheckFleetRequest {
         topology: Some(v1::TopologySource {
             source: Some(v1::topology_source::Source::Document(v1::Document {

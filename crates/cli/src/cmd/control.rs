@@ -96,8 +96,7 @@ pub fn run(verb: Verb, args: &ControlArgs) -> anyhow::Result<Status> {
 }
 
 async fn control(verb: Verb, args: &ControlArgs) -> anyhow::Result<Status> {
-    let url = args.executor.executor.as_str();
-    let mut client = args.executor.client()?;
+    let (mut client, mut url) = args.executor.connect().await?;
     let id = args.rotation.clone();
     let reason = args.reason.clone();
     let answer = match verb {
@@ -130,7 +129,7 @@ async fn control(verb: Verb, args: &ControlArgs) -> anyhow::Result<Status> {
             .map(|r| r.into_inner().rotation),
     };
     let status = answer
-        .map_err(|s| net::call_error("executor", url, s))?
+        .map_err(|s| net::call_error("executor", &url, s))?
         .ok_or_else(|| anyhow::anyhow!("executor {url}: the answer has no rotation"))?;
     if !args.watch {
         let text = if args.out.is_json() {
@@ -145,12 +144,12 @@ async fn control(verb: Verb, args: &ControlArgs) -> anyhow::Result<Status> {
         });
     }
     let mut view = View::new(&args.out, u64::from(status.steps_total), status.dry_run)?;
-    view.watching(url, &status);
+    view.watching(&url, &status);
     let from = status.last_sequence + 1;
     if v1::RotationState::is_terminal_value(status.state) {
         return Ok(ended(verb, status.state));
     }
-    follow(&mut client, url, &id, &mut view, from).await?;
+    follow(&args.executor, &mut client, &mut url, &id, &mut view, from).await?;
     Ok(view
         .outcome
         .map_or(Status::Failure, |o| ended(verb, o as i32)))

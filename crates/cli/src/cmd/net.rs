@@ -182,17 +182,83 @@ pub struct ClientTls {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecutorArgs {
     /// The executor: `host:port` (plaintext, loopback) or `https://host:port` (mTLS).
-    #[arg(long, value_name = "URL", env = "ROLLOVER_EXECUTOR")]
+    /// Several, comma-separated (`A,B,C`), for executors sharing a PostgreSQL journal:
+    /// only their leader listens, and the command uses the first that answers, in
+    /// order, and looks again if it goes away while following a rotation.
+    #[arg(long, value_name = "URL[,URL...]", env = "ROLLOVER_EXECUTOR")]
     pub executor: String,
     #[command(flatten)]
     pub tls: ClientTls,
 }
 
 impl ExecutorArgs {
-    /// A (lazy) client of the executor.
-    pub fn client(&self) -> anyhow::Result<ExecutorServiceClient<Channel>> {
-        executor_client(&self.executor, &self.tls)
+    /// The addresses given, in order.
+    pub fn urls(&self) -> Vec<&str> {
+        self.executor
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect()
     }
+
+    /// Whether several executors were given (a group with one leader).
+    pub fn is_group(&self) -> bool {
+        self.urls().len() > 1
+    }
+
+    /// A client of the executor, and its address. With one address the client is
+    /// lazy (dialled by its first call, whose error names the address); with several,
+    /// the first that answers a health check, in the order given.
+    pub async fn connect(&self) -> anyhow::Result<(ExecutorServiceClient<Channel>, String)> {
+        let urls = self.urls();
+        let [first, ..] = urls.as_slice() else {
+            return Err(BadInput("--executor: no address given".into()).into());
+        };
+        if urls.len() == 1 {
+            return Ok((executor_client(first, &self.tls)?, first.to_string()));
+        }
+        let mut tried = Vec::new();
+        for url in urls {
+            let channel = executor_channel(url, &self.tls)?;
+            match serving(channel.clone()).await {
+                Ok(()) => return Ok((client_of(channel), url.to_string())),
+                Err(why) => tried.push(format!("{url}: {why}")),
+            }
+        }
+        Err(anyhow::anyhow!(
+            "no executor of --executor {} answers (only the leader of a group listens): {}",
+            self.executor,
+            tried.join("; ")
+        ))
+    }
+}
+
+/// Whether the server behind `channel` answers a gRPC health check as serving,
+/// within [`rollover_transport::CONNECT_TIMEOUT`].
+async fn serving(channel: Channel) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let check = health.check(tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    });
+    match tokio::time::timeout(rollover_transport::CONNECT_TIMEOUT, check).await {
+        Err(_) => Err("no answer in time".into()),
+        Ok(Err(status)) => Err(transport_message(&status)),
+        Ok(Ok(answer)) if answer.get_ref().status == ServingStatus::Serving as i32 => Ok(()),
+        Ok(Ok(_)) => Err("not serving".into()),
+    }
+}
+
+/// A status's message, or for a transport failure its cause.
+fn transport_message(status: &tonic::Status) -> String {
+    use std::error::Error;
+    let mut text = status.message().to_string();
+    let mut source = status.source();
+    while let Some(cause) = source {
+        text = cause.to_string();
+        source = cause.source();
+    }
+    text
 }
 
 /// A client of the executor at `url`: mTLS with `tls`'s files when given, else
@@ -201,6 +267,17 @@ pub fn executor_client(
     url: &str,
     tls: &ClientTls,
 ) -> anyhow::Result<ExecutorServiceClient<Channel>> {
+    Ok(client_of(executor_channel(url, tls)?))
+}
+
+fn client_of(channel: Channel) -> ExecutorServiceClient<Channel> {
+    ExecutorServiceClient::new(channel)
+        .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
+}
+
+/// The (lazy) channel of [`executor_client`].
+fn executor_channel(url: &str, tls: &ClientTls) -> anyhow::Result<Channel> {
     let channel = match (&tls.tls_cert, &tls.tls_key, &tls.ca) {
         (Some(cert), Some(key), Some(ca)) => {
             let creds = load_credentials(cert, key, ca)?;
@@ -221,9 +298,7 @@ pub fn executor_client(
             })?
         }
     };
-    Ok(ExecutorServiceClient::new(channel)
-        .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(rollover_executor::MAX_MESSAGE_BYTES))
+    Ok(channel)
 }
 
 /// Credentials presenting `cert` (with `key`) and trusting the certificates in

@@ -192,8 +192,7 @@ async fn rotate(
     topology: Source,
     plan: Option<Source>,
 ) -> anyhow::Result<Status> {
-    let url = args.executor.executor.as_str();
-    let mut client = args.executor.client()?;
+    let (mut client, mut url) = args.executor.connect().await?;
     let request = v1::StartRotationRequest {
         topology: Some(v1::TopologySource {
             source: Some(v1::topology_source::Source::Document(document(topology))),
@@ -218,14 +217,14 @@ async fn rotate(
     let started = client
         .start_rotation(request)
         .await
-        .map_err(|s| start_error(url, s))?
+        .map_err(|s| start_error(&url, s))?
         .into_inner();
     let id = started.rotation_id.clone();
     let plan = started.plan.unwrap_or_default();
     let waves = plan.steps.iter().map(|s| s.wave + 1).max().unwrap_or(0);
     let mut view = View::new(&args.out, plan.steps.len() as u64, args.dry_run)?;
-    view.accepted(&id, url, &plan, waves);
-    follow(&mut client, url, &id, &mut view, 1).await
+    view.accepted(&id, &url, &plan, waves);
+    follow(&args.executor, &mut client, &mut url, &id, &mut view, 1).await
 }
 
 /// StartRotation's refusal: an unsafe plan is a failure (exit 1, like `verify`), not
@@ -241,10 +240,12 @@ fn start_error(url: &str, status: tonic::Status) -> anyhow::Error {
 }
 
 /// Follow rotation `id`'s events from `from` until it finishes (reconnecting when the
-/// stream is lost) or Ctrl-C; the exit status says how it ended.
+/// stream is lost, to whichever executor of a group leads then) or Ctrl-C; the exit
+/// status says how it ended.
 pub async fn follow(
+    executor: &ExecutorArgs,
     client: &mut ExecutorServiceClient<Channel>,
-    url: &str,
+    url: &mut String,
     id: &str,
     view: &mut View,
     from: u64,
@@ -284,14 +285,14 @@ pub async fn follow(
                                 }
                             }
                             Ok(None) => break "the event stream ended before the rotation finished".to_string(),
-                            Err(s) => break net::call_error("executor", url, s).to_string(),
+                            Err(s) => break net::call_error("executor", url.as_str(), s).to_string(),
                         }
                     }
                 }
                 Err(s) if matches!(s.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => {
-                    return Err(net::call_error("executor", url, s));
+                    return Err(net::call_error("executor", url.as_str(), s));
                 }
-                Err(s) => net::call_error("executor", url, s).to_string(),
+                Err(s) => net::call_error("executor", url.as_str(), s).to_string(),
             },
             signal = &mut stop => return Ok(stopped(view, signal, id, url)),
         };
@@ -309,6 +310,19 @@ pub async fn follow(
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(500 * u64::from(attempts.min(4)))) => {}
             signal = &mut stop => return Ok(stopped(view, signal, id, url)),
+        }
+        if executor.is_group() {
+            // The leader may have changed: look for whichever executor leads now.
+            match executor.connect().await {
+                Ok((leader, at)) => {
+                    if at != *url {
+                        view.note(&format!("the executor at {at} leads now: following it"));
+                        *url = at;
+                    }
+                    *client = leader;
+                }
+                Err(e) => view.note(&format!("{e}")),
+            }
         }
     }
 }

@@ -117,8 +117,8 @@ async fn watch(args: &StatusArgs) -> anyhow::Result<()> {
 
 /// The status as text or JSON, and whether the one rotation asked about has ended.
 async fn query(args: &StatusArgs) -> anyhow::Result<(String, bool)> {
-    let url = args.executor.executor.as_str();
-    let mut client = args.executor.client()?;
+    let (mut client, url) = args.executor.connect().await?;
+    let url = url.as_str();
     let json = args.out.is_json();
     match &args.rotation {
         Some(id) => {

@@ -53,21 +53,28 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<Status> {
 }
 
 async fn watch(args: &WatchArgs) -> anyhow::Result<Status> {
-    let url = args.executor.executor.as_str();
-    let mut client = args.executor.client()?;
-    let status = net::get_rotation(&mut client, url, &args.rotation).await?;
+    let (mut client, mut url) = args.executor.connect().await?;
+    let status = net::get_rotation(&mut client, &url, &args.rotation).await?;
     let mut view = View::new(&args.out, u64::from(status.steps_total), status.dry_run)?;
     if args.all {
         view.watching(
-            url,
+            &url,
             &v1::RotationStatus {
                 steps_done: 0,
                 ..status.clone()
             },
         );
-        follow(&mut client, url, &args.rotation, &mut view, 1).await?;
+        follow(
+            &args.executor,
+            &mut client,
+            &mut url,
+            &args.rotation,
+            &mut view,
+            1,
+        )
+        .await?;
     } else {
-        view.watching(url, &status);
+        view.watching(&url, &status);
         if v1::RotationState::is_terminal_value(status.state) {
             eprintln!(
                 "rotation {} has already ended: {}",
@@ -77,8 +84,9 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<Status> {
             return Ok(outcome(status.state));
         }
         follow(
+            &args.executor,
             &mut client,
-            url,
+            &mut url,
             &args.rotation,
             &mut view,
             status.last_sequence + 1,

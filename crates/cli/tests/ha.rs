@@ -1,0 +1,148 @@
+//! Executors in high availability, across processes: two `serve executor` on one
+//! PostgreSQL journal (a real server: `ROLLOVER_TEST_POSTGRES`, started by
+//! `.ci/postgres.sh`), four agents, and a `rotate` given both executors' addresses.
+//! The leader is killed with SIGKILL in the middle of a step; the other executor takes
+//! the lease (a higher epoch), resumes the rotation from the journal, and `rotate`
+//! follows it there to SUCCEEDED. No agent applied a step twice.
+
+mod procs;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use procs::{Background, Fleet, fleet_with_root, free_ports, run, strings, text};
+
+/// Steps per node of [`procs::NODES`]: bundle 3, atomic 2.
+fn steps_of(mode: &str) -> u64 {
+    if mode == "bundle" { 3 } else { 2 }
+}
+
+/// The value of `flag` in `args`.
+fn flag(args: &[String], flag: &str) -> String {
+    let at = args.iter().position(|a| a == flag).expect(flag);
+    args[at + 1].clone()
+}
+
+/// Applied steps of agent `id`, as its state file counts them (repeats not counted).
+fn applied_count(fleet: &Fleet, id: &str) -> u64 {
+    let (_, args, _) = fleet.agent_args.iter().find(|(n, ..)| n == id).unwrap();
+    let file = PathBuf::from(flag(args, "--state")).join("node.json");
+    let node: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    node["applied_count"].as_u64().unwrap()
+}
+
+#[test]
+fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_twice() {
+    let Some(journal) = rollover_journal_postgres::testing::fresh_database("ha_failover") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut fleet, root) = fleet_with_root(tmp.path());
+    // The fleet's own executor (redb) steps aside: the group below runs the rotation.
+    fleet.children.terminate("executor");
+    let planner = flag(&fleet.executor_args, "--planner");
+
+    // `gw`'s steps take 2 s (its export's reload command), so the kill lands inside
+    // one. An exporting node presents its one exported leaf: `identity: single`.
+    let yaml = std::fs::read_to_string(&fleet.topology).unwrap();
+    let yaml = yaml.replacen("{id: gw, ", "{id: gw, identity: single, ", 1);
+    std::fs::write(&fleet.topology, yaml).unwrap();
+    fleet.kill("gw");
+    let export = tmp.path().join("gw-export");
+    fleet.add_agent_args(
+        "gw",
+        &["--export", export.to_str().unwrap(), "--reload", "sleep 2"],
+    );
+    fleet.restart("gw");
+
+    let ports = free_ports(2);
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let executor = |name: &str, addr: &str| {
+        strings(&[
+            "serve",
+            "executor",
+            "--listen",
+            addr,
+            "--planner",
+            &planner,
+            "--state",
+            tmp.path().join(name).to_str().unwrap(),
+            "--bootstrap-ca",
+            root.to_str().unwrap(),
+            "--journal",
+            &journal,
+            "--lease",
+            "2",
+            "--lease-renew",
+            "0.5",
+        ])
+    };
+    // `a` leads first (only a leader listens), then `b` follows.
+    fleet
+        .children
+        .spawn("exec-a", &executor("exec-a", &addrs[0]));
+    fleet
+        .children
+        .wait_listening("exec-a", addrs[0].parse().unwrap())
+        .unwrap();
+    fleet
+        .children
+        .spawn("exec-b", &executor("exec-b", &addrs[1]));
+    let group = addrs.join(",");
+
+    let mut rotate = Background::start(&strings(&[
+        "rotate",
+        "--executor",
+        &group,
+        fleet.topology.to_str().unwrap(),
+        "--max-concurrency",
+        "1",
+    ]));
+    let first = rotate.until("accepted", |l| l.starts_with("rotation "));
+    assert!(first.contains(&addrs[0]), "accepted by the leader: {first}");
+    let id = first.split_whitespace().nth(1).unwrap().to_string();
+    rotate.until("a step of gw started", |l| {
+        l.starts_with("step ") && l.contains(" gw) started")
+    });
+    let killed = Instant::now();
+    let leader = fleet.children.get("exec-a");
+    leader.kill().unwrap();
+    leader.wait().unwrap();
+    fleet.children.running.retain(|(n, _)| n != "exec-a");
+
+    let (code, out, err) = rotate.finish();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("finished: SUCCEEDED"), "{out}\n{err}");
+    assert!(
+        format!("{out}\n{err}").contains(&format!("the executor at {} leads now", addrs[1])),
+        "rotate followed the new leader:\n{out}\n{err}"
+    );
+    eprintln!(
+        "leader killed; rotation finished on the new leader {:.1} s later",
+        killed.elapsed().as_secs_f64()
+    );
+    let log = fleet.children.log("exec-b");
+    assert!(log.contains("leading with epoch 2"), "{log}");
+    assert!(
+        fleet
+            .children
+            .log("exec-a")
+            .contains("leading with epoch 1")
+    );
+
+    // The group answers for the rotation: the new leader's journal has all of it.
+    let out = run(
+        &strings(&["status", "--executor", &group, &id, "-f", "json"]),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    assert_eq!(status["steps_done"], status["steps_total"], "{status:#}");
+
+    // Nothing doubled or skipped: every agent applied each of its steps exactly once.
+    for (id, mode) in procs::NODES {
+        assert_eq!(applied_count(&fleet, id), steps_of(mode), "{id}");
+    }
+}
