@@ -185,7 +185,7 @@ pub struct ExecutorArgs {
     /// Several, comma-separated (`A,B,C`), for executors sharing a PostgreSQL journal:
     /// only their leader listens, and the command uses the first that answers, in
     /// order, and looks again if it goes away while following a rotation.
-    #[arg(long, value_name = "URL[,URL...]", env = "ROLLOVER_EXECUTOR")]
+    #[arg(long, value_name = "URL", env = "ROLLOVER_EXECUTOR")]
     pub executor: String,
     #[command(flatten)]
     pub tls: ClientTls,
