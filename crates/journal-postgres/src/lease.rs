@@ -68,10 +68,10 @@ fn secs(d: Duration) -> f64 {
 
 impl Lease {
     /// A lease on the database at `url`. Must be called within a tokio runtime (its
-    /// connections run there). The schema must exist ([`crate::PgJournal::connect`]).
+    /// connections run there). The schema must exist (`PgJournal::connect` makes it).
     pub fn new(url: &str, config: LeaseConfig) -> Result<Lease, PgError> {
         Ok(Lease {
-            pool: crate::journal::pool(url, 2)?,
+            pool: crate::pool::pool(url, 2)?,
             config,
         })
     }

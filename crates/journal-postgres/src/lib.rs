@@ -5,6 +5,7 @@
 //! * [`journal`]: [`PgJournal`], the executor's `Journal` trait over a connection pool,
 //!   every batch one transaction, fenced by the leader's epoch;
 //! * [`lease`]: [`Lease`], a row with an increasing epoch (the fencing token);
+//! * `pool`: the connection pools both use;
 //! * [`testing`]: a fresh database per test from `ROLLOVER_TEST_POSTGRES`.
 //!
 //! The executor's journal API is synchronous (its writer is a thread); the pool and
@@ -14,6 +15,7 @@
 pub mod error;
 pub mod journal;
 pub mod lease;
+mod pool;
 pub mod schema;
 pub mod testing;
 

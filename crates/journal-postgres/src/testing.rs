@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::PgError;
+
 /// The environment variable naming the test server (any database on it).
 pub const TEST_URL_VAR: &str = "ROLLOVER_TEST_POSTGRES";
 
@@ -42,21 +44,21 @@ pub fn fresh_database(test: &str) -> Option<String> {
     );
     // On a thread of its own: the caller may be async code, where a runtime can be
     // neither entered nor dropped.
-    let created: Result<(), String> = std::thread::scope(|s| {
+    let created: Result<(), PgError> = std::thread::scope(|s| {
         s.spawn(|| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("a runtime for the test database: {e}"))?;
+                .map_err(|e| PgError::Runtime(format!("a runtime for the test database: {e}")))?;
             runtime.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
                     .await
-                    .map_err(|e| format!("connect to {base}: {e}"))?;
+                    .map_err(|e| PgError::Db(format!("connect to {base}: {e}")))?;
                 let conn = tokio::spawn(conn);
                 client
                     .batch_execute(&format!("CREATE DATABASE {name}"))
                     .await
-                    .map_err(|e| format!("create database {name}: {e}"))?;
+                    .map_err(|e| PgError::Db(format!("create database {name}: {e}")))?;
                 drop(client);
                 let _ = conn.await;
                 Ok(())
