@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollover_core::{Fleet, Mode, Topology};
+use rollover_core::{Fleet, Topology};
 use rollover_proto::convert;
 use rollover_proto::v1;
 use rollover_proto::v1::FleetProblemKind as Kind;
@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::Executor;
 use crate::error::ApiError;
+use crate::rotation::{check_mode, current_root};
 use crate::wire::state_name;
 
 /// How long one agent may take to answer the check's GetState.
@@ -175,19 +176,8 @@ impl Executor {
                     continue;
                 }
             };
-            let mode = match v1::NodeMode::try_from(state.mode) {
-                Ok(v1::NodeMode::Bundle) => Some(Mode::Bundle),
-                Ok(v1::NodeMode::Atomic) => Some(Mode::Atomic),
-                _ => None,
-            };
-            if let Some(mode) = mode
-                && mode != want
-            {
-                problems.push(problem(
-                    Kind::ModeMismatch,
-                    &id,
-                    format!("`{id}`: its agent is a {mode} node but the topology says {want}"),
-                ));
+            if let Err(e) = check_mode(&id, want, &state) {
+                problems.push(problem(Kind::ModeMismatch, &id, e.to_string()));
             }
             if state.held_leaves.len() > 1 || state.client_roots.len() > 1 {
                 problems.push(problem(
@@ -201,13 +191,7 @@ impl Executor {
                     ),
                 ));
             }
-            let root = state
-                .held_leaves
-                .iter()
-                .find(|h| h.fingerprint == state.presented_leaf_fingerprint)
-                .map(|h| h.issuer_root_fingerprint.clone())
-                .or_else(|| state.client_roots.first().cloned())
-                .unwrap_or_default();
+            let root = current_root(&state);
             reached.push((
                 node,
                 v1::NodeCheck {

@@ -77,6 +77,7 @@ use identity::{
 pub use identity::{decode_identity, encode_identity};
 pub use preparation::NodeFacts;
 use preparation::Prepared;
+pub(crate) use preparation::{check_mode, current_root};
 
 /// What every rotation shares: the journal, how to reach agents, the executor's own
 /// credentials, metrics and tunables.

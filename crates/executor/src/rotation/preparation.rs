@@ -267,29 +267,39 @@ pub(super) fn facts_of(
     want: Mode,
     state: &v1::AgentState,
 ) -> Result<NodeFacts, NodeProblem> {
+    check_mode(id, want, state)?;
+    Ok(NodeFacts {
+        old_root: current_root(state),
+        data_address: state.data_address.clone(),
+    })
+}
+
+/// Refuse an agent that runs in another mode than the topology's (an agent that
+/// reports no mode is not refused).
+pub(crate) fn check_mode(id: &str, want: Mode, state: &v1::AgentState) -> Result<(), NodeProblem> {
     let reported = match v1::NodeMode::try_from(state.mode) {
         Ok(v1::NodeMode::Bundle) => Some(Mode::Bundle),
         Ok(v1::NodeMode::Atomic) => Some(Mode::Atomic),
         _ => None,
     };
-    if let Some(mode) = reported
-        && mode != want
-    {
-        return Err(NodeProblem::WrongMode {
+    match reported {
+        Some(mode) if mode != want => Err(NodeProblem::WrongMode {
             id: id.to_string(),
             reported: mode,
             want,
-        });
+        }),
+        _ => Ok(()),
     }
-    let old_root = state
+}
+
+/// The fingerprint of the root an agent is on: the issuer of the leaf it presents,
+/// else its first client root (empty if it has none).
+pub(crate) fn current_root(state: &v1::AgentState) -> String {
+    state
         .held_leaves
         .iter()
         .find(|h| h.fingerprint == state.presented_leaf_fingerprint)
         .map(|h| h.issuer_root_fingerprint.clone())
         .or_else(|| state.client_roots.first().cloned())
-        .unwrap_or_default();
-    Ok(NodeFacts {
-        old_root,
-        data_address: state.data_address.clone(),
-    })
+        .unwrap_or_default()
 }
