@@ -68,8 +68,7 @@ impl Inner {
         let key = match current.csr_key(&label, store::key_file_name)? {
             CsrKey::Existing(key) => {
                 if raised {
-                    persist(&self.dir, current.clone()).await?;
-                    *self.node() = current;
+                    self.keep(current).await?;
                 }
                 key
             }
@@ -108,8 +107,7 @@ impl Inner {
                 if raised {
                     // A new leader re-sent it: remember its epoch, so the old one's
                     // late calls are refused.
-                    persist(&self.dir, current.clone()).await?;
-                    *self.node() = current;
+                    self.keep(current).await?;
                 }
                 return Ok((false, self.snapshot()?));
             }
@@ -145,6 +143,14 @@ impl Inner {
         }
         tracing::info!(%state, "step applied");
         Ok((true, self.snapshot()?))
+    }
+
+    /// Persist `node` (changed in what it remembers only, e.g. a newer leader's epoch)
+    /// and make it the node's state.
+    async fn keep(&self, node: NodeData) -> Result<(), AgentError> {
+        persist(&self.dir, node.clone()).await?;
+        *self.node() = node;
+        Ok(())
     }
 
     /// Admit `caller` on `node` (see [`crate::fence`]), counting refusals.

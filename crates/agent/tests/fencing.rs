@@ -5,10 +5,8 @@
 
 mod common;
 
-use common::{Executor, bounded, control_creds, root, start_agent};
-use rollover_agent::ControlCreds;
-use rollover_core::state::{Action, Mode};
-use rollover_pki::Validity;
+use common::{LoneAgent, bounded};
+use rollover_core::state::Action;
 use rollover_proto::v1::CreateCsrRequest;
 use tonic::Code;
 
@@ -29,16 +27,9 @@ fn assert_stale(result: Result<impl std::fmt::Debug, tonic::Status>, what: &str)
 #[tokio::test]
 async fn a_deposed_leaders_late_calls_are_refused_even_after_a_restart() {
     bounded(async {
-        let dirs = tempfile::tempdir().unwrap();
-        let dir = dirs.path().join("a");
-        let (old, new, control) = (root(common::CA, 1), root(common::CA, 2), root("control", 1));
-        rollover_agent::bootstrap_control(&dir, "a", &control, Validity::default()).unwrap();
-        let exec = Executor {
-            creds: control_creds(common::executor_id(), &control),
-            new_root: new,
-            old_fingerprint: old.fingerprint(),
-        };
-        let agent = start_agent(&dir, "a", Mode::Bundle, &old, ControlCreds::StateDir).await;
+        let node = LoneAgent::new();
+        let exec = &node.exec;
+        let agent = node.start().await;
 
         // Leader 1 stages; leader 2 takes over and re-sends the stage (a repeat, which
         // still records its epoch), then presents.
@@ -95,7 +86,7 @@ async fn a_deposed_leaders_late_calls_are_refused_even_after_a_restart() {
         agent.shutdown().await;
 
         // The record survives a restart; leader 2 goes on, leader 1 still cannot.
-        let agent = start_agent(&dir, "a", Mode::Bundle, &old, ControlCreds::StateDir).await;
+        let agent = node.start().await;
         assert_stale(
             exec.step_as(1, &agent, 5, Action::Retire, false).await,
             "after restart",
@@ -125,16 +116,9 @@ async fn a_deposed_leaders_late_calls_are_refused_even_after_a_restart() {
 #[tokio::test]
 async fn an_executor_without_a_lease_is_not_fenced() {
     bounded(async {
-        let dirs = tempfile::tempdir().unwrap();
-        let dir = dirs.path().join("a");
-        let (old, new, control) = (root(common::CA, 1), root(common::CA, 2), root("control", 1));
-        rollover_agent::bootstrap_control(&dir, "a", &control, Validity::default()).unwrap();
-        let exec = Executor {
-            creds: control_creds(common::executor_id(), &control),
-            new_root: new,
-            old_fingerprint: old.fingerprint(),
-        };
-        let agent = start_agent(&dir, "a", Mode::Bundle, &old, ControlCreds::StateDir).await;
+        let node = LoneAgent::new();
+        let exec = &node.exec;
+        let agent = node.start().await;
         for (id, action) in [
             (0, Action::Stage),
             (1, Action::Present),

@@ -366,16 +366,9 @@ async fn undo_returns_the_previous_state() {
 #[tokio::test]
 async fn a_restarted_agent_keeps_its_state() {
     bounded(async {
-        let dirs = tempfile::tempdir().unwrap();
-        let dir = dirs.path().join("a");
-        let (old, new, control) = (root(common::CA, 1), root(common::CA, 2), root("control", 1));
-        rollover_agent::bootstrap_control(&dir, "a", &control, Validity::default()).unwrap();
-        let exec = Executor {
-            creds: control_creds(common::executor_id(), &control),
-            new_root: new,
-            old_fingerprint: old.fingerprint(),
-        };
-        let agent = start_agent(&dir, "a", Mode::Bundle, &old, ControlCreds::StateDir).await;
+        let node = common::LoneAgent::new();
+        let (dir, exec) = (&node.dir, &node.exec);
+        let agent = node.start().await;
         exec.step(&agent, 0, Action::Stage, false).await.unwrap();
         exec.step(&agent, 3, Action::Present, false).await.unwrap();
         let before = agent.state();
@@ -386,7 +379,7 @@ async fn a_restarted_agent_keeps_its_state() {
             use std::os::unix::fs::PermissionsExt;
             let mode =
                 |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(dir), 0o700);
             assert_eq!(mode(&dir.join("keys")), 0o700);
             assert_eq!(mode(&dir.join("node.json")), 0o600);
             assert_eq!(mode(&dir.join("control-key.pem")), 0o600);
@@ -397,7 +390,7 @@ async fn a_restarted_agent_keeps_its_state() {
             }
         }
 
-        let agent = start_agent(&dir, "a", Mode::Bundle, &old, ControlCreds::StateDir).await;
+        let agent = node.start().await;
         let mut after = exec.state(&agent).await.unwrap();
         assert_eq!(after.data_address, Some(agent.data_addr().to_string()));
         after.data_address = before.data_address.clone();

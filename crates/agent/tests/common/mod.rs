@@ -161,6 +161,47 @@ impl Executor {
     }
 }
 
+/// Bundle node `a`, its control identity (from a separate control CA) in its state
+/// directory, and an executor for it: for tests that restart the agent on its state.
+pub struct LoneAgent {
+    _dirs: tempfile::TempDir,
+    pub dir: std::path::PathBuf,
+    pub old: RootCa,
+    pub exec: Executor,
+}
+
+impl LoneAgent {
+    pub fn new() -> Self {
+        let dirs = tempfile::tempdir().unwrap();
+        let dir = dirs.path().join("a");
+        let (old, new, control) = (root(CA, 1), root(CA, 2), root("control", 1));
+        rollover_agent::bootstrap_control(&dir, "a", &control, Validity::default()).unwrap();
+        let exec = Executor {
+            creds: control_creds(executor_id(), &control),
+            new_root: new,
+            old_fingerprint: old.fingerprint(),
+        };
+        Self {
+            _dirs: dirs,
+            dir,
+            old,
+            exec,
+        }
+    }
+
+    /// Start (or start again) the agent on its state directory.
+    pub async fn start(&self) -> AgentHandle {
+        start_agent(
+            &self.dir,
+            "a",
+            Mode::Bundle,
+            &self.old,
+            ControlCreds::StateDir,
+        )
+        .await
+    }
+}
+
 pub fn executor_id() -> &'static str {
     EXECUTOR_ID
 }

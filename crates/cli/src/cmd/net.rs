@@ -243,22 +243,10 @@ async fn serving(channel: Channel) -> Result<(), String> {
     });
     match tokio::time::timeout(rollover_transport::CONNECT_TIMEOUT, check).await {
         Err(_) => Err("no answer in time".into()),
-        Ok(Err(status)) => Err(transport_message(&status)),
+        Ok(Err(status)) => Err(status_detail(&status)),
         Ok(Ok(answer)) if answer.get_ref().status == ServingStatus::Serving as i32 => Ok(()),
         Ok(Ok(_)) => Err("not serving".into()),
     }
-}
-
-/// A status's message, or for a transport failure its cause.
-fn transport_message(status: &tonic::Status) -> String {
-    use std::error::Error;
-    let mut text = status.message().to_string();
-    let mut source = status.source();
-    while let Some(cause) = source {
-        text = cause.to_string();
-        source = cause.source();
-    }
-    text
 }
 
 /// A client of the executor at `url`: mTLS with `tls`'s files when given, else
@@ -435,18 +423,7 @@ pub async fn get_rotation(
 /// and unknown rotations are bad input (exit 2).
 pub fn call_error(service: &str, url: &str, status: tonic::Status) -> anyhow::Error {
     use tonic::Code;
-    let mut detail = status.message().to_string();
-    let mut source = std::error::Error::source(&status);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !detail.contains(&text) {
-            if !detail.is_empty() {
-                detail.push_str(": ");
-            }
-            detail.push_str(&text);
-        }
-        source = cause.source();
-    }
+    let detail = status_detail(&status);
     // A plaintext client of an mTLS server fails in several ways depending on timing
     // (h2 protocol error, broken pipe, reset, a cancelled call on a closed connection):
     // each gets the same hint.
@@ -468,6 +445,24 @@ pub fn call_error(service: &str, url: &str, status: tonic::Status) -> anyhow::Er
         }
         code => anyhow::anyhow!("the {service} at {url} answered {code:?}: {detail}"),
     }
+}
+
+/// A status's message followed by each cause in its chain not already in it (a
+/// transport failure's message is terse; the cause says e.g. "connection refused").
+fn status_detail(status: &tonic::Status) -> String {
+    let mut detail = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !detail.contains(&text) {
+            if !detail.is_empty() {
+                detail.push_str(": ");
+            }
+            detail.push_str(&text);
+        }
+        source = cause.source();
+    }
+    detail
 }
 
 #[cfg(test)]
