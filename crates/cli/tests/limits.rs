@@ -11,7 +11,6 @@
 //! Figures are printed (`cargo test --release -p rollover-cli --test limits --
 //! --nocapture`).
 
-use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,35 +33,39 @@ impl Drop for Planner {
     }
 }
 
+/// Starts a planner on port 0 and reads the address it bound from its first line
+/// of stderr, so no other test's server can answer in its place (a port picked
+/// beforehand and freed again could be taken by another test's planner meanwhile).
 fn start_planner(extra: &[&str]) -> Planner {
-    for _ in 0..5 {
-        let port = StdListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut child = Command::new(BIN)
-            .args(["serve", "planner", "--listen", &addr])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("rollover starts");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break; // the port was taken meanwhile: try another
+    let mut child = Command::new(BIN)
+        .args(["serve", "planner", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rollover starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep draining stderr after the address line so the planner never blocks on a
+    // full pipe.
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("planner listening on ") {
+                if let Some(tx) = tx.take() {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_string());
+                }
             }
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                return Planner { child, addr };
-            }
-            assert!(Instant::now() < deadline, "the planner does not listen");
-            std::thread::sleep(Duration::from_millis(50));
         }
-    }
-    panic!("the planner did not start");
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the planner says where it listens");
+    Planner { child, addr }
 }
 
 /// `VmHWM` (peak resident set) and `VmRSS` of `pid`, in KiB.
