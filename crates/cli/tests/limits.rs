@@ -54,11 +54,11 @@ fn start_planner(extra: &[&str]) -> Planner {
         let mut tx = Some(tx);
         for line in std::io::BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if let Some(rest) = line.strip_prefix("planner listening on ") {
-                if let Some(tx) = tx.take() {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_string());
-                }
+            if let Some(rest) = line.strip_prefix("planner listening on ")
+                && let Some(tx) = tx.take()
+            {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(addr.to_string());
             }
         }
     });
