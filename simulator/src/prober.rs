@@ -8,8 +8,9 @@
 //! memory instead of sockets, so their rate is bounded by TLS, not by the kernel. A link
 //! under another CA is handshaken in memory with its own CA's static credentials.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rollover_core::synth::SeededRng;
 use rollover_core::{Fleet, Link};
@@ -17,17 +18,13 @@ use rollover_executor::driver::tls_probe;
 use rollover_pki::handshake_in_memory;
 use rollover_proto::v1::ProbeFailure;
 use rollover_transport::ProbeError;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use crate::observe::{Observer, Source};
 use crate::setup::SimFleet;
 
 /// Deadline of one simulator handshake.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Background handshakes in flight at once.
-const WORKERS: usize = 4;
 
 /// Picks recorded for reproducibility checks.
 const SCHEDULE_KEPT: usize = 10_000;
@@ -137,6 +134,13 @@ pub fn ends<'a>(fleet: &'a Fleet, link: &'a ProbeLink) -> (&'a str, &'a str, boo
 /// Probe random links at `rate` per second until `stop` turns true; returns the
 /// sequence of links picked (the first [`SCHEDULE_KEPT`]), which depends on the seed
 /// only.
+///
+/// The handshakes run on threads of their own, one per core (as the bare baseline
+/// of `rollover bench handshake` does), each drawing its next link from the one
+/// seeded sequence, handshaking and recording the result without a round trip
+/// through the async runtime: handed out as async tasks that each wait for a
+/// blocking thread, a few background probes could not keep the cores busy while
+/// the rotation's own tasks waited on the network.
 pub async fn background(
     fleet: Arc<Fleet>,
     sim: Arc<SimFleet>,
@@ -146,69 +150,134 @@ pub async fn background(
     rate: u32,
     mut stop: watch::Receiver<bool>,
 ) -> Vec<usize> {
-    let mut schedule = Vec::new();
     if rate == 0 || links.is_empty() {
-        return schedule;
+        return Vec::new();
     }
-    let (tx, rx) = mpsc::channel::<usize>(WORKERS * 2);
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let mut workers = JoinSet::new();
-    for _ in 0..WORKERS {
-        let (fleet, sim, links, observer, rx) = (
+    let picker = Arc::new(Picker::new(seed, rate, links.len()));
+    let halt = Arc::new(AtomicBool::new(false));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut workers = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let (fleet, sim, links, observer, picker, halt) = (
             fleet.clone(),
             sim.clone(),
             links.clone(),
             observer.clone(),
-            rx.clone(),
+            picker.clone(),
+            halt.clone(),
         );
-        workers.spawn(async move {
-            loop {
-                let Some(pick) = rx.lock().await.recv().await else {
-                    break;
-                };
-                let (f, s, l) = (fleet.clone(), sim.clone(), links.clone());
-                let result =
-                    tokio::task::spawn_blocking(move || handshake_in_memory_now(&f, &s, &l[pick]))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(ProbeError::new(
-                                ProbeFailure::NotRun,
-                                format!("probe task: {e}"),
-                            ))
-                        });
-                let (client, server, declared) = ends(&fleet, &links[pick]);
-                observer.handshake(Source::Background, client, server, result, declared, None);
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("sim-prober-{i}"))
+            .spawn(move || {
+                while let Some(pick) = picker.next(&halt) {
+                    let result = handshake_in_memory_now(&fleet, &sim, &links[pick]);
+                    let (client, server, declared) = ends(&fleet, &links[pick]);
+                    observer.handshake(Source::Background, client, server, result, declared, None);
+                }
+            });
+        match spawned {
+            Ok(worker) => workers.push(worker),
+            Err(e) => tracing::warn!(error = %e, "could not start a background prober thread"),
+        }
     }
-    let mut rng = SeededRng::new(seed ^ 0x5eed_cafe);
-    // Paced by the count due since the start rather than by one timer tick per
-    // probe: tokio's timers have millisecond resolution, so a tick per probe would
-    // cap the rate near 1,000/s whatever was asked (and a bench asking for "as fast
-    // as possible" would measure the timer). Bursts wait on the workers' channel.
-    let started = tokio::time::Instant::now();
-    let mut sent: u64 = 0;
-    while !*stop.borrow() {
-        let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
-        if sent >= due {
-            let next = started + Duration::from_secs_f64((sent + 1) as f64 / f64::from(rate));
-            tokio::select! {
-                _ = stop.changed() => continue,
-                () = tokio::time::sleep_until(next) => {}
-            }
-            continue;
+    let _ = stop.wait_for(|s| *s).await;
+    halt.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || {
+        for worker in workers {
+            let _ = worker.join();
         }
-        let pick = rng.below(links.len() as u32) as usize;
-        if schedule.len() < SCHEDULE_KEPT {
-            schedule.push(pick);
+    })
+    .await;
+    picker.schedule()
+}
+
+/// The background probes' one seeded sequence of links, paced at `rate` per second.
+struct Picker {
+    rate: f64,
+    links: u32,
+    started: Instant,
+    state: Mutex<PickerState>,
+}
+
+struct PickerState {
+    rng: SeededRng,
+    sent: u64,
+    schedule: Vec<usize>,
+}
+
+impl Picker {
+    fn new(seed: u64, rate: u32, links: usize) -> Self {
+        Picker {
+            rate: f64::from(rate),
+            links: u32::try_from(links).unwrap_or(u32::MAX),
+            started: Instant::now(),
+            state: Mutex::new(PickerState {
+                rng: SeededRng::new(seed ^ 0x5eed_cafe),
+                sent: 0,
+                schedule: Vec::new(),
+            }),
         }
-        tokio::select! {
-            _ = stop.changed() => continue,
-            result = tx.send(pick) => if result.is_err() { break },
-        }
-        sent += 1;
     }
-    drop(tx);
-    while workers.join_next().await.is_some() {}
-    schedule
+
+    fn state(&self) -> std::sync::MutexGuard<'_, PickerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next link to probe once it is due, or `None` once `halt` is set. Paced by
+    /// the count due since the start rather than by one timer tick per probe, so a
+    /// high rate is not capped by the timer's resolution.
+    fn next(&self, halt: &AtomicBool) -> Option<usize> {
+        loop {
+            if halt.load(Ordering::Relaxed) {
+                return None;
+            }
+            let mut state = self.state();
+            let due = (self.started.elapsed().as_secs_f64() * self.rate) as u64;
+            if state.sent < due {
+                let pick = state.rng.below(self.links) as usize;
+                state.sent += 1;
+                if state.schedule.len() < SCHEDULE_KEPT {
+                    state.schedule.push(pick);
+                }
+                return Some(pick);
+            }
+            let next = Duration::from_secs_f64((state.sent + 1) as f64 / self.rate);
+            drop(state);
+            // Short naps, so a stop is seen soon even at a low rate.
+            let wait = next.saturating_sub(self.started.elapsed());
+            std::thread::sleep(wait.min(MAX_NAP));
+        }
+    }
+
+    fn schedule(&self) -> Vec<usize> {
+        std::mem::take(&mut self.state().schedule)
+    }
+}
+
+/// Longest a background prober thread sleeps before looking at the stop flag again.
+const MAX_NAP: Duration = Duration::from_millis(20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draw(picker: &Picker, n: usize) -> Vec<usize> {
+        let halt = AtomicBool::new(false);
+        (0..n).map(|_| picker.next(&halt).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_picks_depend_on_the_seed_only_and_stop_on_halt() {
+        let (a, b, c) = (
+            Picker::new(7, u32::MAX, 50),
+            Picker::new(7, u32::MAX, 50),
+            Picker::new(8, u32::MAX, 50),
+        );
+        let picks = draw(&a, 100);
+        assert!(picks.iter().all(|&p| p < 50));
+        assert_eq!(picks, draw(&b, 100));
+        assert_ne!(picks, draw(&c, 100));
+        assert_eq!(a.schedule(), picks);
+        assert_eq!(a.next(&AtomicBool::new(true)), None);
+    }
 }

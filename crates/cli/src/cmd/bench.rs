@@ -100,6 +100,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Status> {
             format!(
                 "(a) bare in-process mutual handshakes: {:.0}/s ({} in {:.2} s on {} threads)\n\
                  (b) simulator during a rotation:        {:.0}/s ({} handshakes in {:.2} s; {} nodes, {} links, {} steps, {} failed undeclared)\n\
+                 \x20   of which {} after steps (over loopback TCP), {} background (in memory)\n\
                  ratio b/a: {:.0}%\n",
                 bench.bare.per_second(),
                 bench.bare.handshakes,
@@ -112,6 +113,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Status> {
                 r.links,
                 r.steps,
                 r.failed_undeclared,
+                r.probes_after_steps,
+                r.background_handshakes,
                 bench.ratio() * 100.0
             )
         }
