@@ -5,6 +5,8 @@
 //!
 //! * [`setup`]: roots, bootstrapped agents, the executor's credentials, foreign CAs;
 //! * [`services`]: planner and executor on loopback;
+//! * [`group`]: an executor group on PostgreSQL, its leader followed, crashed or cut
+//!   off its database;
 //! * [`prober`]: background and final handshakes;
 //! * [`observe`]: what was seen (failures, the step running, coverage);
 //! * [`checks`]: the end state behind `all_new`;
@@ -18,6 +20,7 @@ pub mod bench;
 pub mod chaos;
 pub mod checks;
 pub mod error;
+pub mod group;
 pub mod handshake_rate;
 pub mod limits;
 pub mod observe;
@@ -29,5 +32,6 @@ pub mod setup;
 
 pub use chaos::{ChaosReport, ChaosSpec};
 pub use error::SimError;
+pub use group::GroupOptions;
 pub use options::{Progress, ProgressFn, SimOptions};
 pub use run::{SimOutcome, simulate};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rollover_core::{Plan, Strategy};
 
 use crate::chaos::spec::ChaosSpec;
+use crate::group::GroupOptions;
 
 /// Progress of a running simulation, for a progress bar or log lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,6 +51,9 @@ pub struct SimOptions {
     pub max_failures_listed: usize,
     /// Inject these faults (all drawn from `seed`) and check the chaos invariants.
     pub chaos: Option<ChaosSpec>,
+    /// Run a group of executors on PostgreSQL instead of one on an in-memory
+    /// journal (the run is then checked as a chaotic one, with or without faults).
+    pub group: Option<GroupOptions>,
 }
 
 impl Default for SimOptions {
@@ -65,6 +69,7 @@ impl Default for SimOptions {
             progress: None,
             max_failures_listed: 50,
             chaos: None,
+            group: None,
         }
     }
 }
@@ -80,6 +85,7 @@ impl std::fmt::Debug for SimOptions {
             .field("max_concurrency", &self.max_concurrency)
             .field("work_dir", &self.work_dir)
             .field("chaos", &self.chaos.as_ref().map(ToString::to_string))
+            .field("executors", &self.group.as_ref().map(|g| g.executors))
             .finish()
     }
 }

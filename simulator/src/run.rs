@@ -53,7 +53,11 @@ impl SimOutcome {
 }
 
 /// Simulate a rotation of `topology`.
-pub async fn simulate(topology: &Topology, options: SimOptions) -> Result<SimOutcome, SimError> {
+pub async fn simulate(
+    topology: &Topology,
+    mut options: SimOptions,
+) -> Result<SimOutcome, SimError> {
+    check_group_faults(&mut options)?;
     let fleet = Arc::new(Fleet::new(topology));
     let given = match &options.plan {
         Some(plan) => {
@@ -108,6 +112,7 @@ pub async fn simulate(topology: &Topology, options: SimOptions) -> Result<SimOut
                 root_keys,
                 Some(connector),
                 Some(CHAOS_RETRY),
+                options.group.clone(),
             )
             .await?
         }
@@ -122,20 +127,23 @@ pub async fn simulate(topology: &Topology, options: SimOptions) -> Result<SimOut
         chaos.as_ref(),
     )
     .await;
+    if let (Some(chaos), Some(group)) = (&chaos, services.group()) {
+        let refusals = sim.agents.iter().flatten().map(|a| a.epoch_refusals()).sum();
+        chaos.set_group(group.executors() as u64, group.leader_changes(), refusals);
+    }
     services.shutdown().await;
     if let Some(chaos) = &chaos {
         chaos.settle().await;
         if let Ok(outcome) = &mut result {
             // The executor is stopped: its journal on disk must hold everything.
             let watched = chaos.noted().len() as u64;
+            let stored = match &options.group {
+                None => invariants::JournalAt::Dir(dir.join("executor")),
+                Some(group) => invariants::JournalAt::Postgres(group.url.clone()),
+            };
             chaos.record(
-                invariants::check_journal(
-                    &dir.join("executor"),
-                    &outcome.rotation_id,
-                    &outcome.plan,
-                    watched,
-                )
-                .await,
+                invariants::check_journal(&stored, &outcome.rotation_id, &outcome.plan, watched)
+                    .await,
             );
             chaos.record(invariants::check_report(&outcome.report));
             let report = chaos.report();
@@ -153,6 +161,31 @@ pub async fn simulate(topology: &Topology, options: SimOptions) -> Result<SimOut
         sim.shutdown().await;
     }
     result
+}
+
+/// An executor group runs as a chaotic run (its invariants checked), with or without
+/// faults; the group's faults need a group, and the single executor's crash (which
+/// reopens the embedded journal) has no meaning in one.
+fn check_group_faults(options: &mut SimOptions) -> Result<(), SimError> {
+    if options.group.is_some() && options.chaos.is_none() {
+        options.chaos = Some(crate::ChaosSpec::default());
+    }
+    let Some(spec) = &options.chaos else {
+        return Ok(());
+    };
+    match &options.group {
+        None if spec.leader_crash > 0 || spec.postgres_cut > 0 => Err(SimError::Setup(
+            "leader-crash and postgres-cut need an executor group on PostgreSQL \
+             (--journal postgres://... --executors N)"
+                .into(),
+        )),
+        Some(_) if spec.executor_crash > 0 => Err(SimError::Setup(
+            "executor-crash reopens the single executor's embedded journal; with an executor \
+             group use leader-crash=N"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn rotate(

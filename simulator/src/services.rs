@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 use crate::error::SimError;
+use crate::group::{ExecutorGroup, GroupOptions};
 
 /// Connections from the executor to agents kept open at once.
 pub const CHANNELS_KEPT: usize = 512;
@@ -33,7 +34,9 @@ pub struct Services {
     tasks: Vec<JoinHandle<()>>,
     /// The executor's serve task and handle (a chaos run crashes and reopens them).
     running: Option<(Executor, JoinHandle<()>)>,
-    reopen: Reopen,
+    /// Or, on PostgreSQL, a group of executors of which one leads.
+    group: Option<ExecutorGroup>,
+    reopen: Arc<Reopen>,
 }
 
 /// What opening the executor again takes.
@@ -64,6 +67,15 @@ impl Reopen {
     }
 }
 
+/// A client of the executor API at `addr`.
+fn client_of(addr: SocketAddr) -> Result<ExecutorServiceClient<Channel>, SimError> {
+    let channel = rollover_transport::plain_channel(&addr.to_string())
+        .map_err(|e| SimError::Setup(e.to_string()))?;
+    Ok(ExecutorServiceClient::new(channel)
+        .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(rollover_executor::MAX_MESSAGE_BYTES))
+}
+
 /// Serve `executor` on a fresh loopback port until `stop`; a client of it.
 async fn serve_executor(
     executor: Executor,
@@ -82,12 +94,7 @@ async fn serve_executor(
             tracing::error!(error = %e, "simulated executor failed");
         }
     });
-    let channel = rollover_transport::plain_channel(&executor_addr.to_string())
-        .map_err(|e| SimError::Setup(e.to_string()))?;
-    let client = ExecutorServiceClient::new(channel)
-        .max_decoding_message_size(rollover_executor::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(rollover_executor::MAX_MESSAGE_BYTES);
-    Ok((executor_addr, task, client))
+    Ok((executor_addr, task, client_of(executor_addr)?))
 }
 
 async fn loopback() -> Result<TcpListener, SimError> {
@@ -99,6 +106,10 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'sta
     async move {
         let _ = rx.wait_for(|s| *s).await;
     }
+}
+
+fn no_group() -> SimError {
+    SimError::Setup("leader faults need an executor group (--journal postgres://...)".into())
 }
 
 impl Services {
@@ -121,21 +132,24 @@ impl Services {
             Some(Arc::new(connector)),
             None,
             Some(Arc::new(MemJournal::default())),
+            None,
         )
         .await
     }
 
     /// [`Services::start`] with the executor's journal on disk under `dir` (a chaos
-    /// run crashes and reopens it), reaching agents through `connector` (its default:
-    /// mTLS with `executor_creds`) and retrying agent calls by `retry`.
+    /// run crashes and reopens it), or with `group`, a group of executors on
+    /// PostgreSQL; reaching agents through `connector` (its default: mTLS with
+    /// `executor_creds`) and retrying agent calls by `retry`.
     pub async fn start_with(
         dir: &Path,
         executor_creds: Arc<LiveCredentials>,
         root_keys: Vec<Arc<RootCa>>,
         connector: Option<Arc<dyn AgentConnector>>,
         retry: Option<RetryPolicy>,
+        group: Option<GroupOptions>,
     ) -> Result<Services, SimError> {
-        Self::open(dir, executor_creds, root_keys, connector, retry, None).await
+        Self::open(dir, executor_creds, root_keys, connector, retry, None, group).await
     }
 
     async fn open(
@@ -145,6 +159,7 @@ impl Services {
         connector: Option<Arc<dyn AgentConnector>>,
         retry: Option<RetryPolicy>,
         journal: Option<Arc<dyn Journal>>,
+        group: Option<GroupOptions>,
     ) -> Result<Services, SimError> {
         let (stop, rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -158,7 +173,7 @@ impl Services {
             }
         }));
 
-        let reopen = Reopen {
+        let reopen = Arc::new(Reopen {
             dir: dir.to_path_buf(),
             planner_addr,
             creds: executor_creds,
@@ -166,7 +181,29 @@ impl Services {
             connector,
             retry,
             journal,
-        };
+        });
+        if let Some(options) = group {
+            let make = reopen.clone();
+            let group = ExecutorGroup::start(
+                options,
+                Arc::new(move |i| {
+                    let mut config = make.config()?;
+                    config.state_dir = make.dir.join(format!("executor-{i}"));
+                    Ok(config)
+                }),
+            )
+            .await?;
+            let leading = group.wait_leader(None).await?;
+            return Ok(Services {
+                executor: client_of(leading.addr)?,
+                executor_addr: leading.addr,
+                stop,
+                tasks,
+                running: None,
+                group: Some(group),
+                reopen,
+            });
+        }
         let executor =
             Executor::open(reopen.config()?).map_err(|e| SimError::Setup(e.to_string()))?;
         let (executor_addr, task, client) = serve_executor(executor.clone(), &rx).await?;
@@ -176,8 +213,42 @@ impl Services {
             stop,
             tasks,
             running: Some((executor, task)),
+            group: None,
             reopen,
         })
+    }
+
+    /// The executor group, when the executors run on PostgreSQL.
+    pub fn group(&self) -> Option<&ExecutorGroup> {
+        self.group.as_ref()
+    }
+
+    /// Point the client at the leader with an epoch above `after` (any leader if
+    /// `None`), once there is one.
+    pub async fn follow_leader(&mut self, after: Option<i64>) -> Result<(), SimError> {
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        let leading = group.wait_leader(after).await?;
+        self.executor = client_of(leading.addr)?;
+        self.executor_addr = leading.addr;
+        Ok(())
+    }
+
+    /// Kill the leading executor (see [`ExecutorGroup::crash_leader`]) and follow
+    /// the next leader.
+    pub async fn crash_leader(&mut self) -> Result<(), SimError> {
+        let group = self.group.as_mut().ok_or_else(no_group)?;
+        let epoch = group.crash_leader().await?;
+        self.follow_leader(Some(epoch)).await
+    }
+
+    /// Cut the leading executor off its database (see
+    /// [`ExecutorGroup::cut_leader`]) and follow the next leader.
+    pub async fn cut_leader(&mut self) -> Result<(), SimError> {
+        let group = self.group.as_ref().ok_or_else(no_group)?;
+        let epoch = group.cut_leader().await?;
+        self.follow_leader(Some(epoch)).await
     }
 
     /// Crash the executor (its serve task aborted, its runners stopped: whatever was
@@ -232,6 +303,9 @@ impl Services {
     /// Stop both services and wait for them.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        if let Some(group) = self.group {
+            group.shutdown().await;
+        }
         if let Some((executor, task)) = self.running {
             drop(executor);
             let _ = task.await;

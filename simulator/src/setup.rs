@@ -217,6 +217,14 @@ impl AgentSlot {
         self.running().as_ref().map(AgentHandle::applied_count)
     }
 
+    /// Late calls of a deposed executor that the running incarnation refused by
+    /// their leader epoch (0 while down).
+    pub fn epoch_refusals(&self) -> u64 {
+        self.running()
+            .as_ref()
+            .map_or(0, |a| a.metrics().epoch_refusals)
+    }
+
     /// Whether an incarnation is running.
     pub fn is_up(&self) -> bool {
         self.running().is_some()

@@ -27,6 +27,9 @@ pub enum PgError {
         /// The epoch this executor acted under.
         mine: i64,
     },
+    /// A term of leadership could not be set up or served (the caller's error).
+    #[error("executor term: {0}")]
+    Term(#[source] crate::group::TermError),
     /// The journal's runtime is gone or a call took too long.
     #[error("postgres: {0}")]
     Runtime(String),

@@ -56,7 +56,8 @@ pub struct Leadership {
 }
 
 /// The lease of one executor process, on its own small pool (renewals must not
-/// queue behind journal writes).
+/// queue behind journal writes). Clones share the pool.
+#[derive(Clone)]
 pub struct Lease {
     pool: Pool,
     config: LeaseConfig,

@@ -4,6 +4,7 @@
 //! * [`schema`]: the tables, created and migrated when a journal opens;
 //! * [`journal`]: [`PgJournal`], the executor's `Journal` trait over a connection pool,
 //!   every batch one transaction, fenced by the leader's epoch;
+//! * [`group`]: [`Member`], one executor of a group: follow, lead a term, follow again;
 //! * [`lease`]: [`Lease`], a row with an increasing epoch (the fencing token);
 //! * `pool`: the connection pools both use;
 //! * [`testing`]: a fresh database per test from `ROLLOVER_TEST_POSTGRES`.
@@ -13,6 +14,7 @@
 //! called from any thread, inside or outside another tokio runtime.
 
 pub mod error;
+pub mod group;
 pub mod journal;
 pub mod lease;
 mod pool;
@@ -20,6 +22,7 @@ pub mod schema;
 pub mod testing;
 
 pub use error::PgError;
+pub use group::{Member, TermEnd, TermError};
 pub use journal::PgJournal;
 pub use lease::{Leadership, Lease, LeaseConfig};
 

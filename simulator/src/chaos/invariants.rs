@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use rollover_core::Plan;
 use rollover_core::report::SimReport;
 use rollover_executor::RedbJournal;
-use rollover_executor::journal::{Journal, StepState};
+use rollover_executor::journal::{Journal, JournalError, StepState};
+use rollover_journal_postgres::PgJournal;
 use rollover_proto::v1;
 use rollover_proto::v1::rotation_event::Event;
 
@@ -155,26 +156,62 @@ pub fn check_agents(sim: &SimFleet, plan: &Plan) -> Vec<String> {
     v
 }
 
-/// The journal on disk (the executor stopped): every step done, events 1..=last
-/// without gaps, as many as watched.
+/// Where a run's journal is kept.
+#[derive(Debug, Clone)]
+pub enum JournalAt {
+    /// The single executor's redb journal in this directory.
+    Dir(std::path::PathBuf),
+    /// An executor group's PostgreSQL database.
+    Postgres(String),
+}
+
+/// The journal (the executors stopped): every step done, events 1..=last without
+/// gaps, as many as watched.
 pub async fn check_journal(
-    state_dir: &Path,
+    stored: &JournalAt,
     rotation_id: &str,
     plan: &Plan,
     watched: u64,
 ) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let journal = loop {
-        let dir = state_dir.to_path_buf();
-        match tokio::task::spawn_blocking(move || RedbJournal::open(&dir)).await {
-            Ok(Ok(j)) => break j,
-            Ok(Err(e)) if e.is_already_open() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Ok(Err(e)) => return vec![format!("the journal cannot be opened: {e}")],
+    let journal: Box<dyn Journal> = match stored {
+        JournalAt::Dir(dir) => match open_redb(dir).await {
+            Ok(j) => Box::new(j),
             Err(e) => return vec![format!("the journal cannot be opened: {e}")],
+        },
+        JournalAt::Postgres(url) => {
+            let url = url.clone();
+            match tokio::task::spawn_blocking(move || PgJournal::connect(&url)).await {
+                Ok(Ok(j)) => Box::new(j),
+                Ok(Err(e)) => return vec![format!("the journal cannot be opened: {e}")],
+                Err(e) => return vec![format!("the journal cannot be opened: {e}")],
+            }
         }
     };
+    // The checks read synchronously; a PostgreSQL journal blocks on its own runtime.
+    let (rotation_id, plan) = (rotation_id.to_string(), plan.clone());
+    tokio::task::spawn_blocking(move || check_records(&*journal, &rotation_id, &plan, watched))
+        .await
+        .unwrap_or_else(|e| vec![format!("journal check: {e}")])
+}
+
+/// The redb journal in `state_dir`, once the stopped executor lets go of it.
+async fn open_redb(state_dir: &Path) -> Result<RedbJournal, JournalError> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let dir = state_dir.to_path_buf();
+        match tokio::task::spawn_blocking(move || RedbJournal::open(&dir))
+            .await
+            .map_err(JournalError::backend)?
+        {
+            Err(e) if e.is_already_open() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            opened => return opened,
+        }
+    }
+}
+
+fn check_records(journal: &dyn Journal, rotation_id: &str, plan: &Plan, watched: u64) -> Vec<String> {
     let mut v = Vec::new();
     match journal.steps(rotation_id) {
         Ok(records) => {

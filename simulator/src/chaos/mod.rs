@@ -77,6 +77,10 @@ pub enum FaultKind {
     Strand,
     /// The executor killed and reopened on its journal.
     ExecutorCrash,
+    /// The leading executor of a group killed (its lease left to expire).
+    LeaderCrash,
+    /// The leading executor of a group cut off its database.
+    PostgresCut,
     /// A call lost before it reached the agent.
     DropRequest,
     /// A call the agent acted on whose answer was lost.
@@ -96,6 +100,8 @@ impl FaultKind {
             FaultKind::AgentCrash => "agent-crash",
             FaultKind::Strand => "strand",
             FaultKind::ExecutorCrash => "executor-crash",
+            FaultKind::LeaderCrash => "leader-crash",
+            FaultKind::PostgresCut => "postgres-cut",
             FaultKind::DropRequest => "drop-request",
             FaultKind::DropAnswer => "drop-answer",
             FaultKind::Delay => "delay",
@@ -138,6 +144,15 @@ pub struct Chaos {
     agent_restarts: AtomicU64,
     executor_restarts: AtomicU64,
     excused: AtomicU64,
+    group: Mutex<GroupCounts>,
+}
+
+/// An executor group's figures for the report.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GroupCounts {
+    executors: u64,
+    leader_changes: u64,
+    epoch_refusals: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -176,6 +191,7 @@ impl Chaos {
             agent_restarts: AtomicU64::new(0),
             executor_restarts: AtomicU64::new(0),
             excused: AtomicU64::new(0),
+            group: Mutex::default(),
         })
     }
 
@@ -229,6 +245,16 @@ impl Chaos {
     /// The executor was reopened after a crash.
     pub(crate) fn executor_restarted(&self) {
         self.executor_restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An executor group's figures: its size, how often the lead changed, and the
+    /// late calls agents refused by epoch.
+    pub(crate) fn set_group(&self, executors: u64, leader_changes: u64, epoch_refusals: u64) {
+        *lock(&self.group) = GroupCounts {
+            executors,
+            leader_changes,
+            epoch_refusals,
+        };
     }
 
     /// A pause was resumed.

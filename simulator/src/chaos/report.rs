@@ -27,6 +27,12 @@ pub struct ChaosReport {
     pub executor_restarts: u64,
     /// Failed handshakes excused because an end was down (never a TLS refusal).
     pub excused_handshakes: u64,
+    /// Executors in the group on PostgreSQL (0: one executor on an embedded journal).
+    pub executors: u64,
+    /// Times the lead passed to another executor of the group.
+    pub leader_changes: u64,
+    /// Late calls of deposed leaders that agents refused by epoch.
+    pub epoch_refusals: u64,
 }
 
 impl ChaosReport {
@@ -42,6 +48,9 @@ impl ChaosReport {
         self.agent_restarts += other.agent_restarts;
         self.executor_restarts += other.executor_restarts;
         self.excused_handshakes += other.excused_handshakes;
+        self.executors = self.executors.max(other.executors);
+        self.leader_changes += other.leader_changes;
+        self.epoch_refusals += other.epoch_refusals;
     }
 
     /// Faults injected, all kinds.
@@ -75,6 +84,12 @@ impl ChaosReport {
             self.resumed_pauses,
             self.excused_handshakes
         ));
+        if self.executors > 0 {
+            out.push_str(&format!(
+                "chaos: {} executors on PostgreSQL, {} leader changes, {} late calls refused by epoch\n",
+                self.executors, self.leader_changes, self.epoch_refusals
+            ));
+        }
         for v in &self.violations {
             out.push_str(&format!("  violation: {v}\n"));
         }
@@ -85,6 +100,7 @@ impl ChaosReport {
 impl Chaos {
     /// The report of this run.
     pub fn report(&self) -> ChaosReport {
+        let group = *lock(&self.group);
         ChaosReport {
             runs: 1,
             faults_by_kind: lock(&self.faults)
@@ -100,6 +116,9 @@ impl Chaos {
             agent_restarts: self.agent_restarts.load(Ordering::Relaxed),
             executor_restarts: self.executor_restarts.load(Ordering::Relaxed),
             excused_handshakes: self.excused.load(Ordering::Relaxed),
+            executors: group.executors,
+            leader_changes: group.leader_changes,
+            epoch_refusals: group.epoch_refusals,
         }
     }
 }

@@ -6,10 +6,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// The fault kinds a SPEC may name, in canonical order.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 9] = [
     "agent-crash",
     "strand",
     "executor-crash",
+    "leader-crash",
+    "postgres-cut",
     "drop",
     "delay",
     "partition",
@@ -30,6 +32,14 @@ pub struct ChaosSpec {
     /// `executor-crash=N`: the executor is killed N times at seeded moments of the
     /// rotation and opened again on its journal.
     pub executor_crash: u32,
+    /// `leader-crash=N` (an executor group on PostgreSQL, `--journal`): the leading
+    /// executor is killed N times at seeded moments (its lease left to expire) and
+    /// started again as a follower; another member takes the lease and resumes.
+    pub leader_crash: u32,
+    /// `postgres-cut=N` (an executor group on PostgreSQL): the leader's database
+    /// connections are cut N times at seeded moments, for longer than its lease, so
+    /// it steps down and another member takes over.
+    pub postgres_cut: u32,
     /// `drop=p`: a control call is lost with probability `p`: half of the time before
     /// it reaches the agent, half of the time after (the agent acted, the answer is
     /// lost).
@@ -94,6 +104,14 @@ fn duration(term: &str, value: &str) -> Result<Duration, ChaosSpecError> {
     Ok(Duration::from_secs_f64(n * scale))
 }
 
+fn count(term: &str, value: &str) -> Result<u32, ChaosSpecError> {
+    value.parse().ok().filter(|n| *n <= 1000).ok_or_else(|| {
+        ChaosSpecError(format!(
+            "term `{term}`: `{value}` is not a number of times (0 to 1000)"
+        ))
+    })
+}
+
 impl FromStr for ChaosSpec {
     type Err = ChaosSpecError;
 
@@ -126,14 +144,9 @@ impl FromStr for ChaosSpec {
             match kind {
                 "agent-crash" => spec.agent_crash = probability(term, value)?,
                 "strand" => spec.strand = probability(term, value)?,
-                "executor-crash" => {
-                    spec.executor_crash =
-                        value.parse().ok().filter(|n| *n <= 1000).ok_or_else(|| {
-                            ChaosSpecError(format!(
-                                "term `{term}`: `{value}` is not a number of crashes (0 to 1000)"
-                            ))
-                        })?
-                }
+                "executor-crash" => spec.executor_crash = count(term, value)?,
+                "leader-crash" => spec.leader_crash = count(term, value)?,
+                "postgres-cut" => spec.postgres_cut = count(term, value)?,
                 "drop" => spec.drop = probability(term, value)?,
                 "delay" => spec.delay = duration(term, value)?,
                 "partition" => spec.partition = probability(term, value)?,
@@ -157,10 +170,12 @@ impl fmt::Display for ChaosSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "agent-crash={},strand={},executor-crash={},drop={},delay={}ms,partition={},duplicate={}",
+            "agent-crash={},strand={},executor-crash={},leader-crash={},postgres-cut={},drop={},delay={}ms,partition={},duplicate={}",
             self.agent_crash,
             self.strand,
             self.executor_crash,
+            self.leader_crash,
+            self.postgres_cut,
             self.drop,
             self.delay.as_secs_f64() * 1000.0,
             self.partition,
@@ -186,6 +201,7 @@ mod tests {
         assert_eq!(spec.partition, 0.01);
         assert_eq!(spec.duplicate, 0.02);
         assert_eq!(spec.strand, 0.0);
+        assert_eq!(spec.leader_crash, 0);
         let again: ChaosSpec = spec.to_string().parse().unwrap();
         assert_eq!(again, spec);
         assert_eq!(
@@ -196,6 +212,9 @@ mod tests {
                 ..ChaosSpec::default()
             }
         );
+        let ha: ChaosSpec = "leader-crash=3,postgres-cut=1".parse().unwrap();
+        assert_eq!((ha.leader_crash, ha.postgres_cut), (3, 1));
+        assert_eq!(ha.to_string().parse::<ChaosSpec>().unwrap(), ha);
     }
 
     #[test]
@@ -207,6 +226,8 @@ mod tests {
             ("delay=50", "term `delay=50`"),
             ("delay=-5ms", "term `delay=-5ms`"),
             ("executor-crash=0.5", "term `executor-crash=0.5`"),
+            ("leader-crash=-1", "term `leader-crash=-1`"),
+            ("postgres-cut=x", "not a number of times"),
             ("drop", "term `drop`"),
             ("drop=0.1,,delay=1ms", "empty term"),
             ("drop=0.1,drop=0.2", "given twice"),

@@ -1,5 +1,6 @@
 //! Following a chaotic rotation: the executor is killed at seeded moments (counted in
-//! step events) and opened again on its journal, and the watcher reconnects to the new
+//! step events) and opened again on its journal (or, in an executor group, the leader
+//! is killed or cut off its database and another takes over), and the watcher reconnects to the new
 //! address from the last sequence it saw plus one; a pause caused by a stranded or
 //! cut-off node is resumed once the node is reachable again; any other pause is a
 //! violation (and the rotation is aborted). Each pause must have an outage of its own:
@@ -24,17 +25,39 @@ use crate::services::Services;
 /// Reconnections tolerated that no crash of ours explains.
 const RECONNECTS: u32 = 5;
 
-/// The step events (started or done) after which the executor is killed: `n` seeded
-/// counts within the rotation's first `2 * steps - 1` step events.
-pub fn crash_points(chaos: &Chaos, steps: usize) -> Vec<u64> {
-    let mut rng = chaos.draw("executor-crash");
+/// `n` seeded step-event counts for the fault `key`, within the rotation's first
+/// `2 * steps - 1` step events, in order.
+fn points(chaos: &Chaos, key: &str, n: u32, steps: usize) -> Vec<u64> {
+    let mut rng = chaos.draw(key);
     let span = u32::try_from((2 * steps).saturating_sub(1).max(1)).unwrap_or(u32::MAX);
-    let mut points: Vec<u64> = (0..chaos.spec.executor_crash)
-        .map(|_| 1 + u64::from(rng.below(span)))
-        .collect();
+    let mut points: Vec<u64> = (0..n).map(|_| 1 + u64::from(rng.below(span))).collect();
     points.sort_unstable();
     points.dedup();
     points
+}
+
+/// Every executor fault of the run, by the step event it follows, in order.
+fn executor_faults(chaos: &Chaos, steps: usize) -> Vec<(u64, FaultKind)> {
+    let spec = &chaos.spec;
+    let mut faults: Vec<(u64, FaultKind)> = [
+        ("executor-crash", spec.executor_crash, FaultKind::ExecutorCrash),
+        ("leader-crash", spec.leader_crash, FaultKind::LeaderCrash),
+        ("postgres-cut", spec.postgres_cut, FaultKind::PostgresCut),
+    ]
+    .into_iter()
+    .flat_map(|(key, n, kind)| points(chaos, key, n, steps).into_iter().map(move |p| (p, kind)))
+    .collect();
+    faults.sort_unstable();
+    faults
+}
+
+/// Inject one executor fault; the services then point at the executor to watch.
+async fn inject(services: &mut Services, kind: FaultKind) -> Result<(), SimError> {
+    match kind {
+        FaultKind::LeaderCrash => services.crash_leader().await,
+        FaultKind::PostgresCut => services.cut_leader().await,
+        _ => services.restart_executor().await,
+    }
 }
 
 /// Follow the rotation to its end through crashes; returns its outcome.
@@ -45,7 +68,7 @@ pub async fn watch(
     chaos: &Arc<Chaos>,
     plan: &Plan,
 ) -> Result<String, SimError> {
-    let mut points = crash_points(chaos, plan.steps.len()).into_iter().peekable();
+    let mut faults = executor_faults(chaos, plan.steps.len()).into_iter().peekable();
     let mut last_seq = 0u64;
     let mut step_events = 0u64;
     let mut unexplained = 0u32;
@@ -66,6 +89,7 @@ pub async fn watch(
                 unexplained += 1;
                 tracing::warn!(error = %e, "chaos: cannot watch the rotation; retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                services.follow_leader(None).await?;
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -80,6 +104,7 @@ pub async fn watch(
                     unexplained += 1;
                     tracing::warn!("chaos: the event stream broke; reconnecting");
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                    services.follow_leader(None).await?;
                     continue 'connect;
                 }
                 Ok(None) => {
@@ -98,18 +123,23 @@ pub async fn watch(
             match kind {
                 Event::StepStarted(_) | Event::StepDone(_) => {
                     step_events += 1;
-                    if points.next_if(|&p| p <= step_events).is_some() {
+                    if let Some((_, kind)) = faults.next_if(|&(p, _)| p <= step_events) {
                         // Whatever the executor has in flight is cut off; nothing of
                         // the old incarnation may be held across the restart.
                         drop(stream);
+                        let target = if kind == FaultKind::ExecutorCrash {
+                            "@executor"
+                        } else {
+                            "leader"
+                        };
                         chaos.fault(
-                            FaultKind::ExecutorCrash,
-                            "@executor",
+                            kind,
+                            target,
                             &format!("after step event {step_events} (sequence {last_seq})"),
                         );
-                        services.restart_executor().await?;
+                        inject(services, kind).await?;
                         chaos.executor_restarted();
-                        tracing::info!(seed = chaos.seed, addr = %services.executor_addr, from = last_seq + 1, "chaos: executor reopened; watching again");
+                        tracing::info!(seed = chaos.seed, addr = %services.executor_addr, from = last_seq + 1, "chaos: executor faulted; watching again");
                         continue 'connect;
                     }
                 }

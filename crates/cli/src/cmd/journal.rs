@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rollover_executor::sealed::{JournalKey, SealedJournal};
 use rollover_executor::{Executor, ExecutorConfig, Journal, RedbJournal, ServeOptions};
-use rollover_journal_postgres::{Lease, LeaseConfig, PgJournal};
+use rollover_journal_postgres::{Lease, LeaseConfig, Member, PgJournal, TermEnd, TermError};
 use rollover_pki::LiveCredentials;
 
 use super::net;
@@ -148,8 +148,8 @@ pub struct HaServe {
 
 /// Run one executor of a group on PostgreSQL until `stop` resolves: wait for the
 /// lease, lead (open the journal's rotations, resume the unfinished ones, serve the
-/// API) until the lease is lost, then follow again. A follower does not listen, so
-/// clients given every executor's address reach the leader.
+/// API) until the lease is lost, then follow again ([`Member::run`]). A follower does
+/// not listen, so clients given every executor's address reach the leader.
 pub async fn serve_ha<C, S>(
     opened: OpenedJournal,
     serve: HaServe,
@@ -184,54 +184,16 @@ where
             ..LeaseConfig::new(holder, serve.addr.to_string())
         },
     )?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        stop.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
+    let member = Member {
+        journal,
+        key,
+        lease,
     };
-    loop {
-        eprintln!("executor following: waiting for the lease");
-        let Some(epoch) = lease.acquire(stopped()).await else {
-            return Ok(());
-        };
+    eprintln!("executor following: waiting for the lease");
+    let serve = &serve;
+    let term = |epoch: i64, executor: Executor, until: TermEnd| async move {
         eprintln!("executor leading with epoch {epoch}");
-        let term: Arc<dyn Journal> = Arc::new(SealedJournal::new(
-            Arc::new(journal.fenced(epoch)),
-            key.clone(),
-        ));
-        let mut config = make_config(epoch)?;
-        config.journal = Some(term);
-        // Epochs start at 1 and only grow (the lease row's sequence).
-        config.leader_epoch = u64::try_from(epoch).unwrap_or_default();
-        let opened = tokio::task::block_in_place(|| Executor::open(config));
-        let executor = match opened {
-            Ok(executor) => executor,
-            Err(e) => {
-                // The database may be failing us: let another executor try.
-                eprintln!("executor cannot lead: {e}; stepping down");
-                let _ = lease.release(epoch).await;
-                tokio::time::sleep(ttl).await;
-                continue;
-            }
-        };
         let listener = net::bind("--listen", serve.addr).await?;
-        let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel();
-        let until = {
-            let stopped = stopped();
-            let lease = &lease;
-            async move {
-                tokio::select! {
-                    e = lease.hold(epoch) => { let _ = lost_tx.send(e); }
-                    () = stopped => {}
-                }
-            }
-        };
         let options = ServeOptions {
             tls: serve.tls.clone(),
             metrics: serve.metrics,
@@ -239,16 +201,13 @@ where
             limits: Some(serve.limits),
         };
         rollover_executor::serve(listener, executor, options, until).await?;
-        match lost_rx.try_recv() {
-            Ok(e) => eprintln!("executor lost the lease: {e}"),
-            Err(_) => {
-                if let Err(e) = lease.release(epoch).await {
-                    eprintln!("executor could not release the lease: {e}");
-                }
-                return Ok(());
-            }
-        }
-    }
+        eprintln!("executor no longer leads (epoch {epoch}); following");
+        Ok::<(), TermError>(())
+    };
+    member
+        .run(|epoch| make_config(epoch).map_err(Into::into), term, stop)
+        .await?;
+    Ok(())
 }
 
 /// A few random bits to tell apart processes with the same host and pid.

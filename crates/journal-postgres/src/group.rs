@@ -1,0 +1,129 @@
+//! [`Member`]: one executor of a group sharing a PostgreSQL journal. It waits for the
+//! lease, leads one term (opens the journal's rotations fenced by the term's epoch,
+//! resumes the unfinished ones, serves the API), and when the lease is lost it stops
+//! every runner and follows again. `rollover serve executor --journal postgres://`
+//! and the simulator's executor groups both run this loop, so the failover a
+//! simulation exercises is the one operators run.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use rollover_executor::sealed::{JournalKey, SealedJournal};
+use rollover_executor::{Executor, ExecutorConfig, Journal};
+
+use crate::{Lease, PgError, PgJournal};
+
+/// A boxed error from the caller's side of a term (building the config, serving).
+pub type TermError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Resolves when the term must end (lease lost, or the member stops).
+pub type TermEnd = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One executor of a group.
+pub struct Member {
+    /// The journal (unfenced; each term fences its own handle).
+    pub journal: PgJournal,
+    /// Seals private keys at rest, if given.
+    pub key: Option<JournalKey>,
+    /// This member's lease.
+    pub lease: Lease,
+}
+
+/// How a term ended.
+enum Ended {
+    /// The member was told to stop.
+    Stopped,
+    /// The lease was lost (deposed, or the database unreachable for too long).
+    Lost(PgError),
+}
+
+impl Member {
+    /// Lead whenever elected until `stop` resolves. For each term, `make_config`
+    /// builds the executor's configuration for the term's epoch (the journal and the
+    /// epoch are filled in here), and `serve` serves the opened executor until the
+    /// [`TermEnd`] it is given resolves; it must stop the executor's runners before it
+    /// returns (`rollover_executor::serve` does). A term whose executor cannot open
+    /// gives the lease up and waits one lease length, so another member can try.
+    pub async fn run<C, S, F, Stop>(
+        &self,
+        mut make_config: C,
+        mut serve: S,
+        stop: Stop,
+    ) -> Result<(), PgError>
+    where
+        C: FnMut(i64) -> Result<ExecutorConfig, TermError>,
+        S: FnMut(i64, Executor, TermEnd) -> F,
+        F: Future<Output = Result<(), TermError>>,
+        Stop: Future<Output = ()> + Send + 'static,
+    {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        loop {
+            tracing::info!(holder = %self.lease.config().holder, "executor following: waiting for the lease");
+            let Some(epoch) = self.lease.acquire(stopped()).await else {
+                return Ok(());
+            };
+            tracing::info!(epoch, "executor leading");
+            let term: Arc<dyn Journal> = Arc::new(SealedJournal::new(
+                Arc::new(self.journal.fenced(epoch)),
+                self.key.clone(),
+            ));
+            let mut config = make_config(epoch).map_err(PgError::Term)?;
+            config.journal = Some(term);
+            // Epochs start at 1 and only grow (the lease row's sequence).
+            config.leader_epoch = u64::try_from(epoch).unwrap_or_default();
+            let opened = match tokio::task::spawn_blocking(move || Executor::open(config)).await {
+                Ok(opened) => opened.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let executor = match opened {
+                Ok(executor) => executor,
+                Err(why) => {
+                    // The database may be failing us: let another executor try.
+                    tracing::warn!(epoch, error = %why, "executor cannot lead; stepping down");
+                    let _ = self.lease.release(epoch).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(self.lease.config().ttl) => continue,
+                        () = stopped() => return Ok(()),
+                    }
+                }
+            };
+            let (ended_tx, mut ended_rx) = tokio::sync::oneshot::channel();
+            let until: TermEnd = {
+                let stopped = stopped();
+                let lease = self.lease.clone();
+                Box::pin(async move {
+                    let ended = tokio::select! {
+                        e = lease.hold(epoch) => Ended::Lost(e),
+                        () = stopped => Ended::Stopped,
+                    };
+                    let _ = ended_tx.send(ended);
+                })
+            };
+            serve(epoch, executor, until)
+                .await
+                .map_err(PgError::Term)?;
+            match ended_rx.try_recv() {
+                Ok(Ended::Lost(e)) => {
+                    tracing::warn!(epoch, error = %e, "executor lost the lease; following again");
+                }
+                Ok(Ended::Stopped) | Err(_) => {
+                    if let Err(e) = self.lease.release(epoch).await {
+                        tracing::warn!(epoch, error = %e, "executor could not release the lease");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
