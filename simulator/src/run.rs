@@ -58,6 +58,21 @@ pub async fn simulate(
     mut options: SimOptions,
 ) -> Result<SimOutcome, SimError> {
     check_group_faults(&mut options)?;
+    let schema = match &options.group {
+        Some(group) => Some(group.fresh_schema(options.seed).await?),
+        None => None,
+    };
+    options.group = schema.as_ref().map(|s| s.options.clone());
+    let result = simulate_on(topology, options).await;
+    if let Some(schema) = schema
+        && let Err(e) = schema.drop_now().await
+    {
+        tracing::warn!(error = %e, "cannot drop the run's schema");
+    }
+    result
+}
+
+async fn simulate_on(topology: &Topology, options: SimOptions) -> Result<SimOutcome, SimError> {
     let fleet = Arc::new(Fleet::new(topology));
     let given = match &options.plan {
         Some(plan) => {
@@ -128,7 +143,12 @@ pub async fn simulate(
     )
     .await;
     if let (Some(chaos), Some(group)) = (&chaos, services.group()) {
-        let refusals = sim.agents.iter().flatten().map(|a| a.epoch_refusals()).sum();
+        let refusals = sim
+            .agents
+            .iter()
+            .flatten()
+            .map(|a| a.epoch_refusals())
+            .sum();
         chaos.set_group(group.executors() as u64, group.leader_changes(), refusals);
     }
     services.shutdown().await;

@@ -149,7 +149,16 @@ impl Services {
         retry: Option<RetryPolicy>,
         group: Option<GroupOptions>,
     ) -> Result<Services, SimError> {
-        Self::open(dir, executor_creds, root_keys, connector, retry, None, group).await
+        Self::open(
+            dir,
+            executor_creds,
+            root_keys,
+            connector,
+            retry,
+            None,
+            group,
+        )
+        .await
     }
 
     async fn open(

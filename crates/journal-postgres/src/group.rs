@@ -110,9 +110,7 @@ impl Member {
                     let _ = ended_tx.send(ended);
                 })
             };
-            serve(epoch, executor, until)
-                .await
-                .map_err(PgError::Term)?;
+            serve(epoch, executor, until).await.map_err(PgError::Term)?;
             match ended_rx.try_recv() {
                 Ok(Ended::Lost(e)) => {
                     tracing::warn!(epoch, error = %e, "executor lost the lease; following again");

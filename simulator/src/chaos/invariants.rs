@@ -211,7 +211,12 @@ async fn open_redb(state_dir: &Path) -> Result<RedbJournal, JournalError> {
     }
 }
 
-fn check_records(journal: &dyn Journal, rotation_id: &str, plan: &Plan, watched: u64) -> Vec<String> {
+fn check_records(
+    journal: &dyn Journal,
+    rotation_id: &str,
+    plan: &Plan,
+    watched: u64,
+) -> Vec<String> {
     let mut v = Vec::new();
     match journal.steps(rotation_id) {
         Ok(records) => {

@@ -40,12 +40,20 @@ fn points(chaos: &Chaos, key: &str, n: u32, steps: usize) -> Vec<u64> {
 fn executor_faults(chaos: &Chaos, steps: usize) -> Vec<(u64, FaultKind)> {
     let spec = &chaos.spec;
     let mut faults: Vec<(u64, FaultKind)> = [
-        ("executor-crash", spec.executor_crash, FaultKind::ExecutorCrash),
+        (
+            "executor-crash",
+            spec.executor_crash,
+            FaultKind::ExecutorCrash,
+        ),
         ("leader-crash", spec.leader_crash, FaultKind::LeaderCrash),
         ("postgres-cut", spec.postgres_cut, FaultKind::PostgresCut),
     ]
     .into_iter()
-    .flat_map(|(key, n, kind)| points(chaos, key, n, steps).into_iter().map(move |p| (p, kind)))
+    .flat_map(|(key, n, kind)| {
+        points(chaos, key, n, steps)
+            .into_iter()
+            .map(move |p| (p, kind))
+    })
     .collect();
     faults.sort_unstable();
     faults
@@ -68,7 +76,9 @@ pub async fn watch(
     chaos: &Arc<Chaos>,
     plan: &Plan,
 ) -> Result<String, SimError> {
-    let mut faults = executor_faults(chaos, plan.steps.len()).into_iter().peekable();
+    let mut faults = executor_faults(chaos, plan.steps.len())
+        .into_iter()
+        .peekable();
     let mut last_seq = 0u64;
     let mut step_events = 0u64;
     let mut unexplained = 0u32;

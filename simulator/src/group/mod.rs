@@ -52,6 +52,62 @@ impl GroupOptions {
     }
 }
 
+/// A schema of its own for one simulated run, so that runs on one database never
+/// see each other's rotations or executor identity; dropped with [`RunSchema::drop_now`].
+pub struct RunSchema {
+    /// The group's options, their URL selecting the schema (`search_path`).
+    pub options: GroupOptions,
+    name: String,
+    admin: String,
+}
+
+impl GroupOptions {
+    /// Create a fresh schema named after `seed` and this process; options whose URL
+    /// selects it.
+    pub async fn fresh_schema(&self, seed: u64) -> Result<RunSchema, SimError> {
+        if self.url.contains("options=") {
+            return Err(SimError::Setup(format!(
+                "--journal {}: the simulator sets `options` (search_path) itself",
+                self.url
+            )));
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("rollover_sim_{seed}_{}_{nanos}", std::process::id());
+        admin(&self.url, &format!("CREATE SCHEMA {name}")).await?;
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        Ok(RunSchema {
+            options: GroupOptions {
+                url: format!("{}{sep}options=-csearch_path%3D{name}", self.url),
+                ..self.clone()
+            },
+            name,
+            admin: self.url.clone(),
+        })
+    }
+}
+
+impl RunSchema {
+    /// Drop the schema and everything the run stored in it.
+    pub async fn drop_now(self) -> Result<(), SimError> {
+        admin(&self.admin, &format!("DROP SCHEMA {} CASCADE", self.name)).await
+    }
+}
+
+/// Run one statement on `url`.
+async fn admin(url: &str, statement: &str) -> Result<(), SimError> {
+    let failed = |e: tokio_postgres::Error| SimError::Setup(format!("--journal: {statement}: {e}"));
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(failed)?;
+    let connection = tokio::spawn(connection);
+    client.batch_execute(statement).await.map_err(failed)?;
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}
+
 /// The member leading now.
 #[derive(Clone)]
 pub struct Leading {
@@ -77,6 +133,8 @@ struct Slot {
 /// A running executor group.
 pub struct ExecutorGroup {
     options: GroupOptions,
+    /// The relays' own runtime (see [`proxy`]).
+    relays: Option<tokio::runtime::Runtime>,
     make_config: MakeConfig,
     slots: Vec<Slot>,
     leading: watch::Sender<Option<Leading>>,
@@ -97,8 +155,14 @@ impl ExecutorGroup {
         let upstream = upstream_of(&options.url)?;
         let (leading, _) = watch::channel(None);
         let (stop, _) = watch::channel(false);
+        let relays = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sim-db-relay")
+            .enable_all()
+            .build()?;
         let mut group = ExecutorGroup {
             options,
+            relays: None,
             make_config,
             slots: Vec::new(),
             leading,
@@ -106,7 +170,7 @@ impl ExecutorGroup {
             stop,
         };
         for i in 0..group.options.executors {
-            let proxy = CutProxy::start(upstream).await?;
+            let proxy = CutProxy::start(relays.handle(), upstream)?;
             let task = group.spawn_member(i, 0, proxy.addr()).await?;
             group.slots.push(Slot {
                 task,
@@ -114,6 +178,7 @@ impl ExecutorGroup {
                 incarnation: 0,
             });
         }
+        group.relays = Some(relays);
         group.wait_leader(None).await?;
         Ok(group)
     }
@@ -135,7 +200,10 @@ impl ExecutorGroup {
             LeaseConfig {
                 ttl: self.options.lease,
                 renew_every: self.options.renew,
-                ..LeaseConfig::new(format!("sim-executor-{i}.{incarnation}"), format!("member {i}"))
+                ..LeaseConfig::new(
+                    format!("sim-executor-{i}.{incarnation}"),
+                    format!("member {i}"),
+                )
             },
         )
         .map_err(|e| SimError::Setup(format!("executor {i}: {e}")))?;
@@ -222,10 +290,19 @@ impl ExecutorGroup {
     }
 
     /// Stop every member (leases released) and wait for them.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        for slot in self.slots {
+        for slot in std::mem::take(&mut self.slots) {
             let _ = tokio::time::timeout(Duration::from_secs(10), slot.task).await;
+        }
+    }
+}
+
+impl Drop for ExecutorGroup {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; the group may be dropped inside async code.
+        if let Some(relays) = self.relays.take() {
+            relays.shutdown_background();
         }
     }
 }

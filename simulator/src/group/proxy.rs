@@ -2,12 +2,18 @@
 //! chaotic run can cut that executor's database connections (every open one dropped,
 //! new ones refused for a while) without touching the other executors' links or the
 //! server itself: what a leader sees when its network to the database fails.
+//!
+//! Relays run on a runtime of their own, like a network outside the process: the
+//! executor's journal calls block the thread they are made on until the database
+//! answers, and a relay that needed that same runtime to answer could wait behind
+//! them.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -35,16 +41,21 @@ fn is_cut(cut_until: &Mutex<Option<Instant>>) -> bool {
 }
 
 impl CutProxy {
-    /// Listen on a fresh loopback port and relay every connection to `upstream`.
-    pub async fn start(upstream: SocketAddr) -> Result<CutProxy, SimError> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
+    /// Listen on a fresh loopback port and relay every connection to `upstream`,
+    /// on the runtime of `relays`.
+    pub fn start(relays: &Handle, upstream: SocketAddr) -> Result<CutProxy, SimError> {
+        let bound = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        bound.set_nonblocking(true)?;
+        let addr = bound.local_addr()?;
         let cut_until = Arc::new(Mutex::new(None));
         let (cuts, _) = watch::channel(0u64);
         let task = {
             let cut_until = cut_until.clone();
             let cuts = cuts.clone();
-            tokio::spawn(async move {
+            relays.spawn(async move {
+                let Ok(listener) = TcpListener::from_std(bound) else {
+                    return;
+                };
                 while let Ok((client, _)) = listener.accept().await {
                     if is_cut(&cut_until) {
                         continue; // refused: dropped at once
@@ -109,7 +120,11 @@ pub fn upstream_of(url: &str) -> Result<SocketAddr, SimError> {
 
 /// `url` with its host and port replaced by `addr`.
 pub fn through(url: &str, addr: SocketAddr) -> Result<String, SimError> {
-    let bad = || SimError::Setup(format!("--journal {url}: expected postgres://user@host:port/db"));
+    let bad = || {
+        SimError::Setup(format!(
+            "--journal {url}: expected postgres://user@host:port/db"
+        ))
+    };
     let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
@@ -129,7 +144,11 @@ mod tests {
     fn urls_are_pointed_at_the_relay() {
         let relay: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         assert_eq!(
-            through("postgres://rollover@127.0.0.1:5433/db?sslmode=disable", relay).unwrap(),
+            through(
+                "postgres://rollover@127.0.0.1:5433/db?sslmode=disable",
+                relay
+            )
+            .unwrap(),
             "postgres://rollover@127.0.0.1:4000/db?sslmode=disable"
         );
         assert_eq!(
@@ -159,7 +178,7 @@ mod tests {
                 });
             }
         });
-        let proxy = CutProxy::start(upstream).await.unwrap();
+        let proxy = CutProxy::start(&Handle::current(), upstream).unwrap();
         let mut conn = TcpStream::connect(proxy.addr()).await.unwrap();
         conn.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];
@@ -172,7 +191,11 @@ mod tests {
         assert_eq!(n, 0, "the open connection is closed by the cut");
         let mut refused = TcpStream::connect(proxy.addr()).await.unwrap();
         let _ = refused.write_all(b"x").await;
-        assert_eq!(refused.read(&mut buf).await.unwrap_or(0), 0, "refused while cut");
+        assert_eq!(
+            refused.read(&mut buf).await.unwrap_or(0),
+            0,
+            "refused while cut"
+        );
 
         tokio::time::sleep(Duration::from_millis(350)).await;
         let mut healed = TcpStream::connect(proxy.addr()).await.unwrap();

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use clap::ValueEnum;
 use rollover_core::{Fleet, Plan, Strategy, Topology};
-use rollover_simulator::{ChaosReport, ChaosSpec, Progress, SimOptions, SimOutcome, simulate};
+use rollover_simulator::{
+    ChaosReport, ChaosSpec, GroupOptions, Progress, SimOptions, SimOutcome, simulate,
+};
 
 use crate::input;
 use crate::logs::{self, Verbosity};
 use crate::output::OutputArgs;
 use crate::render;
-use crate::status::Status;
+use crate::status::{BadInput, Status};
 
 /// Failures listed in the summary (all of them with -v, in the report and the page).
 const SUMMARY_FAILURES: usize = 10;
@@ -49,6 +51,15 @@ once per node, no journal entry lost, every node on the new key, no private key 
 any call. --seeds N runs N seeded runs (--seed, --seed + 1, ...) and prints the counts
 (runs, faults by kind, violations).
 
+With --journal postgres://user@host:port/db --executors N the executor is a group of N
+executors on that database (the same group loop as `serve executor --journal`): one
+leads through the lease, the others wait. Each reaches the database through a relay of
+its own, so `leader-crash=N` (kill the leader N times; its lease expires and another
+takes over) and `postgres-cut=N` (drop the leader's database connections for longer
+than its lease) can be injected. The run is checked as a chaotic one, and the counts
+add the executors, the changes of leader and the late calls of deposed leaders that
+agents refused by epoch. Use an empty database: the run's rotation stays in it.
+
 Output: a progress bar on a terminal, then a summary. Warnings logged during the run
 (a bad plan logs one per failed probe) are counted and the first few shown after the
 summary; -v prints every log line as it happens (through the progress bar), -q prints
@@ -69,7 +80,8 @@ Examples:
   rollover plan examples/mixed.yaml --strategy naive -f json -o naive.json
   rollover simulate examples/mixed.yaml --plan naive.json
   rollover simulate examples/mixed.yaml --chaos agent-crash=0.05,executor-crash=3,drop=0.02,delay=50ms,partition=0.01,duplicate=0.02 --seed 7
-  rollover simulate examples/mesh.yaml --chaos agent-crash=0.1,strand=0.02,drop=0.05 --seeds 20";
+  rollover simulate examples/mesh.yaml --chaos agent-crash=0.1,strand=0.02,drop=0.05 --seeds 20
+  rollover simulate examples/plant-300.yaml --journal postgres://rollover@127.0.0.1:5432/sim --executors 3 --chaos leader-crash=3 --seed 1";
 
 /// Arguments of `rollover simulate`.
 #[derive(Debug, clap::Args)]
@@ -111,10 +123,19 @@ pub struct SimulateArgs {
     /// (kinds: agent-crash, strand, executor-crash, drop, delay, partition, duplicate).
     #[arg(long, value_name = "SPEC", value_parser = parse_chaos)]
     pub chaos: Option<ChaosSpec>,
-    /// With --chaos: run N seeded runs, from --seed on.
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "chaos",
+    /// With --chaos or --journal: run N seeded runs, from --seed on.
+    #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: u64,
+    /// Run a group of executors on this PostgreSQL database
+    /// (`postgres://user@host:port/db`, best empty) instead of one executor on an
+    /// in-memory journal; allows `--chaos leader-crash=N,postgres-cut=N`.
+    #[arg(long, value_name = "URL")]
+    pub journal: Option<String>,
+    /// With --journal: how many executors in the group (one leads at a time).
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "journal",
+          value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub executors: u64,
 }
 
 fn parse_chaos(text: &str) -> Result<ChaosSpec, String> {
@@ -146,8 +167,37 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<Status> {
         }
         None => None,
     };
-    if args.chaos.is_some() {
+    if let Some(url) = &args.journal
+        && !rollover_journal_postgres::is_postgres_url(url)
+    {
+        return Err(BadInput(format!(
+            "--journal {url}: expected postgres://user@host:port/db"
+        ))
+        .into());
+    }
+    if let Some(spec) = &args.chaos {
+        if args.journal.is_none() && (spec.leader_crash > 0 || spec.postgres_cut > 0) {
+            return Err(BadInput(
+                "--chaos leader-crash/postgres-cut need an executor group: \
+                 --journal postgres://... --executors N"
+                    .into(),
+            )
+            .into());
+        }
+        if args.journal.is_some() && spec.executor_crash > 0 {
+            return Err(BadInput(
+                "--chaos executor-crash reopens the single executor's embedded journal; \
+                 with --journal use leader-crash=N"
+                    .into(),
+            )
+            .into());
+        }
+    }
+    if args.chaos.is_some() || args.journal.is_some() {
         return run_chaos(args, &topology, plan);
+    }
+    if args.seeds > 1 {
+        return Err(BadInput("--seeds needs --chaos or --journal".into()).into());
     }
     let verbosity = logs::verbosity();
     let bar = progress_bar(verbosity);
@@ -247,6 +297,10 @@ fn options(
             Arc::new(move |p: &Progress| update(&bar, p)) as rollover_simulator::ProgressFn
         }),
         chaos: args.chaos.clone(),
+        group: args
+            .journal
+            .as_ref()
+            .map(|url| GroupOptions::new(url.clone(), args.executors as usize)),
         max_failures_listed: if args.html.is_some() {
             HTML_FAILURES
         } else {
@@ -301,13 +355,19 @@ fn run_chaos(
                     text.push_str(&summary(&outcome));
                 }
                 failed += u64::from(!outcome.passed());
+                let leaders = if chaos.executors > 0 {
+                    format!(", {} leader changes", chaos.leader_changes)
+                } else {
+                    String::new()
+                };
                 let line = format!(
-                    "seed {seed}: {}, {} faults, {} violations, {} handshakes ({} failed on undeclared links), {:.2} s\n",
+                    "seed {seed}: {}, {} faults, {} violations{leaders}, {} handshakes ({} failed on undeclared links), all new {}, {:.2} s\n",
                     if outcome.passed() { "PASS" } else { "FAIL" },
                     chaos.faults(),
                     chaos.violations.len(),
                     outcome.report.handshakes_total,
                     outcome.report.failed_undeclared,
+                    outcome.report.all_new,
                     outcome.report.rotation_seconds
                 );
                 total.merge(&chaos);
