@@ -135,9 +135,12 @@ impl From<AgentError> for Status {
     fn from(e: AgentError) -> Self {
         let message = e.to_string();
         match e {
-            AgentError::Step(_) | AgentError::Precondition(_) | AgentError::StaleLeader { .. } => {
+            AgentError::Step(_) | AgentError::Precondition(_) => {
                 Status::failed_precondition(message)
             }
+            // A code of its own: a deposed leader must stop, and must not read the
+            // refusal of an undo as "never applied here" (FAILED_PRECONDITION).
+            AgentError::StaleLeader { .. } => Status::aborted(message),
             AgentError::InvalidRequest(_) => Status::invalid_argument(message),
             AgentError::PermissionDenied(_) => Status::permission_denied(message),
             _ => Status::internal(message),

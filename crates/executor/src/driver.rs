@@ -39,12 +39,14 @@ impl AgentError {
     }
 
     /// Whether trying again may help: the agent was unreachable or slow, or the
-    /// connection broke. Everything else is the agent refusing: permanent.
+    /// connection broke. Everything else is the agent refusing: permanent, ABORTED
+    /// included (an agent refusing a deposed leader's call: it has seen a newer
+    /// leader's epoch, and retrying cannot change that).
     pub fn is_transient(&self) -> bool {
         use tonic::Code::*;
         matches!(
             self.code,
-            Unavailable | DeadlineExceeded | Unknown | Cancelled | ResourceExhausted | Aborted
+            Unavailable | DeadlineExceeded | Unknown | Cancelled | ResourceExhausted
         )
     }
 
@@ -450,6 +452,8 @@ mod tests {
             tonic::Code::InvalidArgument,
             tonic::Code::FailedPrecondition,
             tonic::Code::PermissionDenied,
+            // A stale leader's call, refused: retrying cannot help.
+            tonic::Code::Aborted,
         ] {
             assert!(!AgentError::new(code, "x").is_transient());
         }

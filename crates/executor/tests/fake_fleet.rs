@@ -705,3 +705,40 @@ async fn every_create_csr_and_apply_step_carries_the_leader_epoch() {
         assert_eq!((rotation.as_str(), *epoch), (id.as_str(), 7), "{call}");
     }
 }
+
+/// A deposed leader whose calls agents refuse by epoch (ABORTED) stops: each refused
+/// step is sent once, not retried, nothing is applied, and the rotation pauses naming
+/// the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_refused_by_epoch_stops_without_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(12, 3);
+    let world = World::new(&topology);
+    world.newest_epoch.store(5, Ordering::SeqCst);
+    let mut config = config(dir.path(), &world)
+        .planner_url(&planner().await)
+        .unwrap();
+    config.leader_epoch = 4;
+    let executor = Executor::open(config).unwrap();
+    let id = executor
+        .start_rotation(request(&topology, false, 4))
+        .await
+        .unwrap()
+        .rotation_id;
+    let status = wait_for(&executor, &id, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Paused as i32, "{status:?}");
+    let reason = status.paused_reason.clone().unwrap_or_default();
+    assert!(reason.contains("stale leader"), "{reason}");
+    let applies = world
+        .fencing
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(call, ..)| *call == "ApplyStep")
+        .count();
+    assert!(
+        (1..=4).contains(&applies),
+        "at most one call per step in flight, none retried: {applies}"
+    );
+    assert_eq!(world.applied.iter().map(|a| a.load(Ordering::SeqCst)).sum::<u64>(), 0);
+}

@@ -38,6 +38,9 @@ pub struct World {
     pub csr_generations: Mutex<Vec<u32>>,
     /// (call, rotation id, leader epoch) of every CreateCsr and ApplyStep.
     pub fencing: Mutex<Vec<(&'static str, String, u64)>>,
+    /// ApplySteps with a lower leader epoch are refused as a real agent refuses a
+    /// deposed leader's (ABORTED "stale leader").
+    pub newest_epoch: AtomicU64,
 }
 
 impl World {
@@ -57,6 +60,7 @@ impl World {
             csr_keys: Mutex::new(HashMap::new()),
             csr_generations: Mutex::new(Vec::new()),
             fencing: Mutex::new(Vec::new()),
+            newest_epoch: AtomicU64::new(0),
         })
     }
 
@@ -189,6 +193,13 @@ impl AgentApi for FakeAgent {
                 request.rotation_id.clone(),
                 request.leader_epoch,
             ));
+            let newest = self.world.newest_epoch.load(Ordering::SeqCst);
+            if request.leader_epoch < newest {
+                return Err(AgentError::new(
+                    tonic::Code::Aborted,
+                    format!("stale leader: epoch {} < {newest}", request.leader_epoch),
+                ));
+            }
             let delay = *self.world.delay.lock().unwrap();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
