@@ -740,5 +740,12 @@ async fn a_deposed_leader_refused_by_epoch_stops_without_retrying() {
         (1..=4).contains(&applies),
         "at most one call per step in flight, none retried: {applies}"
     );
-    assert_eq!(world.applied.iter().map(|a| a.load(Ordering::SeqCst)).sum::<u64>(), 0);
+    assert_eq!(
+        world
+            .applied
+            .iter()
+            .map(|a| a.load(Ordering::SeqCst))
+            .sum::<u64>(),
+        0
+    );
 }
