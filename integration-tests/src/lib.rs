@@ -61,6 +61,7 @@ pub async fn start_agent(
         id: id.into(),
         mode,
         state_dir: dir.to_path_buf(),
+        state_files: None,
         data_listen: localhost(),
         control_listen: localhost(),
         control,

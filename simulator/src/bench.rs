@@ -13,7 +13,7 @@ use crate::handshake_rate::{HandshakeRate, bare_handshake_rate};
 use crate::limits::Listening;
 use crate::options::SimOptions;
 use crate::run::{SimOutcome, simulate};
-use crate::setup::start_fleet;
+use crate::setup::{AgentStore, start_fleet};
 
 /// The process's resident memory, in bytes (Linux; `None` elsewhere).
 pub fn resident_bytes() -> Option<u64> {
@@ -104,7 +104,14 @@ pub async fn agent_memory(count: usize) -> Result<f64, SimError> {
     let fleet = Fleet::new(&topology);
     let dir = tempfile::Builder::new().prefix("rollover-mem-").tempdir()?;
     let before = resident_bytes().unwrap_or(0);
-    let sim = start_fleet(&topology, &fleet, dir.path(), Listening::Shared).await?;
+    let sim = start_fleet(
+        &topology,
+        &fleet,
+        dir.path(),
+        Listening::Shared,
+        AgentStore::Memory,
+    )
+    .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = resident_bytes().unwrap_or(0);
     sim.shutdown().await;

@@ -20,7 +20,7 @@ use crate::observe::{Observer, finished_outcome};
 use crate::options::SimOptions;
 use crate::prober::{background, probe_links};
 use crate::services::Services;
-use crate::setup::{SimFleet, start_fleet};
+use crate::setup::{AgentStore, SimFleet, start_fleet};
 
 /// Longest a simulated rotation may take before it is reported stuck.
 pub const ROTATION_DEADLINE: Duration = Duration::from_secs(30 * 60);
@@ -104,7 +104,13 @@ async fn simulate_on(topology: &Topology, options: SimOptions) -> Result<SimOutc
     } else {
         Listening::Shared
     };
-    let sim = Arc::new(start_fleet(topology, &fleet, &dir, listening).await?);
+    // Chaos runs keep agents' state on the disk: their checks read the key files.
+    let store = if options.chaos.is_some() {
+        AgentStore::Disk
+    } else {
+        AgentStore::Memory
+    };
+    let sim = Arc::new(start_fleet(topology, &fleet, &dir, listening, store).await?);
     progress("starting planner and executor");
     let chaos = options
         .chaos

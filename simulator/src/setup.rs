@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rollover_agent::{
-    Agent, AgentConfig, AgentHandle, ControlCreds, bootstrap, single_root_credentials,
+    Agent, AgentConfig, AgentHandle, ControlCreds, MemFiles, StateDir, StateFiles, bootstrap_in,
+    single_root_credentials,
 };
 use rollover_core::{EXECUTOR_ID, Fleet, Mode, Topology};
 use rollover_pki::{KeyAlg, LiveCredentials, RootCa, Validity, node_dns_name};
@@ -53,6 +54,19 @@ impl Routers {
         let (data, control) = (self.data.register(&name), self.control.register(&name));
         Agent::start_on(config, data, control).await
     }
+}
+
+/// Where simulated agents keep their state directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStore {
+    /// In memory, each agent in its own [`MemFiles`] (the same file formats and the
+    /// same agent code as on the disk): nothing of a simulated agent outlives the
+    /// run, and creating, renaming and deleting thousands of small files would be
+    /// most of the kernel's work in a rotation.
+    Memory,
+    /// On the disk, under the work directory: chaos runs read the agents' key files
+    /// afterwards (no private key may have left its node).
+    Disk,
 }
 
 /// The running fleet.
@@ -128,6 +142,8 @@ pub struct AgentSlot {
     id: String,
     mode: Mode,
     state_dir: PathBuf,
+    /// The files behind `state_dir` (`None`: on the disk).
+    state_files: Option<Arc<dyn StateFiles>>,
     data_addr: SocketAddr,
     control_addr: SocketAddr,
     control: ControlCreds,
@@ -149,6 +165,7 @@ impl AgentSlot {
     fn new(
         handle: AgentHandle,
         state_dir: PathBuf,
+        state_files: Option<Arc<dyn StateFiles>>,
         control: ControlCreds,
         chains: bool,
         routers: Option<Arc<Routers>>,
@@ -157,6 +174,7 @@ impl AgentSlot {
             id: handle.id().to_string(),
             mode: handle.mode(),
             state_dir,
+            state_files,
             data_addr: handle.data_addr(),
             control_addr: handle.control_addr(),
             control,
@@ -183,7 +201,7 @@ impl AgentSlot {
         self.mode
     }
 
-    /// The agent's state directory.
+    /// The agent's state directory (on the disk only with [`AgentStore::Disk`]).
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }
@@ -300,6 +318,7 @@ impl AgentSlot {
                 id: self.id.clone(),
                 mode: self.mode,
                 state_dir: self.state_dir.clone(),
+                state_files: self.state_files.clone(),
                 data_listen: self.data_addr,
                 control_listen: self.control_addr,
                 control: self.control.clone(),
@@ -343,12 +362,14 @@ impl AgentSlot {
     }
 }
 
-/// Bootstrap and start one agent per target node under `dir`.
+/// Bootstrap and start one agent per target node under `dir`, their state kept as
+/// `store` says.
 pub async fn start_fleet(
     topology: &Topology,
     fleet: &Fleet,
     dir: &Path,
     listening: Listening,
+    store: AgentStore,
 ) -> Result<SimFleet, SimError> {
     // Simulated state directories are thrown away after the run: written the same
     // way, but not fsynced (which would make the rotation wait on the disk).
@@ -397,15 +418,22 @@ pub async fn start_fleet(
             let mode = fleet.mode(*ix);
             let chains = fleet.chains[*ix as usize];
             let state_dir = dir.join("agents").join(format!("{ix}"));
+            let state_files: Option<Arc<dyn StateFiles>> = match store {
+                AgentStore::Memory => Some(Arc::new(MemFiles::new())),
+                AgentStore::Disk => None,
+            };
             let (root, control) = (old_root.clone(), control_root.clone());
             let routers = routers.clone();
             let id = id.clone();
             starting.push(Some(tokio::spawn(async move {
-                let dir = state_dir.clone();
+                let state = match &state_files {
+                    Some(files) => StateDir::new(state_dir.clone(), files.clone()),
+                    None => StateDir::on_disk(state_dir.clone()),
+                };
                 let node = id.clone();
                 let control_creds =
                     tokio::task::spawn_blocking(move || -> Result<ControlCreds, SimError> {
-                        bootstrap(&dir, &node, mode, &root, validity)
+                        bootstrap_in(&state, &node, mode, &root, validity)
                             .map_err(|e| SimError::Setup(e.to_string()))?;
                         Ok(match control {
                             None => ControlCreds::Rotated,
@@ -421,6 +449,7 @@ pub async fn start_fleet(
                     id,
                     mode,
                     state_dir: state_dir.clone(),
+                    state_files: state_files.clone(),
                     data_listen: loopback,
                     control_listen: loopback,
                     control: control_creds.clone(),
@@ -435,6 +464,7 @@ pub async fn start_fleet(
                 Ok::<_, SimError>(AgentSlot::new(
                     handle,
                     state_dir,
+                    state_files,
                     control_creds,
                     chains,
                     routers,

@@ -52,6 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         id: "billing".into(),
         mode: Mode::Bundle,
         state_dir: state.path().to_path_buf(),
+        state_files: None,
         data_listen: "127.0.0.1:0".parse()?,
         control_listen: "127.0.0.1:0".parse()?,
         control: ControlCreds::Rotated,

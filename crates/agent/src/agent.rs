@@ -17,9 +17,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::export::{Export, exported_identity};
+use crate::files::{StateDir, StateFiles};
 use crate::node::NodeData;
 use crate::service::AgentService;
-use crate::shared::{Counters, Inner, blocking, machine_state};
+use crate::shared::{Counters, Inner, blocking, machine_state, on_state};
 use crate::{AgentError, dataplane, store};
 
 /// How long [`AgentHandle::shutdown`] waits for open calls before cutting them off.
@@ -47,6 +48,10 @@ pub struct AgentConfig {
     pub mode: Mode,
     /// The state directory, made by [`crate::bootstrap`].
     pub state_dir: PathBuf,
+    /// Where the state directory's files are: `None` on the disk (a deployed agent);
+    /// a simulated agent may keep them in memory ([`crate::MemFiles`], bootstrapped
+    /// with [`crate::bootstrap_in`]).
+    pub state_files: Option<Arc<dyn StateFiles>>,
     /// Where the data-plane mTLS server listens (port 0: any free port).
     pub data_listen: SocketAddr,
     /// Where the Agent gRPC (control) server listens (port 0: any free port).
@@ -97,9 +102,19 @@ struct Loaded {
     control_creds: Arc<LiveCredentials>,
 }
 
+impl AgentConfig {
+    /// The state directory with the files behind it.
+    pub fn state(&self) -> StateDir {
+        match &self.state_files {
+            Some(files) => StateDir::new(self.state_dir.clone(), files.clone()),
+            None => StateDir::on_disk(self.state_dir.clone()),
+        }
+    }
+}
+
 async fn load(config: &AgentConfig, export: Option<&Export>) -> Result<Loaded, AgentError> {
-    let dir = config.state_dir.clone();
-    let mut node = blocking(move || store::load_node(&dir)).await?;
+    let state = config.state();
+    let mut node = on_state(&state, store::load_node).await?;
     node.chains = config.chains;
     if node.id != config.id {
         return Err(AgentError::ConfigMismatch(format!(
@@ -128,8 +143,7 @@ async fn load(config: &AgentConfig, export: Option<&Export>) -> Result<Loaded, A
         ControlCreds::Rotated => creds.clone(),
         ControlCreds::Separate(c) => c.clone(),
         ControlCreds::StateDir => {
-            let dir = config.state_dir.clone();
-            let set = blocking(move || store::load_control(&dir))
+            let set = on_state(&state, store::load_control)
                 .await?
                 .ok_or_else(|| {
                     AgentError::ConfigMismatch(format!(
@@ -221,7 +235,7 @@ impl Agent {
         let inner = Arc::new(Inner {
             id: node.id.clone(),
             mode: node.mode,
-            dir: config.state_dir.clone(),
+            dir: config.state(),
             creds: creds.clone(),
             export,
             workload,

@@ -10,6 +10,7 @@ use rollover_core::state::Mode;
 use rollover_pki::{CredentialSet, HeldLeaf, KeyAlg, NodeKey, RootCa, Validity};
 
 use crate::AgentError;
+use crate::files::StateDir;
 use crate::machine::Generation;
 use crate::node::{NodeData, StoredGen};
 use crate::store;
@@ -25,12 +26,24 @@ pub fn bootstrap(
     ca: &RootCa,
     validity: Validity,
 ) -> Result<(), AgentError> {
+    bootstrap_in(&StateDir::on_disk(state_dir), id, mode, ca, validity)
+}
+
+/// [`bootstrap`] in `state_dir`'s own files (e.g. in memory, for a simulated agent
+/// started with the same [`crate::AgentConfig::state_files`]).
+pub fn bootstrap_in(
+    state_dir: &StateDir,
+    id: &str,
+    mode: Mode,
+    ca: &RootCa,
+    validity: Validity,
+) -> Result<(), AgentError> {
     if store::is_bootstrapped(state_dir) {
         let found = store::load_node(state_dir)
             .map(|n| n.id)
             .unwrap_or_default();
         return Err(AgentError::AlreadyBootstrapped {
-            dir: state_dir.to_path_buf(),
+            dir: state_dir.path().to_path_buf(),
             id: found,
         });
     }
@@ -48,7 +61,7 @@ pub fn bootstrap(
     };
     let node = NodeData::new(id.to_owned(), mode, current);
     store::save_node(state_dir, &node)?;
-    tracing::info!(node = id, %mode, root = %ca.fingerprint(), dir = %state_dir.display(), "bootstrapped");
+    tracing::info!(node = id, %mode, root = %ca.fingerprint(), dir = %state_dir.path().display(), "bootstrapped");
     Ok(())
 }
 
@@ -62,20 +75,21 @@ pub fn bootstrap_control(
     validity: Validity,
 ) -> Result<(), AgentError> {
     let leaf = issue(id, ca, validity)?;
-    store::create_dirs(state_dir)?;
-    store::save_control(state_dir, id, ca.cert_der(), &leaf)?;
+    let state_dir = StateDir::on_disk(state_dir);
+    store::create_dirs(&state_dir)?;
+    store::save_control(&state_dir, id, ca.cert_der(), &leaf)?;
     tracing::info!(node = id, root = %ca.fingerprint(), "control credentials bootstrapped");
     Ok(())
 }
 
 /// Whether `state_dir` already holds a node (`node.json`).
 pub fn is_bootstrapped(state_dir: &Path) -> bool {
-    store::is_bootstrapped(state_dir)
+    store::is_bootstrapped(&StateDir::on_disk(state_dir))
 }
 
 /// Whether `state_dir` holds control credentials from [`bootstrap_control`].
 pub fn has_control_credentials(state_dir: &Path) -> bool {
-    state_dir.join(store::CONTROL_FILE).is_file()
+    store::has_control(&StateDir::on_disk(state_dir))
 }
 
 /// A credential set trusting, holding and presenting `ca` alone, with a fresh key

@@ -2,7 +2,9 @@
 //! client, and the `rollover.v1.AgentService` gRPC service through which the executor
 //! rotates it (MODEL §2, §3, §6; docs/DESIGN.md "Agent").
 //!
-//! * [`bootstrap`] / [`bootstrap_control`]: enrol a node before any rotation.
+//! * [`bootstrap`] / [`bootstrap_control`]: enrol a node before any rotation (in a
+//!   state directory on the disk, or, [`bootstrap_in`], in any [`StateFiles`], e.g.
+//!   the simulator's [`MemFiles`]).
 //! * [`Agent::start`] -> [`AgentHandle`]: serve a node in process (tests, the
 //!   simulator and `rollover agent` run the same code); [`run`] is `rollover agent`.
 //! * [`machine`]: the pure step state machine (which credential set each step
@@ -19,6 +21,7 @@ mod dataplane;
 mod error;
 pub mod export;
 mod fence;
+mod files;
 pub mod machine;
 mod node;
 mod run;
@@ -30,12 +33,14 @@ pub use agent::{
     Agent, AgentConfig, AgentHandle, AgentMetrics, ControlCreds, DEFAULT_LIMITS, SHUTDOWN_GRACE,
 };
 pub use bootstrap::{
-    bootstrap, bootstrap_control, has_control_credentials, is_bootstrapped, single_root_credentials,
+    bootstrap, bootstrap_control, bootstrap_in, has_control_credentials, is_bootstrapped,
+    single_root_credentials,
 };
 pub use dataplane::LINE_TIMEOUT;
 pub use error::AgentError;
 pub use export::Export;
+pub use files::{DiskFiles, MemFiles, StateDir, StateFiles, set_synced_writes};
 pub use rollover_core::EXECUTOR_ID;
 pub use rollover_transport::ServerLimits;
 pub use run::{RunOptions, read_root, run};
-pub use store::{CONTROL_FILE, CONTROL_KEY_FILE, KEYS_DIR, NODE_FILE, set_synced_writes};
+pub use store::{CONTROL_FILE, CONTROL_KEY_FILE, KEYS_DIR, NODE_FILE};

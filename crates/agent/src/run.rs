@@ -9,7 +9,7 @@ use rollover_pki::{RootCa, Validity};
 
 use crate::{
     Agent, AgentConfig, AgentError, ControlCreds, Export, ServerLimits, bootstrap,
-    bootstrap_control, store,
+    bootstrap_control, has_control_credentials, is_bootstrapped,
 };
 
 /// The arguments of `rollover agent --id ID --mode bundle|atomic --listen ADDR
@@ -60,7 +60,7 @@ where
         export.check()?;
     }
     if let Some(ca_file) = &options.bootstrap_ca {
-        if store::is_bootstrapped(dir) {
+        if is_bootstrapped(dir) {
             tracing::info!(dir = %dir.display(), "node already enrolled: --bootstrap-ca ignored");
         } else {
             bootstrap(
@@ -72,7 +72,7 @@ where
             )?;
         }
     }
-    let has_control = dir.join(store::CONTROL_FILE).is_file();
+    let has_control = has_control_credentials(dir);
     if let Some(ca_file) = &options.control_ca {
         if has_control {
             tracing::info!(dir = %dir.display(), "control credentials present: --control-ca ignored");
@@ -80,7 +80,7 @@ where
             bootstrap_control(dir, &options.id, &read_root(ca_file)?, Validity::default())?;
         }
     }
-    let control = if dir.join(store::CONTROL_FILE).is_file() {
+    let control = if has_control_credentials(dir) {
         ControlCreds::StateDir
     } else {
         ControlCreds::Rotated
@@ -90,6 +90,7 @@ where
             id: options.id,
             mode: options.mode,
             state_dir: options.state,
+            state_files: None,
             data_listen: options.data_listen,
             control_listen: options.listen,
             control,

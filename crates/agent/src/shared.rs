@@ -3,7 +3,6 @@
 //! probe. The gRPC service and the handle both call these; neither knows the other.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,6 +12,7 @@ use rollover_proto::v1;
 use rollover_transport::HandshakeStats;
 
 use crate::export::{Export, exported_identity};
+use crate::files::StateDir;
 use crate::node::{Caller, CsrKey, CsrLabel, NodeData, Outcome, StepRequest};
 use crate::{AgentError, dataplane, store};
 
@@ -28,7 +28,7 @@ pub(crate) struct Counters {
 pub(crate) struct Inner {
     pub(crate) id: String,
     pub(crate) mode: Mode,
-    pub(crate) dir: PathBuf,
+    pub(crate) dir: StateDir,
     /// The data plane's live credentials.
     pub(crate) creds: Arc<LiveCredentials>,
     /// Where the credentials are exported for a workload, if they are.
@@ -73,12 +73,12 @@ impl Inner {
                 key
             }
             CsrKey::Fresh { key, next } => {
-                let (dir, stored, k) = (self.dir.clone(), (*next).clone(), key.clone());
-                blocking(move || {
+                let (stored, k) = ((*next).clone(), key.clone());
+                on_state(&self.dir, move |dir| {
                     let file = stored.pending.as_ref().map(|p| p.key_file.clone());
-                    store::write_key(&dir, &file.unwrap_or_default(), &k)?;
-                    store::save_node(&dir, &stored)?;
-                    store::remove_other_keys(&dir, &stored.key_files())
+                    store::write_key(dir, &file.unwrap_or_default(), &k)?;
+                    store::save_node(dir, &stored)?;
+                    store::remove_other_keys(dir, &stored.key_files())
                 })
                 .await?;
                 *self.node() = *next;
@@ -132,10 +132,9 @@ impl Inner {
         let state = machine_state(&next);
         *self.node() = next;
         self.counters.applies.fetch_add(1, Ordering::Relaxed);
-        let dir = self.dir.clone();
-        if let Err(e) = blocking(move || {
+        if let Err(e) = on_state(&self.dir, move |dir| {
             let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-            store::remove_other_keys(&dir, &keep)
+            store::remove_other_keys(dir, &keep)
         })
         .await
         {
@@ -215,9 +214,22 @@ pub(crate) fn machine_state(node: &NodeData) -> String {
     node.state().to_string()
 }
 
-async fn persist(dir: &std::path::Path, node: NodeData) -> Result<(), AgentError> {
-    let dir = dir.to_path_buf();
-    blocking(move || store::save_node(&dir, &node)).await
+async fn persist(dir: &StateDir, node: NodeData) -> Result<(), AgentError> {
+    on_state(dir, move |dir| store::save_node(dir, &node)).await
+}
+
+/// Runs `f` on the state directory `dir`: on the blocking pool when its files are on
+/// a disk, at once when they are in memory (no thread hand-off for a map update).
+pub(crate) async fn on_state<T: Send + 'static>(
+    dir: &StateDir,
+    f: impl FnOnce(&StateDir) -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, AgentError> {
+    if dir.files().blocks() {
+        let dir = dir.clone();
+        blocking(move || f(&dir)).await
+    } else {
+        f(dir)
+    }
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(

@@ -2,21 +2,14 @@
 //! a separate one, `control.json` + `control-key.pem`.
 //!
 //! The directories are owner-only (0700), every file 0600, and every file is written
-//! atomically (temporary file, fsync, rename, fsync of the directory), so a crash
-//! leaves either the old or the new version. A key file is written before the
-//! `node.json` that refers to it; files no state refers to are removed afterwards.
-//! Everything here is blocking: async callers run it on the blocking pool.
-//!
-//! A simulation (thousands of agents in one process, on a disk nobody needs after
-//! the run) may turn the fsyncs off process-wide with [`set_synced_writes`]: the
-//! files are still written the same way, atomically, only not forced to the disk,
-//! which otherwise makes a simulated rotation wait on the disk rather than on TLS.
+//! atomically (see [`crate::files`]: on the disk or, for simulated agents, in
+//! memory), so a crash leaves either the old or the new version. A key file is
+//! written before the `node.json` that refers to it; files no state refers to are
+//! removed afterwards. On the disk everything here blocks: async callers run it on
+//! the blocking pool (see [`crate::StateFiles::blocks`]).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 
 use rollover_core::state::{Action, Mode};
 use rollover_pki::{Bridges, CertificateDer, CredentialSet, HeldLeaf, NodeKey, fingerprint};
@@ -24,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
 use crate::fence::{LeaderEpochs, SeenEpoch};
+use crate::files::StateDir;
 use crate::machine::Generation;
 use crate::node::{CsrLabel, LedgerEntry, NodeData, Pending, Rotation, StoredGen};
 
@@ -121,26 +115,20 @@ struct ControlFile {
     key_file: String,
 }
 
-/// Whether [`write_atomic`] fsyncs (see [`set_synced_writes`]).
-static SYNCED_WRITES: AtomicBool = AtomicBool::new(true);
-
-/// Whether state files written from now on in this process are fsynced (the
-/// default: yes). Only for simulations, whose state directories are thrown away
-/// after the run: without the fsync a power loss could lose the last writes.
-pub fn set_synced_writes(synced: bool) {
-    SYNCED_WRITES.store(synced, Ordering::Relaxed);
+/// Whether `dir` holds a node's state.
+pub(crate) fn is_bootstrapped(dir: &StateDir) -> bool {
+    dir.files().is_file(&dir.join(NODE_FILE))
 }
 
-/// Whether `dir` holds a node's state.
-pub fn is_bootstrapped(dir: &Path) -> bool {
-    dir.join(NODE_FILE).is_file()
+/// Whether `dir` holds control credentials.
+pub(crate) fn has_control(dir: &StateDir) -> bool {
+    dir.files().is_file(&dir.join(CONTROL_FILE))
 }
 
 /// Creates `dir` and `dir/keys` (0700), tightening them if they exist.
-pub(crate) fn create_dirs(dir: &Path) -> Result<(), AgentError> {
-    for d in [dir.to_path_buf(), dir.join(KEYS_DIR)] {
-        fs::create_dir_all(&d).map_err(|e| AgentError::io(&d, e))?;
-        owner_only(&d, 0o700)?;
+pub(crate) fn create_dirs(dir: &StateDir) -> Result<(), AgentError> {
+    for d in [dir.path().to_path_buf(), dir.join(KEYS_DIR)] {
+        dir.files().create_dir(&d)?;
     }
     Ok(())
 }
@@ -151,23 +139,20 @@ pub(crate) fn key_file_name(key: &NodeKey) -> String {
 }
 
 /// Writes `key` to `keys/<key_file>`.
-pub(crate) fn write_key(dir: &Path, key_file: &str, key: &NodeKey) -> Result<(), AgentError> {
-    write_atomic(
-        &dir.join(KEYS_DIR).join(checked_name(dir, key_file)?),
+pub(crate) fn write_key(dir: &StateDir, key_file: &str, key: &NodeKey) -> Result<(), AgentError> {
+    dir.files().write(
+        &dir.join(KEYS_DIR).join(checked_name(dir.path(), key_file)?),
         key.to_pem().as_bytes(),
     )
 }
 
 /// Removes every file in `keys/` that is not in `keep`.
-pub(crate) fn remove_other_keys(dir: &Path, keep: &[&str]) -> Result<(), AgentError> {
+pub(crate) fn remove_other_keys(dir: &StateDir, keep: &[&str]) -> Result<(), AgentError> {
     let keys = dir.join(KEYS_DIR);
-    let entries = fs::read_dir(&keys).map_err(|e| AgentError::io(&keys, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| AgentError::io(&keys, e))?;
-        let name = entry.file_name();
-        if !keep.iter().any(|k| name.to_str() == Some(k)) {
-            let path = entry.path();
-            fs::remove_file(&path).map_err(|e| AgentError::io(&path, e))?;
+    for path in dir.files().list(&keys)? {
+        let name = path.file_name().and_then(|n| n.to_str());
+        if !keep.iter().any(|k| name == Some(k)) {
+            dir.files().remove(&path)?;
             tracing::debug!(file = %path.display(), "removed unused key");
         }
     }
@@ -175,7 +160,7 @@ pub(crate) fn remove_other_keys(dir: &Path, keep: &[&str]) -> Result<(), AgentEr
 }
 
 /// Writes `node.json`.
-pub(crate) fn save_node(dir: &Path, node: &NodeData) -> Result<(), AgentError> {
+pub(crate) fn save_node(dir: &StateDir, node: &NodeData) -> Result<(), AgentError> {
     let state = node.state().to_string();
     let file = NodeFile {
         format: NODE_FORMAT.into(),
@@ -212,19 +197,19 @@ pub(crate) fn save_node(dir: &Path, node: &NodeData) -> Result<(), AgentError> {
     let mut text = serde_json::to_string_pretty(&file)
         .map_err(|e| AgentError::state(dir.join(NODE_FILE), e))?;
     text.push('\n');
-    write_atomic(&dir.join(NODE_FILE), text.as_bytes())
+    dir.files().write(&dir.join(NODE_FILE), text.as_bytes())
 }
 
 /// Reads `node.json` and the keys it refers to; tightens permissions if needed.
-pub(crate) fn load_node(dir: &Path) -> Result<NodeData, AgentError> {
+pub(crate) fn load_node(dir: &StateDir) -> Result<NodeData, AgentError> {
     let path = dir.join(NODE_FILE);
-    if !path.is_file() {
+    if !dir.files().is_file(&path) {
         return Err(AgentError::NotBootstrapped {
-            dir: dir.to_path_buf(),
+            dir: dir.path().to_path_buf(),
         });
     }
     create_dirs(dir)?;
-    let text = fs::read_to_string(&path).map_err(|e| AgentError::io(&path, e))?;
+    let text = dir.files().read_to_string(&path)?;
     let file: NodeFile = serde_json::from_str(&text).map_err(|e| AgentError::state(&path, e))?;
     if file.format != NODE_FORMAT {
         return Err(AgentError::state(
@@ -293,12 +278,13 @@ pub(crate) fn load_node(dir: &Path) -> Result<NodeData, AgentError> {
 
 /// Writes the control credentials (`control.json`, `control-key.pem`).
 pub(crate) fn save_control(
-    dir: &Path,
+    dir: &StateDir,
     id: &str,
     root: &CertificateDer<'static>,
     leaf: &HeldLeaf,
 ) -> Result<(), AgentError> {
-    write_atomic(&dir.join(CONTROL_KEY_FILE), leaf.key.to_pem().as_bytes())?;
+    dir.files()
+        .write(&dir.join(CONTROL_KEY_FILE), leaf.key.to_pem().as_bytes())?;
     let file = ControlFile {
         format: CONTROL_FORMAT.into(),
         id: id.into(),
@@ -310,16 +296,16 @@ pub(crate) fn save_control(
     let mut text = serde_json::to_string_pretty(&file)
         .map_err(|e| AgentError::state(dir.join(CONTROL_FILE), e))?;
     text.push('\n');
-    write_atomic(&dir.join(CONTROL_FILE), text.as_bytes())
+    dir.files().write(&dir.join(CONTROL_FILE), text.as_bytes())
 }
 
 /// The control credentials saved by [`save_control`], if any.
-pub(crate) fn load_control(dir: &Path) -> Result<Option<CredentialSet>, AgentError> {
+pub(crate) fn load_control(dir: &StateDir) -> Result<Option<CredentialSet>, AgentError> {
     let path = dir.join(CONTROL_FILE);
-    if !path.is_file() {
+    if !dir.files().is_file(&path) {
         return Ok(None);
     }
-    let text = fs::read_to_string(&path).map_err(|e| AgentError::io(&path, e))?;
+    let text = dir.files().read_to_string(&path)?;
     let file: ControlFile = serde_json::from_str(&text).map_err(|e| AgentError::state(&path, e))?;
     if file.format != CONTROL_FORMAT {
         return Err(AgentError::state(
@@ -327,9 +313,9 @@ pub(crate) fn load_control(dir: &Path) -> Result<Option<CredentialSet>, AgentErr
             format!("format {:?}, expected {CONTROL_FORMAT:?}", file.format),
         ));
     }
-    let key_path = dir.join(checked_name(dir, &file.key_file)?);
-    owner_only(&key_path, 0o600)?;
-    let key_pem = fs::read_to_string(&key_path).map_err(|e| AgentError::io(&key_path, e))?;
+    let key_path = dir.join(checked_name(dir.path(), &file.key_file)?);
+    dir.files().tighten(&key_path, 0o600)?;
+    let key_pem = dir.files().read_to_string(&key_path)?;
     let key = NodeKey::from_pem(&key_pem).map_err(|e| AgentError::state(&key_path, e))?;
     let root = cert_from_pem(&path, &file.root)?;
     Ok(Some(CredentialSet {
@@ -352,7 +338,7 @@ fn gen_file(g: &StoredGen) -> GenFile {
     }
 }
 
-fn load_gen(dir: &Path, g: GenFile) -> Result<StoredGen, AgentError> {
+fn load_gen(dir: &StateDir, g: GenFile) -> Result<StoredGen, AgentError> {
     let path = dir.join(NODE_FILE);
     Ok(StoredGen {
         material: Generation {
@@ -364,10 +350,10 @@ fn load_gen(dir: &Path, g: GenFile) -> Result<StoredGen, AgentError> {
     })
 }
 
-fn load_key(dir: &Path, key_file: &str) -> Result<NodeKey, AgentError> {
-    let path = dir.join(KEYS_DIR).join(checked_name(dir, key_file)?);
-    owner_only(&path, 0o600)?;
-    let pem = fs::read_to_string(&path).map_err(|e| AgentError::io(&path, e))?;
+fn load_key(dir: &StateDir, key_file: &str) -> Result<NodeKey, AgentError> {
+    let path = dir.join(KEYS_DIR).join(checked_name(dir.path(), key_file)?);
+    dir.files().tighten(&path, 0o600)?;
+    let pem = dir.files().read_to_string(&path)?;
     NodeKey::from_pem(&pem).map_err(|e| AgentError::state(&path, e))
 }
 
@@ -404,54 +390,75 @@ fn cert_from_pem(path: &Path, text: &str) -> Result<CertificateDer<'static>, Age
     Ok(CertificateDer::from(block.into_contents()))
 }
 
-/// Writes `bytes` to `path` atomically, owner-only.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp: PathBuf = parent.join(tmp_name);
-    let synced = SYNCED_WRITES.load(Ordering::Relaxed);
-    let write = || -> std::io::Result<()> {
-        let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        if synced {
-            file.sync_all()?;
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rollover_pki::{KeyAlg, RootCa, Validity};
+
+    use super::*;
+    use crate::files::MemFiles;
+    use crate::{bootstrap_in, machine::steps};
+
+    /// A node's state round-trips the same way through memory as through the disk:
+    /// same files, same state loaded back, the same refusals.
+    #[test]
+    fn a_node_in_memory_is_stored_as_on_the_disk() {
+        let ca = RootCa::generate("store-ca", 0, KeyAlg::default(), Validity::default()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = StateDir::on_disk(tmp.path().join("node"));
+        let memory = StateDir::new("/simulated/node", Arc::new(MemFiles::new()));
+        let mut loaded = Vec::new();
+        for dir in [&disk, &memory] {
+            assert!(matches!(
+                load_node(dir),
+                Err(AgentError::NotBootstrapped { .. })
+            ));
+            bootstrap_in(dir, "n1", Mode::Bundle, &ca, Validity::default()).unwrap();
+            assert!(is_bootstrapped(dir));
+            assert!(!has_control(dir));
+            assert!(matches!(
+                bootstrap_in(dir, "n1", Mode::Bundle, &ca, Validity::default()),
+                Err(AgentError::AlreadyBootstrapped { .. })
+            ));
+            let mut node = load_node(dir).unwrap();
+            let keys = dir.files().list(&dir.join(KEYS_DIR)).unwrap();
+            assert_eq!(keys.len(), 1, "one key file");
+            assert_eq!(
+                node.key_files(),
+                vec![keys[0].file_name().unwrap().to_str().unwrap()]
+            );
+            // A changed state is saved and loaded back whole; unused keys go.
+            node.applied_count = 7;
+            save_node(dir, &node).unwrap();
+            dir.files()
+                .write(&dir.join(KEYS_DIR).join("unused.pem"), b"x")
+                .unwrap();
+            let kept: Vec<String> = node.key_files().into_iter().map(String::from).collect();
+            let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+            remove_other_keys(dir, &kept).unwrap();
+            assert_eq!(dir.files().list(&dir.join(KEYS_DIR)).unwrap(), keys);
+            let again = load_node(dir).unwrap();
+            assert_eq!(again.applied_count, 7);
+            assert_eq!(again.state().to_string(), node.state().to_string());
+            let (a, b) = (
+                again.credential_set().unwrap(),
+                node.credential_set().unwrap(),
+            );
+            assert_eq!(a.server_roots, b.server_roots);
+            assert_eq!(a.held.len(), b.held.len());
+            assert_eq!(a.held[0].cert, b.held[0].cert);
+            // A state file naming a key that is not a plain file name is refused.
+            let text = dir.files().read_to_string(&dir.join(NODE_FILE)).unwrap();
+            let bad = text.replace(&node.key_files()[0].to_string(), "../x.pem");
+            dir.files()
+                .write(&dir.join(NODE_FILE), bad.as_bytes())
+                .unwrap();
+            assert!(matches!(load_node(dir), Err(AgentError::State { .. })));
+            loaded.push(again);
         }
-        Ok(())
-    };
-    write().map_err(|e| AgentError::io(&tmp, e))?;
-    owner_only(&tmp, 0o600)?;
-    fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))?;
-    if !synced {
-        return Ok(());
+        assert_eq!(loaded[0].id, loaded[1].id);
+        assert_eq!(loaded[0].mode, loaded[1].mode);
+        assert!(loaded[0].done() <= steps(Mode::Bundle, false).len());
     }
-    // Make the rename itself durable.
-    File::open(parent)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| AgentError::io(parent, e))
-}
-
-/// Sets `mode` on `path` if it grants more than that (group or other bits).
-#[cfg(unix)]
-fn owner_only(path: &Path, mode: u32) -> Result<(), AgentError> {
-    use std::os::unix::fs::PermissionsExt;
-    let current = fs::metadata(path)
-        .map_err(|e| AgentError::io(path, e))?
-        .permissions()
-        .mode();
-    if current & 0o077 != 0 {
-        tracing::debug!(path = %path.display(), mode = format!("{:o}", current & 0o777), "making owner-only");
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .map_err(|e| AgentError::io(path, e))?;
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn owner_only(_path: &Path, _mode: u32) -> Result<(), AgentError> {
-    Ok(())
 }

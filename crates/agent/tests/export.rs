@@ -57,6 +57,7 @@ async fn exported(id: &str, old: &RootCa, control: ControlCreds) -> Exported {
             id: id.into(),
             mode: Mode::Bundle,
             state_dir: state,
+            state_files: None,
             data_listen: localhost(),
             control_listen: localhost(),
             control,

@@ -418,6 +418,7 @@ async fn a_restarted_agent_keeps_its_state() {
             id: "a".into(),
             mode: Mode::Atomic,
             state_dir: dir.clone(),
+            state_files: None,
             data_listen: common::localhost(),
             control_listen: common::localhost(),
             control: ControlCreds::StateDir,

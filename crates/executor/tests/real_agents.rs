@@ -50,6 +50,7 @@ async fn fleet() -> Fleet {
             id: id.into(),
             mode,
             state_dir: dir.path().to_path_buf(),
+            state_files: None,
             data_listen: "127.0.0.1:0".parse().unwrap(),
             control_listen: "127.0.0.1:0".parse().unwrap(),
             control: ControlCreds::Rotated,

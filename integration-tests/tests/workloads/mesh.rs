@@ -102,6 +102,7 @@ impl Mesh {
                     id: id.to_string(),
                     mode: Mode::Bundle,
                     state_dir: state,
+                    state_files: None,
                     data_listen: localhost(),
                     control_listen: localhost(),
                     control: ControlCreds::Separate(creds(id, &control_ca)),
