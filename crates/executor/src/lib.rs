@@ -13,6 +13,7 @@
 //! * [`check`]: the pre-flight check of a fleet (CheckFleet);
 //! * [`sealed`]: private keys in the journal encrypted at rest (`--journal-key-file`);
 //! * [`conformance`]: checks every journal backend's tests run;
+//! * [`instant_fleet`]: agents that apply every step at once, for throughput benches;
 //! * [`access`]: who may call which method (operators, readers).
 //!
 //! [`Executor::open`] resumes every unfinished rotation found in the journal;
@@ -23,6 +24,7 @@ pub mod check;
 pub mod conformance;
 pub mod driver;
 mod error;
+pub mod instant_fleet;
 pub mod journal;
 pub mod metrics;
 pub mod operations;
