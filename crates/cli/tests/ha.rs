@@ -3,7 +3,9 @@
 //! `.ci/postgres.sh`), four agents, and a `rotate` given both executors' addresses.
 //! The leader is killed with SIGKILL in the middle of a step; the other executor takes
 //! the lease (a higher epoch), resumes the rotation from the journal, and `rotate`
-//! follows it there to SUCCEEDED. No agent applied a step twice.
+//! follows it there to SUCCEEDED. No agent applied a step twice. Before the kill, the
+//! follower answers a status read and takes a pause and a resume, forwarded to the
+//! leader.
 
 mod procs;
 
@@ -78,7 +80,7 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
             "0.5",
         ])
     };
-    // `a` leads first (only a leader listens), then `b` follows.
+    // `a` leads first, then `b` follows (and serves the API by forwarding to `a`).
     fleet
         .children
         .spawn("exec-a", &executor("exec-a", &addrs[0]));
@@ -105,6 +107,33 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
     rotate.until("a step of gw started", |l| {
         l.starts_with("step ") && l.contains(" gw) started")
     });
+    // The follower answers reads and takes controls by forwarding them to the leader.
+    fleet
+        .children
+        .wait_listening("exec-b", addrs[1].parse().unwrap())
+        .unwrap();
+    let via_follower = |args: &[&str]| {
+        let mut full = strings(args);
+        full.extend(strings(&["--executor", &addrs[1]]));
+        let out = run(&full, Duration::from_secs(30));
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let status: serde_json::Value =
+        serde_json::from_str(&via_follower(&["status", &id, "-f", "json"])).unwrap();
+    assert_eq!(status["state"], "running", "{status:#}");
+    let paused = via_follower(&["pause", &id, "--reason", "via the follower"]);
+    assert!(paused.contains("PAUSED"), "{paused}");
+    let resumed = via_follower(&["resume", &id]);
+    assert!(resumed.contains("RUNNING"), "{resumed}");
+    assert!(
+        fleet
+            .children
+            .log("exec-b")
+            .contains("calls are forwarded to the leader"),
+        "{}",
+        fleet.children.log("exec-b")
+    );
     let killed = Instant::now();
     let leader = fleet.children.get("exec-a");
     leader.kill().unwrap();

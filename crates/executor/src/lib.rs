@@ -14,7 +14,8 @@
 //! * [`sealed`]: private keys in the journal encrypted at rest (`--journal-key-file`);
 //! * [`conformance`]: checks every journal backend's tests run;
 //! * [`instant_fleet`]: agents that apply every step at once, for throughput benches;
-//! * [`access`]: who may call which method (operators, readers).
+//! * [`access`]: who may call which method (operators, readers);
+//! * [`forward`]: a follower of an executor group, forwarding every call to the leader.
 //!
 //! [`Executor::open`] resumes every unfinished rotation found in the journal;
 //! [`serve`] runs the gRPC service until shutdown.
@@ -24,6 +25,7 @@ pub mod check;
 pub mod conformance;
 pub mod driver;
 mod error;
+pub mod forward;
 pub mod instant_fleet;
 pub mod journal;
 pub mod metrics;
@@ -480,34 +482,65 @@ where
         None => None,
     };
     let limits = options.limits.unwrap_or(DEFAULT_LIMITS);
+    let service = executor_server_with(executor.clone(), options.access, &limits);
+    let result = serve_api(listener, service, options.tls, &limits, shutdown).await;
+    executor.shutdown();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    result
+}
+
+/// Serve a follower's API ([`forward::Forwarder`]: every call checked here, then
+/// sent to the leader) on `listener` until `shutdown`. No metrics: a follower runs
+/// nothing to count.
+pub async fn serve_forwarder<F>(
+    listener: TcpListener,
+    forwarder: forward::Forwarder,
+    tls: Option<Arc<LiveCredentials>>,
+    limits: Option<ServerLimits>,
+    shutdown: F,
+) -> Result<(), ExecutorError>
+where
+    F: std::future::Future<Output = ()>,
+{
+    let limits = limits.unwrap_or(DEFAULT_LIMITS);
+    let service = ExecutorServiceServer::new(forwarder)
+        .max_decoding_message_size(limits.max_request_bytes.min(MAX_MESSAGE_BYTES))
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    serve_api(listener, service, tls, &limits, shutdown).await
+}
+
+/// Serve `service` (plus health and reflection) on `listener` until `shutdown`.
+async fn serve_api<S, F>(
+    listener: TcpListener,
+    service: ExecutorServiceServer<S>,
+    tls: Option<Arc<LiveCredentials>>,
+    limits: &ServerLimits,
+    shutdown: F,
+) -> Result<(), ExecutorError>
+where
+    S: rollover_proto::v1::executor_service_server::ExecutorService,
+    F: std::future::Future<Output = ()>,
+{
     let mut server = limits.server();
     let (router, reporter) = rollover_transport::base_router(
         &mut server,
         &[rollover_proto::v1::executor_service_server::SERVICE_NAME],
     )
     .map_err(|e| ExecutorError::Serve(e.into()))?;
-    reporter
-        .set_serving::<ExecutorServiceServer<ExecutorService>>()
-        .await;
-    let router = router.add_service(executor_server_with(
-        executor.clone(),
-        options.access,
-        &limits,
-    ));
+    reporter.set_serving::<ExecutorServiceServer<S>>().await;
+    let router = router.add_service(service);
     let addr = listener.local_addr().ok();
-    let result = match options.tls {
+    let result = match tls {
         Some(creds) => {
             tracing::info!(?addr, "executor listening (mTLS)");
-            rollover_transport::serve_tls(router, listener, creds, &limits, shutdown).await
+            rollover_transport::serve_tls(router, listener, creds, limits, shutdown).await
         }
         None => {
             tracing::info!(?addr, "executor listening (plaintext)");
-            rollover_transport::serve_plain(router, listener, &limits, shutdown).await
+            rollover_transport::serve_plain(router, listener, limits, shutdown).await
         }
     };
-    executor.shutdown();
-    if let Some(task) = metrics_task {
-        task.abort();
-    }
     result.map_err(|e| ExecutorError::Serve(e.into()))
 }

@@ -39,22 +39,27 @@ enum Ended {
 }
 
 impl Member {
-    /// Lead whenever elected until `stop` resolves. For each term, `make_config`
-    /// builds the executor's configuration for the term's epoch (the journal and the
-    /// epoch are filled in here), and `serve` serves the opened executor until the
-    /// [`TermEnd`] it is given resolves; it must stop the executor's runners before it
-    /// returns (`rollover_executor::serve` does). A term whose executor cannot open
-    /// gives the lease up and waits one lease length, so another member can try.
-    pub async fn run<C, S, F, Stop>(
+    /// Lead whenever elected until `stop` resolves. While it waits for the lease,
+    /// `follow()` runs (e.g. serving the API by forwarding to the leader; dropped
+    /// when this member is elected). For each term, `make_config` builds the
+    /// executor's configuration for the term's epoch (the journal and the epoch are
+    /// filled in here), and `serve` serves the opened executor until the [`TermEnd`]
+    /// it is given resolves; it must stop the executor's runners before it returns
+    /// (`rollover_executor::serve` does). A term whose executor cannot open gives the
+    /// lease up and waits one lease length, so another member can try.
+    pub async fn run<C, S, F, W, WF, Stop>(
         &self,
         mut make_config: C,
         mut serve: S,
+        mut follow: W,
         stop: Stop,
     ) -> Result<(), PgError>
     where
         C: FnMut(i64) -> Result<ExecutorConfig, TermError>,
         S: FnMut(i64, Executor, TermEnd) -> F,
         F: Future<Output = Result<(), TermError>>,
+        W: FnMut() -> WF,
+        WF: Future<Output = Result<(), TermError>>,
         Stop: Future<Output = ()> + Send + 'static,
     {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -70,7 +75,22 @@ impl Member {
         };
         loop {
             tracing::info!(holder = %self.lease.config().holder, "executor following: waiting for the lease");
-            let Some(epoch) = self.lease.acquire(stopped()).await else {
+            let elected = {
+                let following = follow();
+                tokio::pin!(following);
+                let acquire = self.lease.acquire(stopped());
+                tokio::pin!(acquire);
+                tokio::select! {
+                    epoch = &mut acquire => epoch,
+                    followed = &mut following => {
+                        if let Err(e) = followed {
+                            tracing::warn!(error = %e, "serving as a follower failed");
+                        }
+                        acquire.await
+                    }
+                }
+            };
+            let Some(epoch) = elected else {
                 return Ok(());
             };
             tracing::info!(epoch, "executor leading");

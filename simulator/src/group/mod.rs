@@ -227,7 +227,9 @@ impl ExecutorGroup {
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = member.run(config, serve, stopped).await {
+            // Simulated followers do not serve: the simulator follows the leader.
+            let follow = std::future::pending::<Result<(), TermError>>;
+            if let Err(e) = member.run(config, serve, follow, stopped).await {
                 tracing::error!(member = i, error = %e, "simulated executor stopped");
             }
         }))

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rollover_executor::forward::{Forwarder, LeaderFuture, LeaderLookup};
 use rollover_executor::sealed::{JournalKey, SealedJournal};
 use rollover_executor::{Executor, ExecutorConfig, Journal, RedbJournal, ServeOptions};
 use rollover_journal_postgres::{Lease, LeaseConfig, Member, PgJournal, TermEnd, TermError};
@@ -144,12 +145,17 @@ pub struct HaServe {
     pub access: rollover_executor::Access,
     /// What one caller may cost the API.
     pub limits: rollover_transport::ServerLimits,
+    /// With TLS: the node id of the executors' API certificates (this one's CN), which
+    /// a follower expects of the leader it forwards to.
+    pub tls_id: Option<String>,
 }
 
 /// Run one executor of a group on PostgreSQL until `stop` resolves: wait for the
 /// lease, lead (open the journal's rotations, resume the unfinished ones, serve the
-/// API) until the lease is lost, then follow again ([`Member::run`]). A follower does
-/// not listen, so clients given every executor's address reach the leader.
+/// API) until the lease is lost, then follow again ([`Member::run`]). A follower
+/// serves the same API on the same address by forwarding every call, once its access
+/// rules admit it, to the leader the lease names, so clients may be given any
+/// member's address.
 pub async fn serve_ha<C, S>(
     opened: OpenedJournal,
     serve: HaServe,
@@ -184,12 +190,30 @@ where
             ..LeaseConfig::new(holder, serve.addr.to_string())
         },
     )?;
+    let leader = {
+        let lease = lease.clone();
+        let me = lease.config().holder.clone();
+        let lookup = move || {
+            let (lease, me) = (lease.clone(), me.clone());
+            Box::pin(async move {
+                match lease.current().await {
+                    Ok(Some(l)) if !l.expired && l.holder != me => Some(l.address),
+                    _ => None,
+                }
+            }) as LeaderFuture
+        };
+        Arc::new(lookup) as LeaderLookup
+    };
+    let tls = match (&serve.tls, &serve.tls_id) {
+        (Some(creds), Some(id)) => Some((creds.clone(), id.clone())),
+        _ => None,
+    };
+    let forwarder = Forwarder::new(serve.access.clone(), leader, tls);
     let member = Member {
         journal,
         key,
         lease,
     };
-    eprintln!("executor following: waiting for the lease");
     let serve = &serve;
     let term = |epoch: i64, executor: Executor, until: TermEnd| async move {
         eprintln!("executor leading with epoch {epoch}");
@@ -204,8 +228,33 @@ where
         eprintln!("executor no longer leads (epoch {epoch}); following");
         Ok::<(), TermError>(())
     };
+    let follow = || {
+        let forwarder = forwarder.clone();
+        async move {
+            let listener = net::bind("--listen", serve.addr).await?;
+            eprintln!(
+                "executor following on {}: calls are forwarded to the leader",
+                serve.addr
+            );
+            let forever = std::future::pending::<()>();
+            rollover_executor::serve_forwarder(
+                listener,
+                forwarder,
+                serve.tls.clone(),
+                Some(serve.limits),
+                forever,
+            )
+            .await?;
+            Ok::<(), TermError>(())
+        }
+    };
     member
-        .run(|epoch| make_config(epoch).map_err(Into::into), term, stop)
+        .run(
+            |epoch| make_config(epoch).map_err(Into::into),
+            term,
+            follow,
+            stop,
+        )
         .await?;
     Ok(())
 }

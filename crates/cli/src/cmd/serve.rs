@@ -454,6 +454,7 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
             metrics,
             access,
             limits,
+            tls_id: api_tls_id(&args.tls)?,
         };
         return serve_executor_ha(args, opened, config, serve, runtime);
     }
@@ -523,4 +524,17 @@ fn serve_executor_ha(
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     eprintln!("executor stopped; another executor of the group takes over");
     Ok(Status::Success)
+}
+
+/// The node id (CN) of the executor's API certificate (`--tls-cert`), if any: the
+/// identity a follower of an executor group expects of the leader.
+fn api_tls_id(tls: &net::ServerTls) -> anyhow::Result<Option<String>> {
+    let Some(path) = &tls.tls_cert else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read(path).map_err(|e| BadInput(format!("--tls-cert {}: {e}", path.display())))?;
+    let der =
+        pem::parse(&text).map_err(|e| BadInput(format!("--tls-cert {}: {e}", path.display())))?;
+    Ok(rollover_pki::node_id_from_cert(der.contents()))
 }
