@@ -679,24 +679,35 @@ async fn grpc_service_runs_a_given_plan_document() {
     server.await.unwrap().unwrap();
 }
 
-/// A leading executor's epoch (its lease's fencing token) goes with every call that
-/// changes an agent, so agents can refuse a deposed leader's late calls.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_create_csr_and_apply_step_carries_the_leader_epoch() {
+/// Rotate `topology` over `world` (probes off, 4 at once) as the leader of `epoch`;
+/// the rotation's id and its status once it succeeded, failed or paused.
+async fn rotate_as_leader(
+    topology: &rollover_core::Topology,
+    world: &std::sync::Arc<World>,
+    epoch: u64,
+) -> (String, v1::RotationStatus) {
     let dir = tempfile::tempdir().unwrap();
-    let topology = mixed_topology(12, 3);
-    let world = World::new(&topology);
-    let mut config = config(dir.path(), &world)
+    let mut config = config(dir.path(), world)
         .planner_url(&planner().await)
         .unwrap();
-    config.leader_epoch = 7;
+    config.leader_epoch = epoch;
     let executor = Executor::open(config).unwrap();
     let id = executor
-        .start_rotation(request(&topology, false, 4))
+        .start_rotation(request(topology, false, 4))
         .await
         .unwrap()
         .rotation_id;
     let status = wait_for(&executor, &id, &[S::Succeeded, S::Failed, S::Paused]).await;
+    (id, status)
+}
+
+/// A leading executor's epoch (its lease's fencing token) goes with every call that
+/// changes an agent, so agents can refuse a deposed leader's late calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_create_csr_and_apply_step_carries_the_leader_epoch() {
+    let topology = mixed_topology(12, 3);
+    let world = World::new(&topology);
+    let (id, status) = rotate_as_leader(&topology, &world, 7).await;
     assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
     let calls = world.fencing.lock().unwrap().clone();
     let count = |call: &str| calls.iter().filter(|(c, ..)| *c == call).count();
@@ -711,21 +722,10 @@ async fn every_create_csr_and_apply_step_carries_the_leader_epoch() {
 /// the refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leader_refused_by_epoch_stops_without_retrying() {
-    let dir = tempfile::tempdir().unwrap();
     let topology = mixed_topology(12, 3);
     let world = World::new(&topology);
     world.newest_epoch.store(5, Ordering::SeqCst);
-    let mut config = config(dir.path(), &world)
-        .planner_url(&planner().await)
-        .unwrap();
-    config.leader_epoch = 4;
-    let executor = Executor::open(config).unwrap();
-    let id = executor
-        .start_rotation(request(&topology, false, 4))
-        .await
-        .unwrap()
-        .rotation_id;
-    let status = wait_for(&executor, &id, &[S::Succeeded, S::Failed, S::Paused]).await;
+    let (_, status) = rotate_as_leader(&topology, &world, 4).await;
     assert_eq!(status.state, S::Paused as i32, "{status:?}");
     let reason = status.paused_reason.clone().unwrap_or_default();
     assert!(reason.contains("stale leader"), "{reason}");

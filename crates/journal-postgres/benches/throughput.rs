@@ -7,14 +7,14 @@
 //! bench says so and measures nothing.
 
 use std::sync::Arc;
-use std::time::Duration;
+#[path = "../../executor/benches/support/mod.rs"]
+mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rollover_executor::instant_fleet::{rotate, start};
+use rollover_executor::instant_fleet::start;
 use rollover_executor::{Executor, ExecutorConfig};
 use rollover_journal_postgres::testing::fresh_database;
 use rollover_journal_postgres::{Lease, LeaseConfig, PgJournal};
-use rollover_proto::v1::RotationState;
 
 const NODES: usize = 1000;
 
@@ -40,32 +40,14 @@ fn throughput(c: &mut Criterion) {
         tokio::spawn(async move { lease.hold(epoch).await });
         (Executor::open(config).unwrap(), topology)
     });
-    runtime.block_on(rotate(&executor, &topology)).unwrap();
-    let rotated = runtime.block_on(rotate(&executor, &topology)).unwrap();
-    assert_eq!(rotated.state, RotationState::Succeeded, "{rotated:?}");
-    println!(
-        "executor throughput (PostgreSQL): {} steps over {NODES} agents in {:.3} s = {:.0} steps/s",
-        rotated.steps,
-        rotated.elapsed.as_secs_f64(),
-        rotated.steps_per_second()
+    support::measure(
+        c,
+        &runtime,
+        &executor,
+        &topology,
+        "executor_postgres",
+        "PostgreSQL",
     );
-    let mut group = c.benchmark_group("executor_postgres");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(10));
-    group.throughput(criterion::Throughput::Elements(rotated.steps as u64));
-    group.bench_function("rotation_1000_agents", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                total += runtime
-                    .block_on(rotate(&executor, &topology))
-                    .unwrap()
-                    .elapsed;
-            }
-            total
-        })
-    });
-    group.finish();
 }
 
 criterion_group!(benches, throughput);
