@@ -211,15 +211,26 @@ pub fn read_log(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
 }
 
-/// `n` distinct free loopback ports (bound together, then released).
+/// `n` distinct free loopback ports (bound together, then released), none handed out
+/// before in this process: tests of one binary run at once, and a port one test was
+/// given and released must not be given to another whose server could then take it
+/// first (or answer the first test's readiness probe).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if given.insert(port) {
+            ports.push(port);
+        }
+        // Kept bound until every port is picked, so the kernel hands out others.
+        held.push(listener);
+    }
+    ports
 }
 
 /// Run `rollover ARGS` to its end (at most `limit`), capturing its output.
