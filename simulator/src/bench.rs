@@ -62,7 +62,7 @@ impl HandshakeBench {
 /// rotation of a layered fleet of `nodes` nodes (fan-out 5, 30% atomic) with the
 /// background prober unthrottled and at most `max_concurrency` steps in flight (the
 /// fewer, the more of the machine the handshakes get rather than the rotation's own
-/// work: CSRs, issuing, fsynced state, journal).
+/// work: CSRs, issuing, state writes, journal).
 pub async fn handshake_bench(
     nodes: usize,
     seconds: f64,
