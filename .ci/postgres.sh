@@ -50,15 +50,18 @@ run_as() {
     fi
 }
 
+# Below the kernel's ephemeral range (32768-60999 by default), so no test's socket
+# bound to port 0 can hold it (a bound socket that does not listen refuses connections
+# like a free port yet makes the server's bind fail); each attempt starts elsewhere.
 free_port() {
-    local port
-    for port in $(seq 55432 55532); do
+    local attempt=${1:-1} port
+    for port in $(seq $((25432 + (attempt - 1) * 20)) 25531); do
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return
         fi
     done
-    log "no free port in 55432-55532"
+    log "no free port in 25432-25531"
     return 1
 }
 
@@ -82,7 +85,7 @@ start() {
     }
     local attempt
     for attempt in 1 2 3 4 5; do
-        port=$(free_port)
+        port=$(free_port "$attempt")
         # fsync stays on: the tests measure the journal as it would run.
         if run_as "$bin/pg_ctl" -D "$dir/data" -l "$dir/socket/server.log" -w -t 30 \
             -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/socket -c max_connections=200" \
