@@ -130,19 +130,6 @@ fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The stored name of a document kind.
-fn doc_key(kind: DocKind) -> &'static str {
-    match kind {
-        DocKind::Topology => "topology",
-        DocKind::Plan => "plan",
-        DocKind::Verdict => "verdict",
-        DocKind::NewRoot => "new_root",
-        DocKind::Nodes => "nodes",
-        DocKind::ExecutorBase => "executor_base",
-        DocKind::Bridges => "bridges",
-    }
-}
-
 fn step_columns(record: StepRecord) -> (i16, bool, i32) {
     let (state, maybe) = match record.state {
         StepState::Pending => (0, false),
@@ -201,7 +188,7 @@ impl Batch {
                     data,
                 } => {
                     b.documents
-                        .insert((rotation.clone(), doc_key(*kind)), data.clone());
+                        .insert((rotation.clone(), kind.key()), data.clone());
                 }
                 Op::Step {
                     rotation,
@@ -420,7 +407,7 @@ impl Journal for PgJournal {
                 )
                 .await?;
             Ok(client
-                .query_opt(&stmt, &[&id, &doc_key(kind)])
+                .query_opt(&stmt, &[&id, &kind.key()])
                 .await?
                 .map(|row| row.get::<_, Vec<u8>>(0)))
         })?)

@@ -216,7 +216,9 @@ pub enum DocKind {
 }
 
 impl DocKind {
-    fn key(self) -> &'static str {
+    /// The name every backend stores this kind of document under (redb's key, the
+    /// PostgreSQL `kind` column): one table, so the backends cannot drift apart.
+    pub fn key(self) -> &'static str {
         match self {
             DocKind::Topology => "topology",
             DocKind::Plan => "plan",
