@@ -598,6 +598,10 @@ impl NodeData {
             applied_step_count: self.applied_count,
             data_address,
             sent_bridges: fps(&set.sends),
+            chains: Some(self.chains),
+            // Whether the credentials are exported is the agent's, not the node's:
+            // [`crate::shared::Inner::snapshot`] says.
+            identity: v1::NodeIdentity::Unspecified.into(),
         })
     }
 }
@@ -871,5 +875,9 @@ mod tests {
         assert!(matches!(e, AgentError::Precondition(_)), "{e}");
         assert!(e.to_string().contains("chains: false"), "{e}");
         assert!(n.rotation.is_none());
+        // ... and says so in its state, which CheckFleet compares with the topology.
+        assert_eq!(n.to_proto(None).unwrap().chains, Some(false));
+        n.chains = true;
+        assert_eq!(n.to_proto(None).unwrap().chains, Some(true));
     }
 }

@@ -53,7 +53,17 @@ impl Inner {
     }
 
     pub(crate) fn snapshot(&self) -> Result<v1::AgentState, AgentError> {
-        Ok(self.node().to_proto(Some(self.data_addr.to_string()))?)
+        let mut state = self.node().to_proto(Some(self.data_addr.to_string()))?;
+        // An exported node's workload has one certificate, and the agent's probes
+        // present that one too (MODEL §12): CheckFleet compares this with the
+        // topology's `identity`.
+        state.identity = if self.export.is_some() {
+            v1::NodeIdentity::Single
+        } else {
+            v1::NodeIdentity::Multi
+        }
+        .into();
+        Ok(state)
     }
 
     /// CreateCsr: a CSR for the key of `label`, made and persisted if new.

@@ -98,6 +98,13 @@ async fn files_follow_every_step_and_a_failed_reload_fails_the_step_and_changes_
         let first_leaf = certs(&node.file(CERT_FILE));
         assert_eq!(first_leaf.len(), 1);
         assert_eq!(node.reloads(), 1);
+        // It tells CheckFleet that it presents one leaf to every peer (MODEL §12).
+        let state = exec.state(&node.agent).await.unwrap();
+        assert_eq!(
+            state.identity(),
+            rollover_proto::v1::NodeIdentity::Single,
+            "{state:?}"
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(node.file(KEY_FILE))
             .unwrap()

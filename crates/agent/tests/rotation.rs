@@ -118,6 +118,9 @@ async fn full_rotation_keeps_every_link_up() {
                 Some(&*agent.data_addr().to_string())
             );
             assert!(agent.metrics().data_handshakes_ok > 0);
+            // What CheckFleet compares with the topology: chains, one leaf per server.
+            assert_eq!(state.chains, Some(true));
+            assert_eq!(state.identity(), rollover_proto::v1::NodeIdentity::Multi);
         }
         let m = f.a.metrics();
         assert!(m.probes_ok >= 16 && m.probes_failed == 0, "{m:?}");

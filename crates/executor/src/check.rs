@@ -3,15 +3,16 @@
 //!
 //! The executor asks its planner for a plan, every agent for its state (one short try
 //! each: a pre-flight check must answer in seconds, not wait out the retries of a
-//! rotation), compares each agent's mode with the topology's and every node's current
-//! root with the others' (and, when it rotates its own control channel, with its own),
-//! and looks for an active rotation of the CA.
+//! rotation), compares each agent's mode, chain support and identity with the
+//! topology's (MODEL §11, §12) and every node's current root with the others' (and,
+//! when it rotates its own control channel, with its own), and looks for an active
+//! rotation of the CA.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollover_core::{Fleet, Topology};
+use rollover_core::{Fleet, Identity, Profile, Topology};
 use rollover_proto::convert;
 use rollover_proto::v1;
 use rollover_proto::v1::FleetProblemKind as Kind;
@@ -34,6 +35,75 @@ fn problem(kind: Kind, node: &str, message: String) -> v1::FleetProblem {
         node: node.to_string(),
         message,
     }
+}
+
+/// One difference between what the topology declares about a node and what its
+/// agent reports: a problem (the plan would count on something the agent does not
+/// do) or a note (the plan is only more cautious than the agent needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Difference {
+    Problem(Kind, String),
+    Note(String),
+}
+
+/// Compares the topology's `chains` and `identity` for node `id` with what its agent
+/// reports; an agent that does not report one (an older agent) is not compared on it.
+///
+/// Which way round matters: a node declared to build chains whose agent does not
+/// would be given a `bridge` step it refuses, and its links planned as if bridges kept
+/// them up (MODEL §11); a node declared multi-identity whose agent presents one
+/// exported leaf to every peer would miss the prerequisites of §12, so links break.
+/// The other way round the plan only adds prerequisites the agent does not need
+/// (§12's are a superset of §4's; a `chains: false` end keeps its link on §4's).
+pub(crate) fn compare_profile(
+    id: &str,
+    declared: Profile,
+    state: &v1::AgentState,
+) -> Vec<Difference> {
+    let mut out = Vec::new();
+    match (declared.chains, state.chains) {
+        (true, Some(false)) => out.push(Difference::Problem(
+            Kind::ChainsMismatch,
+            format!(
+                "`{id}`: the topology says `chains: true` (the default) but its agent runs \
+                 with --no-chains: a bridge plan would give it a `bridge` step it refuses \
+                 and count on its links using bridges; declare `chains: false` for `{id}`, \
+                 or start its agent without --no-chains"
+            ),
+        )),
+        (false, Some(true)) => out.push(Difference::Note(format!(
+            "`{id}`: the topology says `chains: false` but its agent builds chains: \
+             harmless, a bridge plan only keeps its links on their plain prerequisites; \
+             declare `chains: true` (or leave it out) for fewer constraints, or start its \
+             agent with --no-chains"
+        ))),
+        _ => {}
+    }
+    let reported = match v1::NodeIdentity::try_from(state.identity) {
+        Ok(v1::NodeIdentity::Multi) => Some(Identity::Multi),
+        Ok(v1::NodeIdentity::Single) => Some(Identity::Single),
+        _ => None,
+    };
+    match (declared.identity, reported) {
+        (Identity::Multi, Some(Identity::Single)) => out.push(Difference::Problem(
+            Kind::IdentityMismatch,
+            format!(
+                "`{id}`: the topology says `identity: multi` (the default) but its agent \
+                 exports its credentials (--export): its workload presents one leaf to \
+                 every peer, and the plan would miss the prerequisites that keep links \
+                 up (MODEL §12); declare `identity: single` for `{id}`, or start its agent \
+                 without --export"
+            ),
+        )),
+        (Identity::Single, Some(Identity::Multi)) => out.push(Difference::Note(format!(
+            "`{id}`: the topology says `identity: single` but its agent picks its leaf \
+             per server (no --export): harmless, the plan is only more cautious than it \
+             needs to be; declare `identity: multi` (or leave it out) for fewer \
+             prerequisites"
+        ))),
+        _ => {}
+    }
+    out
 }
 
 /// A short form of a fingerprint, for messages.
@@ -69,11 +139,15 @@ impl Executor {
         }
 
         let planner = self.check_planner(&topology, &mut problems).await;
-        let nodes = self.check_agents(&topology, &fleet, &mut problems).await;
+        let mut notes = Vec::new();
+        let nodes = self
+            .check_agents(&topology, &fleet, &mut problems, &mut notes)
+            .await;
         Ok(v1::CheckFleetResponse {
             problems,
             nodes,
             planner,
+            notes,
         })
     }
 
@@ -117,6 +191,7 @@ impl Executor {
         topology: &Topology,
         fleet: &Fleet,
         problems: &mut Vec<v1::FleetProblem>,
+        notes: &mut Vec<v1::FleetNote>,
     ) -> Vec<v1::NodeCheck> {
         let ctx = &self.inner.ctx;
         let addresses: BTreeMap<&str, &str> = topology
@@ -131,7 +206,7 @@ impl Executor {
                 continue;
             }
             let id = fleet.id(node).to_string();
-            let want = fleet.mode(node);
+            let want = fleet.profile(node);
             let address = addresses.get(id.as_str()).map(|a| a.to_string());
             let agent = match ctx.connector.connect(&id, address.as_deref()) {
                 Ok(agent) => agent,
@@ -176,8 +251,19 @@ impl Executor {
                     continue;
                 }
             };
-            if let Err(e) = check_mode(&id, want, &state) {
+            if let Err(e) = check_mode(&id, want.mode, &state) {
                 problems.push(problem(Kind::ModeMismatch, &id, e.to_string()));
+            }
+            for difference in compare_profile(&id, want, &state) {
+                match difference {
+                    Difference::Problem(kind, message) => {
+                        problems.push(problem(kind, &id, message));
+                    }
+                    Difference::Note(message) => notes.push(v1::FleetNote {
+                        node: id.clone(),
+                        message,
+                    }),
+                }
             }
             if state.held_leaves.len() > 1 || state.client_roots.len() > 1 {
                 problems.push(problem(
@@ -199,6 +285,8 @@ impl Executor {
                     mode: state.mode,
                     root_fingerprint: root,
                     address: address.unwrap_or_default(),
+                    chains: state.chains,
+                    identity: state.identity,
                 },
             ));
         }
@@ -250,5 +338,118 @@ impl Executor {
             }
         }
         nodes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rollover_core::Mode;
+
+    use super::*;
+
+    fn reported(chains: Option<bool>, identity: v1::NodeIdentity) -> v1::AgentState {
+        v1::AgentState {
+            chains,
+            identity: identity.into(),
+            ..Default::default()
+        }
+    }
+
+    fn declared(chains: bool, identity: Identity) -> Profile {
+        Profile {
+            mode: Mode::Bundle,
+            identity,
+            chains,
+        }
+    }
+
+    #[test]
+    fn an_agent_that_matches_its_node_is_neither_a_problem_nor_a_note() {
+        for chains in [true, false] {
+            for (identity, wire) in [
+                (Identity::Multi, v1::NodeIdentity::Multi),
+                (Identity::Single, v1::NodeIdentity::Single),
+            ] {
+                let state = reported(Some(chains), wire);
+                let found = compare_profile("n", declared(chains, identity), &state);
+                assert_eq!(found, vec![], "{chains} {identity:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_chains_under_a_chains_node_is_a_problem_naming_both_sides_and_the_fix() {
+        let state = reported(Some(false), v1::NodeIdentity::Multi);
+        let found = compare_profile("plc-3", declared(true, Identity::Multi), &state);
+        let [Difference::Problem(Kind::ChainsMismatch, message)] = found.as_slice() else {
+            panic!("{found:?}");
+        };
+        for said in [
+            "`plc-3`",
+            "`chains: true`",
+            "--no-chains",
+            "declare `chains: false` for `plc-3`",
+        ] {
+            assert!(message.contains(said), "{said:?} not in {message}");
+        }
+    }
+
+    #[test]
+    fn an_exporting_agent_under_a_multi_identity_node_is_a_problem() {
+        let state = reported(Some(true), v1::NodeIdentity::Single);
+        let found = compare_profile("web-1", declared(true, Identity::Multi), &state);
+        let [Difference::Problem(Kind::IdentityMismatch, message)] = found.as_slice() else {
+            panic!("{found:?}");
+        };
+        for said in [
+            "`web-1`",
+            "`identity: multi`",
+            "--export",
+            "declare `identity: single` for `web-1`",
+        ] {
+            assert!(message.contains(said), "{said:?} not in {message}");
+        }
+    }
+
+    #[test]
+    fn a_node_declared_more_cautious_than_its_agent_is_a_note() {
+        let state = reported(Some(true), v1::NodeIdentity::Multi);
+        let found = compare_profile("h", declared(false, Identity::Single), &state);
+        assert_eq!(found.len(), 2, "{found:?}");
+        for (difference, said) in found.iter().zip(["`chains: false`", "`identity: single`"]) {
+            let Difference::Note(message) = difference else {
+                panic!("{difference:?}");
+            };
+            assert!(
+                message.contains(said) && message.contains("harmless"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn both_problems_at_once_are_both_listed() {
+        let state = reported(Some(false), v1::NodeIdentity::Single);
+        let found = compare_profile("n", declared(true, Identity::Multi), &state);
+        let kinds: Vec<Kind> = found
+            .iter()
+            .filter_map(|d| match d {
+                Difference::Problem(kind, _) => Some(*kind),
+                Difference::Note(_) => None,
+            })
+            .collect();
+        assert_eq!(kinds, vec![Kind::ChainsMismatch, Kind::IdentityMismatch]);
+    }
+
+    #[test]
+    fn an_agent_that_does_not_tell_is_not_compared() {
+        // An older agent, or a test double: no `chains`, identity UNSPECIFIED.
+        let state = reported(None, v1::NodeIdentity::Unspecified);
+        for chains in [true, false] {
+            for identity in [Identity::Multi, Identity::Single] {
+                let found = compare_profile("n", declared(chains, identity), &state);
+                assert_eq!(found, vec![]);
+            }
+        }
     }
 }

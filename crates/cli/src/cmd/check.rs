@@ -28,6 +28,15 @@ nodes that are mid-rotation, and an active rotation of the CA (only one may run 
 time). Every problem is listed, not only the first: three dead agents are three
 lines. `rollover rotate` runs the same check before it starts (unless --no-check).
 
+Each agent also says whether it builds chains and how many identities it has, and
+both are compared with the node's `chains` and `identity` in the topology. An agent
+started with --no-chains whose node says `chains: true` (the default) is a problem:
+a bridge plan would count on it using bridges. So is an agent run with --export (its
+workload presents one leaf to every peer) whose node says `identity: multi` (the
+default): the plan would miss the prerequisites such a node needs. The other way
+round (`chains: false` or `identity: single` for an agent that can do more) is only
+a note: the plan is more cautious than needed, not unsafe.
+
 Exit status: 0 when no problem was found, 1 when one was (or the executor cannot be
 reached), 2 on bad input (an unreadable or invalid topology).";
 
@@ -58,6 +67,8 @@ pub struct Report {
     pub nodes: Vec<v1::NodeCheck>,
     /// What the planner said.
     pub planner: String,
+    /// Harmless differences between the topology and the agents, as (node, message).
+    pub notes: Vec<(String, String)>,
 }
 
 impl Report {
@@ -73,6 +84,7 @@ impl Report {
             out.push_str(&format!("planner: {}\n", self.planner));
         }
         out.push_str(&format!("agents reached: {}\n", self.nodes.len()));
+        out.push_str(&self.notes_text());
         if self.problems.is_empty() {
             out.push_str("no problem found: the fleet is ready to rotate\n");
             return out;
@@ -82,6 +94,14 @@ impl Report {
             out.push_str(&format!("  {kind}: {message}\n"));
         }
         out
+    }
+
+    /// One `note:` line per note (empty without notes).
+    pub fn notes_text(&self) -> String {
+        self.notes
+            .iter()
+            .map(|(_, message)| format!("note: {message}\n"))
+            .collect()
     }
 
     /// The report as JSON.
@@ -97,6 +117,14 @@ impl Report {
                 "mode": lower_label_of::<v1::NodeMode>(n.mode).unwrap_or_else(|| "?".into()),
                 "root_fingerprint": n.root_fingerprint,
                 "address": n.address,
+                // Null when the agent does not tell.
+                "chains": n.chains,
+                "identity": (n.identity != v1::NodeIdentity::Unspecified as i32)
+                    .then(|| lower_label_of::<v1::NodeIdentity>(n.identity))
+                    .flatten(),
+            })).collect::<Vec<_>>(),
+            "notes": self.notes.iter().map(|(node, message)| json!({
+                "node": node, "message": message,
             })).collect::<Vec<_>>(),
         })
     }
@@ -140,6 +168,11 @@ pub async fn run_checks(
             }
             report.nodes = answer.nodes;
             report.planner = answer.planner;
+            report.notes = answer
+                .notes
+                .into_iter()
+                .map(|n| (n.node, n.message))
+                .collect();
         }
         Err(status) if status.code() == tonic::Code::InvalidArgument => {
             return Err(net::call_error("executor", url, status));

@@ -151,6 +151,7 @@ pub fn run(args: &RotateArgs) -> anyhow::Result<Status> {
                 );
                 return Ok(Status::Failure);
             }
+            eprint!("{}", report.notes_text());
         }
         rotate(args, topology_source, plan_source).await
     })?;
