@@ -39,7 +39,9 @@ is saved; then --reload CMD runs with `sh -c` (env ROLLOVER_EXPORT_DIR=DIR). A r
 that exits non-zero or runs past --reload-timeout fails the step, with its stderr in
 the error, and the node goes back to its previous credentials. The workload should
 be declared `identity: single` in the topology: it presents one certificate, as
-server and as client, and the agent's probes from this node present exactly that one.
+server and as client, and the agent's probes from this node present exactly that one
+(the agent reports it, and `rollover check` counts a node declared `multi` as a
+problem). Likewise a node whose agent runs with --no-chains must say `chains: false`.
 
 Limits of the control API: requests up to --max-request-bytes (default 4 MiB),
 --max-concurrent-requests per connection, --max-connections open at once; connections
