@@ -4,8 +4,11 @@
 //! The leader is killed with SIGKILL in the middle of a step; the other executor takes
 //! the lease (a higher epoch), resumes the rotation from the journal, and `rotate`
 //! follows it there to SUCCEEDED. No agent applied a step twice. Before the kill, the
-//! follower answers a status read and takes a pause and a resume, forwarded to the
-//! leader.
+//! follower answers a status read (from the journal) and takes a pause and a resume,
+//! forwarded to the leader. Between the kill and the takeover, while no executor
+//! leads (the dead leader's 6 s lease has not expired), the follower still answers a
+//! status, a list and a watch from the journal, showing the rotation as it was
+//! journaled.
 
 mod procs;
 
@@ -32,6 +35,19 @@ fn applied_count(fleet: &Fleet, id: &str) -> u64 {
     let node: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     node["applied_count"].as_u64().unwrap()
+}
+
+/// Wait until `name`'s log says `what`.
+fn wait_log(children: &procs::Children, name: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !children.log(name).contains(what) {
+        assert!(
+            Instant::now() < deadline,
+            "{name} never said `{what}`: {}",
+            children.log(name)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -74,16 +90,19 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
             root.to_str().unwrap(),
             "--journal",
             &journal,
+            // Long enough that the reads below surely land before the takeover.
             "--lease",
-            "2",
+            "6",
             "--lease-renew",
-            "0.5",
+            "1",
         ])
     };
     // `a` leads first, then `b` follows (and serves the API by forwarding to `a`).
     fleet
         .children
         .spawn("exec-a", &executor("exec-a", &addrs[0]));
+    // A member listens as a follower first: wait until it leads, and listens as such.
+    wait_log(&fleet.children, "exec-a", "leading with epoch 1");
     fleet
         .children
         .wait_listening("exec-a", addrs[0].parse().unwrap())
@@ -119,8 +138,8 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
         text(&out.stdout)
     };
-    let status: serde_json::Value =
-        serde_json::from_str(&via_follower(&["status", &id, "-f", "json"])).unwrap();
+    let json = |text: String| -> serde_json::Value { serde_json::from_str(&text).unwrap() };
+    let status = json(via_follower(&["status", &id, "-f", "json"]));
     assert_eq!(status["state"], "running", "{status:#}");
     let paused = via_follower(&["pause", &id, "--reason", "via the follower"]);
     assert!(paused.contains("PAUSED"), "{paused}");
@@ -130,21 +149,64 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
         fleet
             .children
             .log("exec-b")
-            .contains("calls are forwarded to the leader"),
+            .contains("reads are served from the journal"),
         "{}",
         fleet.children.log("exec-b")
     );
+    let before = json(via_follower(&["status", &id, "-f", "json"]));
     let killed = Instant::now();
     let leader = fleet.children.get("exec-a");
     leader.kill().unwrap();
     leader.wait().unwrap();
     fleet.children.running.retain(|(n, _)| n != "exec-a");
 
+    // No executor leads now (the dead leader's lease has seconds to run), and the
+    // follower still answers reads, from the journal: the rotation as journaled.
+    let status = json(via_follower(&["status", &id, "-f", "json"]));
+    let status_at = killed.elapsed();
+    let list = json(via_follower(&["status", "-f", "json"]));
+    let list_at = killed.elapsed();
+    let mut watch = Background::start(&strings(&["watch", "--all", &id, "--executor", &addrs[1]]));
+    let replayed = watch.until("an event replayed", |l| l.starts_with("step "));
+    let watch_at = killed.elapsed();
+    let follower_log = fleet.children.log("exec-b");
+    assert!(
+        !follower_log.contains("leading with epoch"),
+        "the reads must land while no executor leads: {follower_log}"
+    );
+    eprintln!(
+        "leader killed; the follower answered while no executor led: status after {:.2} s, \
+         list after {:.2} s, a watch's first event after {:.2} s ({replayed})",
+        status_at.as_secs_f64(),
+        list_at.as_secs_f64(),
+        watch_at.as_secs_f64()
+    );
+    assert_eq!(status["state"], "running", "{status:#}");
+    assert_eq!(status["steps_total"], before["steps_total"], "{status:#}");
+    let done = status["steps_done"].as_u64().unwrap();
+    assert!(
+        done >= before["steps_done"].as_u64().unwrap()
+            && done < status["steps_total"].as_u64().unwrap(),
+        "{before:#}\n{status:#}"
+    );
+    assert!(
+        status["last_sequence"].as_u64().unwrap() >= before["last_sequence"].as_u64().unwrap(),
+        "{before:#}\n{status:#}"
+    );
+    let listed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{list:#}"));
+    // Nothing is journaled while no executor leads: the list shows the same rotation.
+    assert_eq!(listed, &status, "{list:#}");
+
     let (code, out, err) = rotate.finish();
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("finished: SUCCEEDED"), "{out}\n{err}");
     assert!(
-        format!("{out}\n{err}").contains(&format!("the executor at {} leads now", addrs[1])),
+        format!("{out}\n{err}").contains(&format!("the executor at {} answers now", addrs[1])),
         "rotate followed the new leader:\n{out}\n{err}"
     );
     eprintln!(
@@ -153,6 +215,10 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
     );
     let log = fleet.children.log("exec-b");
     assert!(log.contains("leading with epoch 2"), "{log}");
+    // The watch begun on the follower while no executor led saw the rotation through.
+    let (code, out, err) = watch.finish();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("finished: SUCCEEDED"), "{out}\n{err}");
     assert!(
         fleet
             .children

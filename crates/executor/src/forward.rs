@@ -1,10 +1,14 @@
 //! [`Forwarder`]: the Executor API as a follower of an executor group serves it.
 //! Every call is first checked against this executor's own access rules (the same
-//! roles as the leader's), then sent on to the executor that leads now, found through
-//! a lookup the caller provides (the lease row). So clients may be given any member's
-//! address: reads, watches and controls all reach the one executor that runs
-//! rotations. With mTLS the leader sees the follower's own identity as the caller:
-//! name the executors' identity among the leader's `--operators`.
+//! roles as the leader's). Reads (GetRotation, ListRotations, WatchRotation) are then
+//! answered from the group's journal itself when the forwarder was given one
+//! ([`Forwarder::reading`], a [`JournalReader`]): they need no leader, so they keep
+//! working between a leader's death and its successor's election. Every other call
+//! (StartRotation, the controls, CheckFleet) is sent on to the executor that leads now,
+//! found through a lookup the caller provides (the lease row), and fails UNAVAILABLE
+//! while none leads. So clients may be given any member's address. With mTLS the
+//! leader sees the follower's own identity as the caller: name the executors' identity
+//! among the leader's `--operators`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,11 +18,12 @@ use rollover_proto::v1;
 use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
 use rollover_proto::v1::executor_service_server::ExecutorService as ExecutorApi;
 use std::future::Future;
-use tokio_stream::Stream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::{Access, MAX_MESSAGE_BYTES, Role};
+use crate::reader::JournalReader;
+use crate::service::{EventStream, list_request, list_response, to_status, watch_response};
+use crate::{Access, Journal, MAX_MESSAGE_BYTES, Role};
 
 /// Where the leader serves its API, if any executor leads now.
 pub type LeaderFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
@@ -34,6 +39,8 @@ pub struct Forwarder {
     /// mTLS with the follower's own credentials (and the leader's identity); plaintext
     /// (loopback only) when `None`.
     tls: Option<(Arc<LiveCredentials>, String)>,
+    /// Where reads are answered from, if not from the leader.
+    reader: Option<Arc<JournalReader>>,
 }
 
 impl Forwarder {
@@ -49,7 +56,15 @@ impl Forwarder {
             access,
             leader,
             tls,
+            reader: None,
         }
+    }
+
+    /// Answer reads from `journal` (the group's, which the leader writes) instead of
+    /// forwarding them. Nothing is ever written to it through this forwarder.
+    pub fn reading(mut self, journal: Arc<dyn Journal>) -> Forwarder {
+        self.reader = Some(Arc::new(JournalReader::new(journal)));
+        self
     }
 
     async fn leader(&self) -> Result<ExecutorServiceClient<Channel>, Status> {
@@ -67,8 +82,6 @@ impl Forwarder {
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 }
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<v1::WatchRotationResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ExecutorApi for Forwarder {
@@ -89,6 +102,16 @@ impl ExecutorApi for Forwarder {
         request: Request<v1::GetRotationRequest>,
     ) -> Result<Response<v1::GetRotationResponse>, Status> {
         self.access.check(&request, "GetRotation", Role::Reader)?;
+        if let Some(reader) = &self.reader {
+            let r = request.into_inner();
+            let rotation = reader
+                .get_rotation_async(r.rotation_id, r.include_plan)
+                .await
+                .map_err(to_status)?;
+            return Ok(Response::new(v1::GetRotationResponse {
+                rotation: Some(rotation),
+            }));
+        }
         self.leader()
             .await?
             .get_rotation(request.into_inner())
@@ -100,6 +123,14 @@ impl ExecutorApi for Forwarder {
         request: Request<v1::ListRotationsRequest>,
     ) -> Result<Response<v1::ListRotationsResponse>, Status> {
         self.access.check(&request, "ListRotations", Role::Reader)?;
+        if let Some(reader) = &self.reader {
+            let q = list_request(request.get_ref())?;
+            let (rotations, next) = reader
+                .list_page_async(q.active_only, q.size, q.after)
+                .await
+                .map_err(to_status)?;
+            return Ok(Response::new(list_response(rotations, next)));
+        }
         self.leader()
             .await?
             .list_rotations(request.into_inner())
@@ -153,6 +184,14 @@ impl ExecutorApi for Forwarder {
         request: Request<v1::WatchRotationRequest>,
     ) -> Result<Response<Self::WatchRotationStream>, Status> {
         self.access.check(&request, "WatchRotation", Role::Reader)?;
+        if let Some(reader) = &self.reader {
+            let r = request.into_inner();
+            let events = reader
+                .watch(&r.rotation_id, r.from_sequence)
+                .await
+                .map_err(to_status)?;
+            return Ok(Response::new(watch_response(events)));
+        }
         let events = self
             .leader()
             .await?

@@ -15,7 +15,10 @@
 //! * [`conformance`]: checks every journal backend's tests run;
 //! * [`instant_fleet`]: agents that apply every step at once, for throughput benches;
 //! * [`access`]: who may call which method (operators, readers);
-//! * [`forward`]: a follower of an executor group, forwarding every call to the leader.
+//! * [`forward`]: a follower of an executor group: reads from the journal, every other
+//!   call forwarded to the leader;
+//! * [`reader`]: rotations read from a journal another executor writes (a follower's
+//!   GetRotation, ListRotations and WatchRotation).
 //!
 //! [`Executor::open`] resumes every unfinished rotation found in the journal;
 //! [`serve`] runs the gRPC service until shutdown.
@@ -30,6 +33,7 @@ pub mod instant_fleet;
 pub mod journal;
 pub mod metrics;
 pub mod operations;
+pub mod reader;
 mod root_keys;
 pub mod rotation;
 pub mod scheduler;

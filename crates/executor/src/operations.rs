@@ -19,6 +19,31 @@ use crate::rotation::{Control, Rotation, now_ms};
 use crate::wire::{state_to_wire, status_of};
 use crate::{Executor, root_keys};
 
+/// A position in the list of rotations: creation time (ms) and id.
+pub type ListPosition = (u64, String);
+
+/// One page of rotations, and the position of its last one when more follow.
+pub type RotationPage = (Vec<v1::RotationStatus>, Option<ListPosition>);
+
+/// One page of rotations keyed by (creation time, id), newest first: at most `size`
+/// after the position `after`, and the position of the last one returned when more
+/// follow. The leader pages its rotations with it, a follower the journal's
+/// ([`crate::reader`]), so page tokens are the same on both.
+pub(crate) fn page_of<T>(
+    mut keyed: Vec<((u64, String), T)>,
+    size: usize,
+    after: Option<&(u64, String)>,
+) -> (Vec<T>, Option<ListPosition>) {
+    keyed.retain(|(key, _)| after.is_none_or(|after| key < after));
+    keyed.sort_by(|a, b| b.0.cmp(&a.0));
+    let more = keyed.len() > size;
+    keyed.truncate(size);
+    let next = more
+        .then(|| keyed.last().map(|(key, _)| key.clone()))
+        .flatten();
+    (keyed.into_iter().map(|(_, item)| item).collect(), next)
+}
+
 /// The longest `request_id` StartRotation accepts.
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
 
@@ -296,8 +321,8 @@ impl Executor {
         &self,
         active_only: bool,
         size: usize,
-        after: Option<(u64, String)>,
-    ) -> (Vec<v1::RotationStatus>, Option<(u64, String)>) {
+        after: Option<ListPosition>,
+    ) -> RotationPage {
         let mut all: Vec<Arc<Rotation>> = self
             .inner
             .rotations
@@ -307,24 +332,15 @@ impl Executor {
             .cloned()
             .collect();
         all.retain(|r| !active_only || !r.snapshot().meta.state.is_terminal());
-        let mut keyed: Vec<((u64, String), Arc<Rotation>)> = all
+        let keyed = all
             .into_iter()
             .map(|r| {
                 let m = r.snapshot().meta;
                 ((m.created_ms, m.id), r)
             })
-            .filter(|(key, _)| after.as_ref().is_none_or(|after| key < after))
             .collect();
-        keyed.sort_by(|a, b| b.0.cmp(&a.0));
-        let more = keyed.len() > size;
-        keyed.truncate(size);
-        let next = more
-            .then(|| keyed.last().map(|(key, _)| key.clone()))
-            .flatten();
-        (
-            keyed.iter().map(|(_, r)| status_of(r, false)).collect(),
-            next,
-        )
+        let (page, next) = page_of(keyed, size, after.as_ref());
+        (page.iter().map(|r| status_of(r, false)).collect(), next)
     }
 
     /// The rotation an earlier StartRotation with this `request_id` started, if any.

@@ -26,6 +26,7 @@ use tonic::{Request, Response, Status};
 use crate::Executor;
 use crate::access::{Access, Role};
 use crate::error::ApiError;
+use crate::operations::ListPosition;
 use crate::rotation::Control;
 
 pub use crate::operations::MAX_REQUEST_ID_CHARS;
@@ -98,7 +99,65 @@ fn parse_page_token(token: &str) -> Result<(u64, String), Status> {
     Ok((ms.parse().map_err(|_| bad())?, id.to_string()))
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<v1::WatchRotationResponse, Status>> + Send>>;
+/// What a ListRotations request asks for.
+pub(crate) struct ListQuery {
+    /// Only rotations not yet finished.
+    pub active_only: bool,
+    /// The most rotations in the page.
+    pub size: usize,
+    /// The position after which the page starts (from its page token).
+    pub after: Option<ListPosition>,
+}
+
+/// What a ListRotations request asks for; INVALID_ARGUMENT for a negative page size
+/// or a page token that is not one.
+pub(crate) fn list_request(r: &v1::ListRotationsRequest) -> Result<ListQuery, Status> {
+    let size = match r.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n < 0 => {
+            return Err(Status::invalid_argument(format!(
+                "page_size: {n} is negative"
+            )));
+        }
+        n => (n as usize).min(MAX_PAGE_SIZE),
+    };
+    let after = if r.page_token.is_empty() {
+        None
+    } else {
+        Some(parse_page_token(&r.page_token)?)
+    };
+    Ok(ListQuery {
+        active_only: r.active_only,
+        size,
+        after,
+    })
+}
+
+/// The ListRotations answer of a page and the position of its last rotation (when
+/// more follow).
+pub(crate) fn list_response(
+    rotations: Vec<v1::RotationStatus>,
+    next: Option<ListPosition>,
+) -> v1::ListRotationsResponse {
+    v1::ListRotationsResponse {
+        rotations,
+        next_page_token: next.map(|(ms, id)| page_token(ms, &id)).unwrap_or_default(),
+    }
+}
+
+/// A stream of events as WatchRotation sends them.
+pub(crate) fn watch_response(
+    events: impl Stream<Item = Result<v1::RotationEvent, ApiError>> + Send + 'static,
+) -> EventStream {
+    Box::pin(events.map(|event| {
+        event
+            .map(|event| v1::WatchRotationResponse { event: Some(event) })
+            .map_err(to_status)
+    }))
+}
+
+pub(crate) type EventStream =
+    Pin<Box<dyn Stream<Item = Result<v1::WatchRotationResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ExecutorApi for ExecutorService {
@@ -127,11 +186,7 @@ impl ExecutorApi for ExecutorService {
             .executor
             .watch(&r.rotation_id, r.from_sequence)
             .map_err(to_status)?;
-        Ok(Response::new(Box::pin(stream.map(|event| {
-            event
-                .map(|event| v1::WatchRotationResponse { event: Some(event) })
-                .map_err(to_status)
-        }))))
+        Ok(Response::new(watch_response(stream)))
     }
 
     async fn get_rotation(
@@ -154,26 +209,9 @@ impl ExecutorApi for ExecutorService {
         request: Request<v1::ListRotationsRequest>,
     ) -> Result<Response<v1::ListRotationsResponse>, Status> {
         self.access.check(&request, "ListRotations", Role::Reader)?;
-        let r = request.into_inner();
-        let size = match r.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => {
-                return Err(Status::invalid_argument(format!(
-                    "page_size: {n} is negative"
-                )));
-            }
-            n => (n as usize).min(MAX_PAGE_SIZE),
-        };
-        let after = if r.page_token.is_empty() {
-            None
-        } else {
-            Some(parse_page_token(&r.page_token)?)
-        };
-        let (rotations, next) = self.executor.list_page(r.active_only, size, after);
-        Ok(Response::new(v1::ListRotationsResponse {
-            rotations,
-            next_page_token: next.map(|(ms, id)| page_token(ms, &id)).unwrap_or_default(),
-        }))
+        let q = list_request(request.get_ref())?;
+        let (rotations, next) = self.executor.list_page(q.active_only, q.size, q.after);
+        Ok(Response::new(list_response(rotations, next)))
     }
 
     async fn pause(

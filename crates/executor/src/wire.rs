@@ -1,6 +1,7 @@
 //! The executor's state as the wire says it: a rotation's [`v1::RotationStatus`], its
 //! state's wire name, its options.
 
+use rollover_core::Plan;
 use rollover_proto::v1;
 
 use crate::journal::{State, StoredOptions};
@@ -45,6 +46,26 @@ fn options_to_wire(o: &StoredOptions) -> v1::RotationOptions {
 
 /// The wire status of a rotation.
 pub fn status_of(rotation: &Rotation, include_plan: bool) -> v1::RotationStatus {
+    let snapshot = rotation.snapshot();
+    status_from(
+        snapshot,
+        &rotation.plan,
+        rotation.waves_total(),
+        rotation.last_sequence(),
+        include_plan,
+    )
+}
+
+/// The wire status of a rotation from its parts: its counters, its plan (and the
+/// plan's wave count) and the sequence number of its latest event. The leader builds
+/// it from a running [`Rotation`], a follower from the journal ([`crate::reader`]).
+pub(crate) fn status_from(
+    snapshot: Snapshot,
+    plan: &Plan,
+    waves_total: u32,
+    last_sequence: u64,
+    include_plan: bool,
+) -> v1::RotationStatus {
     let Snapshot {
         meta,
         steps_done,
@@ -52,16 +73,16 @@ pub fn status_of(rotation: &Rotation, include_plan: bool) -> v1::RotationStatus 
         current_wave,
         probes_total,
         probes_failed,
-    } = rotation.snapshot();
+    } = snapshot;
     v1::RotationStatus {
         id: meta.id.clone(),
         state: state_to_wire(meta.state) as i32,
         ca: meta.ca.clone(),
-        steps_total: rotation.plan.steps.len() as u32,
+        steps_total: plan.steps.len() as u32,
         steps_done,
         steps_running,
         current_wave,
-        waves_total: rotation.waves_total(),
+        waves_total,
         paused_reason: if meta.state == State::Paused {
             meta.paused_reason.clone()
         } else {
@@ -73,9 +94,9 @@ pub fn status_of(rotation: &Rotation, include_plan: bool) -> v1::RotationStatus 
         dry_run: meta.options.dry_run,
         created_at: Some(timestamp(meta.created_ms)),
         updated_at: Some(timestamp(meta.updated_ms)),
-        last_sequence: rotation.last_sequence(),
+        last_sequence,
         options: Some(options_to_wire(&meta.options)),
-        plan: include_plan.then(|| v1::Plan::from(&rotation.plan)),
+        plan: include_plan.then(|| v1::Plan::from(plan)),
     }
 }
 

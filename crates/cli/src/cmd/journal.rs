@@ -153,9 +153,9 @@ pub struct HaServe {
 /// Run one executor of a group on PostgreSQL until `stop` resolves: wait for the
 /// lease, lead (open the journal's rotations, resume the unfinished ones, serve the
 /// API) until the lease is lost, then follow again ([`Member::run`]). A follower
-/// serves the same API on the same address by forwarding every call, once its access
-/// rules admit it, to the leader the lease names, so clients may be given any
-/// member's address.
+/// serves the same API on the same address, once its access rules admit a call:
+/// reads (status, list, watch) from the journal, every other call forwarded to the
+/// leader the lease names; so clients may be given any member's address.
 pub async fn serve_ha<C, S>(
     opened: OpenedJournal,
     serve: HaServe,
@@ -208,7 +208,10 @@ where
         (Some(creds), Some(id)) => Some((creds.clone(), id.clone())),
         _ => None,
     };
-    let forwarder = Forwarder::new(serve.access.clone(), leader, tls);
+    // Reads come from the journal itself (they need no leader); nothing is written
+    // through this handle.
+    let forwarder =
+        Forwarder::new(serve.access.clone(), leader, tls).reading(Arc::new(journal.clone()));
     let member = Member {
         journal,
         key,
@@ -233,7 +236,8 @@ where
         async move {
             let listener = net::bind("--listen", serve.addr).await?;
             eprintln!(
-                "executor following on {}: calls are forwarded to the leader",
+                "executor following on {}: reads are served from the journal, other calls \
+                 forwarded to the leader",
                 serve.addr
             );
             let forever = std::future::pending::<()>();

@@ -183,8 +183,9 @@ pub struct ClientTls {
 pub struct ExecutorArgs {
     /// The executor: `host:port` (plaintext, loopback) or `https://host:port` (mTLS).
     /// Several, comma-separated (`A,B,C`), for executors sharing a PostgreSQL journal:
-    /// only their leader listens, and the command uses the first that answers, in
-    /// order, and looks again if it goes away while following a rotation.
+    /// the command uses the first that answers, in order (each member answers reads
+    /// from the journal and forwards the rest to the leader), and looks again if it
+    /// goes away while following a rotation.
     #[arg(long, value_name = "URL", env = "ROLLOVER_EXECUTOR")]
     pub executor: String,
     #[command(flatten)]
@@ -226,7 +227,7 @@ impl ExecutorArgs {
             }
         }
         Err(anyhow::anyhow!(
-            "no executor of --executor {} answers (only the leader of a group listens): {}",
+            "no executor of --executor {} answers: {}",
             self.executor,
             tried.join("; ")
         ))

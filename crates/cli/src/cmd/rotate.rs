@@ -313,11 +313,12 @@ pub async fn follow(
             signal = &mut stop => return Ok(stopped(view, signal, id, url)),
         }
         if executor.is_group() {
-            // The leader may have changed: look for whichever executor leads now.
+            // The leader may have changed: look for whichever executor answers now (a
+            // follower serves the events from the journal).
             match executor.connect().await {
                 Ok((leader, at)) => {
                     if at != *url {
-                        view.note(&format!("the executor at {at} leads now: following it"));
+                        view.note(&format!("the executor at {at} answers now: following it"));
                         *url = at;
                     }
                     *client = leader;

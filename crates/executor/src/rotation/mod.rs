@@ -78,6 +78,7 @@ pub use identity::{decode_identity, encode_identity};
 pub use preparation::NodeFacts;
 use preparation::Prepared;
 pub(crate) use preparation::{check_mode, current_root};
+pub(crate) use records::{ProbeTally, StepRecords};
 
 /// What every rotation shares: the journal, how to reach agents, the executor's own
 /// credentials, metrics and tunables.

@@ -3,6 +3,7 @@
 //! what a restart reads back (counters, the event sequence, step states).
 
 use super::*;
+use crate::journal::Journal;
 
 impl Rotation {
     /// Record events (and other ops) atomically: sequence numbers are assigned and
@@ -95,64 +96,63 @@ impl Rotation {
         let journal = self.ctx.committer.journal();
         let last = journal.last_sequence(&self.id)?;
         *self.events.seq.lock().expect("event lock") = last;
-        let (mut total, mut failed) = (0, 0);
-        let mut from = 1;
-        loop {
-            let batch = journal.events(&self.id, from, 4096)?;
-            let Some(&(last_seq, _)) = batch.last() else {
-                break;
-            };
-            for (_, data) in &batch {
-                if let Ok(v1::RotationEvent {
-                    event: Some(Event::ProbeResult(p)),
-                    ..
-                }) = <v1::RotationEvent as prost::Message>::decode(data.as_slice())
-                {
-                    total += 1;
-                    failed += u32::from(!p.ok);
-                }
-            }
-            from = last_seq + 1;
-        }
+        let mut probes = ProbeTally::default();
+        probes.read_on(journal.as_ref(), &self.id)?;
+        let records = self.recorded()?;
+        let (done, current_wave) = records.progress(&self.wave_of, self.waves_total);
         let mut status = self.status.lock().expect("status lock");
-        status.probes_total = total;
-        status.probes_failed = failed;
-        drop(status);
-        let (fwd, undo) = self.recorded()?;
-        let applied = |i: usize| {
-            matches!(fwd[i], Recorded::Done | Recorded::Probed)
-                && !matches!(undo[i], Recorded::Done | Recorded::Probed)
-        };
-        let done = (0..fwd.len()).filter(|&i| applied(i)).count();
-        // As the runner reports it: the lowest wave with a step not applied (a
-        // finished rotation's runner never runs again to say so).
-        let current_wave = (0..fwd.len())
-            .filter(|&i| !applied(i))
-            .map(|i| self.wave_of[i])
-            .min()
-            .unwrap_or(self.waves_total)
-            .min(self.waves_total);
-        let mut status = self.status.lock().expect("status lock");
-        status.steps_done = done as u32;
+        status.probes_total = probes.total;
+        status.probes_failed = probes.failed;
+        status.steps_done = done;
         status.current_wave = current_wave;
         Ok(())
     }
 
     /// The recorded forward and undo state of every step (by plan position); also
     /// restores the attempt counters.
-    pub(super) fn recorded(&self) -> Result<(Vec<Recorded>, Vec<Recorded>), JournalError> {
-        let n = self.plan.steps.len();
-        let index: HashMap<u64, usize> = self
-            .plan
+    pub(super) fn recorded(&self) -> Result<StepRecords, JournalError> {
+        let records =
+            StepRecords::read(self.ctx.committer.journal().as_ref(), &self.id, &self.plan)?;
+        for (undo, attempts) in records.attempts.iter().enumerate() {
+            for (i, &a) in attempts.iter().enumerate() {
+                self.attempts[undo][i].store(a, Ordering::Relaxed);
+            }
+        }
+        Ok(records)
+    }
+}
+
+/// What a journal says about a rotation's steps, by plan position. A restarted
+/// executor resumes from it, and a follower of an executor group reports from it
+/// ([`crate::reader`]).
+#[derive(Debug, Clone)]
+pub(crate) struct StepRecords {
+    /// Each step's forward record.
+    pub fwd: Vec<Recorded>,
+    /// Each step's undo record.
+    pub undo: Vec<Recorded>,
+    /// Attempts so far: forward, undo.
+    pub attempts: [Vec<u32>; 2],
+}
+
+impl StepRecords {
+    /// Read rotation `id`'s step records (`plan` is its plan; records of steps not in
+    /// it are ignored).
+    pub(crate) fn read(journal: &dyn Journal, id: &str, plan: &Plan) -> Result<Self, JournalError> {
+        let n = plan.steps.len();
+        let index: HashMap<u64, usize> = plan
             .steps
             .iter()
             .enumerate()
             .map(|(i, s)| (s.id, i))
             .collect();
-        let mut fwd = vec![Recorded::NotStarted; n];
-        let mut undo = vec![Recorded::NotStarted; n];
-        for (id, is_undo, record) in self.ctx.committer.journal().steps(&self.id)? {
-            let Some(&i) = index.get(&id) else { continue };
+        let mut records = StepRecords {
+            fwd: vec![Recorded::NotStarted; n],
+            undo: vec![Recorded::NotStarted; n],
+            attempts: [vec![0; n], vec![0; n]],
+        };
+        for (step, is_undo, record) in journal.steps(id)? {
+            let Some(&i) = index.get(&step) else { continue };
             let r = match record.state {
                 StepState::Pending => Recorded::NotStarted,
                 StepState::Started => Recorded::Started,
@@ -160,14 +160,85 @@ impl Rotation {
                 StepState::Probed => Recorded::Probed,
                 StepState::Failed { maybe_applied } => Recorded::Failed { maybe_applied },
             };
-            self.attempts[usize::from(is_undo)][i].store(record.attempts, Ordering::Relaxed);
+            records.attempts[usize::from(is_undo)][i] = record.attempts;
             if is_undo {
-                undo[i] = r;
+                records.undo[i] = r;
             } else {
-                fwd[i] = r;
+                records.fwd[i] = r;
             }
         }
-        Ok((fwd, undo))
+        Ok(records)
+    }
+
+    /// Steps applied and not undone, and the lowest wave with a step not applied (as
+    /// the runner reports it; a finished rotation's runner never runs again to say
+    /// so). `wave_of` gives each step's wave.
+    pub(crate) fn progress(&self, wave_of: &[u32], waves_total: u32) -> (u32, u32) {
+        let applied = |i: usize| {
+            matches!(self.fwd[i], Recorded::Done | Recorded::Probed)
+                && !matches!(self.undo[i], Recorded::Done | Recorded::Probed)
+        };
+        let n = self.fwd.len();
+        let done = (0..n).filter(|&i| applied(i)).count();
+        let current_wave = (0..n)
+            .filter(|&i| !applied(i))
+            .map(|i| wave_of.get(i).copied().unwrap_or(waves_total))
+            .min()
+            .unwrap_or(waves_total)
+            .min(waves_total);
+        (done as u32, current_wave)
+    }
+
+    /// Steps (or undos, with `undo`) sent and not answered yet: journaled as started
+    /// with no outcome.
+    pub(crate) fn started(&self, undo: bool) -> u32 {
+        let records = if undo { &self.undo } else { &self.fwd };
+        records.iter().filter(|r| **r == Recorded::Started).count() as u32
+    }
+}
+
+/// Probe results counted from a rotation's ProbeResult events; [`ProbeTally::read_on`]
+/// goes on from the event after the last one counted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProbeTally {
+    /// The sequence number of the next event to read.
+    pub next: u64,
+    /// Probes run.
+    pub total: u32,
+    /// Probes failed.
+    pub failed: u32,
+}
+
+impl Default for ProbeTally {
+    fn default() -> Self {
+        ProbeTally {
+            next: 1,
+            total: 0,
+            failed: 0,
+        }
+    }
+}
+
+impl ProbeTally {
+    /// Count the events of rotation `id` journaled since the last count.
+    pub(crate) fn read_on(&mut self, journal: &dyn Journal, id: &str) -> Result<(), JournalError> {
+        loop {
+            let batch = journal.events(id, self.next, 4096)?;
+            let Some(&(last_seq, _)) = batch.last() else {
+                return Ok(());
+            };
+            for (_, data) in &batch {
+                if let Ok(v1::RotationEvent {
+                    event: Some(Event::ProbeResult(p)),
+                    ..
+                }) = <v1::RotationEvent as prost::Message>::decode(data.as_slice())
+                {
+                    self.total += 1;
+                    self.failed += u32::from(!p.ok);
+                }
+            }
+            self.next = last_seq + 1;
+        }
     }
 }
 

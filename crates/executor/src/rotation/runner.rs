@@ -26,7 +26,7 @@ impl Rotation {
         tracing::info!(steps = self.plan.steps.len(), "rotation running");
         let meta = self.snapshot().meta;
         let (fwd, undo) = match self.recorded() {
-            Ok(r) => r,
+            Ok(r) => (r.fwd, r.undo),
             Err(e) => return self.finish(State::Failed, e.to_string()).await,
         };
         let options = SchedOptions {
