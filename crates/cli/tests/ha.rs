@@ -12,7 +12,7 @@
 
 mod procs;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use procs::{Background, Fleet, fleet_with_root, free_ports, run, strings, text};
@@ -35,6 +35,22 @@ fn applied_count(fleet: &Fleet, id: &str) -> u64 {
     let node: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     node["applied_count"].as_u64().unwrap()
+}
+
+/// Make `gw`'s steps take 2 s (its export's reload command), so that a rotation runs
+/// long enough to be steered. An exporting node presents its one exported leaf:
+/// `identity: single`.
+fn slow_gw(fleet: &mut Fleet, dir: &Path) {
+    let yaml = std::fs::read_to_string(&fleet.topology).unwrap();
+    let yaml = yaml.replacen("{id: gw, ", "{id: gw, identity: single, ", 1);
+    std::fs::write(&fleet.topology, yaml).unwrap();
+    fleet.kill("gw");
+    let export = dir.join("gw-export");
+    fleet.add_agent_args(
+        "gw",
+        &["--export", export.to_str().unwrap(), "--reload", "sleep 2"],
+    );
+    fleet.restart("gw");
 }
 
 /// Wait until `name`'s log says `what`.
@@ -61,18 +77,8 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
     fleet.children.terminate("executor");
     let planner = flag(&fleet.executor_args, "--planner");
 
-    // `gw`'s steps take 2 s (its export's reload command), so the kill lands inside
-    // one. An exporting node presents its one exported leaf: `identity: single`.
-    let yaml = std::fs::read_to_string(&fleet.topology).unwrap();
-    let yaml = yaml.replacen("{id: gw, ", "{id: gw, identity: single, ", 1);
-    std::fs::write(&fleet.topology, yaml).unwrap();
-    fleet.kill("gw");
-    let export = tmp.path().join("gw-export");
-    fleet.add_agent_args(
-        "gw",
-        &["--export", export.to_str().unwrap(), "--reload", "sleep 2"],
-    );
-    fleet.restart("gw");
+    // The kill lands inside one of `gw`'s 2 s steps.
+    slow_gw(&mut fleet, tmp.path());
 
     let ports = free_ports(2);
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -240,4 +246,199 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
     for (id, mode) in procs::NODES {
         assert_eq!(applied_count(&fleet, id), steps_of(mode), "{id}");
     }
+}
+
+/// Two executors of a group serving mTLS (API leaves from an operations CA, `pki
+/// issue`), each naming the executors' API identity (`executor`) among its
+/// `--operators` as the README's HA section says. A `rotate`, a status, a pause and a
+/// resume, all sent to the follower as an operator, reach the leader (forwarded with
+/// the follower's own identity) or are answered from the journal; a reader of the
+/// follower reads through it and may not steer.
+#[test]
+fn followers_forward_over_mtls() {
+    let Some(journal) = rollover_journal_postgres::testing::fresh_database("ha_mtls") else {
+        return;
+    };
+    let began = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    let quick = Duration::from_secs(30);
+    let (mut fleet, root) = fleet_with_root(tmp.path());
+    fleet.children.terminate("executor");
+    let planner = flag(&fleet.executor_args, "--planner");
+    slow_gw(&mut fleet, tmp.path());
+
+    let init = run(
+        &strings(&[
+            "pki",
+            "init",
+            "--ca",
+            "ops-ca",
+            "--out",
+            &path("ops-ca.pem"),
+        ]),
+        quick,
+    );
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    // Each executor its own key, all with the executors' identity.
+    for (file, id) in [
+        ("exec-a", "executor"),
+        ("exec-b", "executor"),
+        ("operator", "operator"),
+        ("auditor", "auditor"),
+    ] {
+        let issue = run(
+            &strings(&[
+                "pki",
+                "issue",
+                "--ca",
+                &path("ops-ca.pem"),
+                "--id",
+                id,
+                "--cert-out",
+                &path(&format!("{file}.pem")),
+                "--key-out",
+                &path(&format!("{file}-key.pem")),
+            ]),
+            quick,
+        );
+        assert!(issue.status.success(), "{}", text(&issue.stderr));
+    }
+    let tls = |file: &str, ca_flag: &str| {
+        strings(&[
+            "--tls-cert",
+            &path(&format!("{file}.pem")),
+            "--tls-key",
+            &path(&format!("{file}-key.pem")),
+            ca_flag,
+            &path("ops-ca.pem"),
+        ])
+    };
+
+    let ports = free_ports(2);
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let executor = |name: &str, addr: &str| {
+        let mut args = strings(&[
+            "serve",
+            "executor",
+            "--listen",
+            addr,
+            "--planner",
+            &planner,
+            "--state",
+            &path(name),
+            "--bootstrap-ca",
+            root.to_str().unwrap(),
+            "--journal",
+            &journal,
+            "--lease",
+            "2",
+            "--lease-renew",
+            "0.5",
+            "--operators",
+            "operator,executor",
+            "--readers",
+            "auditor",
+        ]);
+        args.extend(tls(name, "--client-ca"));
+        args
+    };
+    fleet
+        .children
+        .spawn("exec-a", &executor("exec-a", &addrs[0]));
+    wait_log(&fleet.children, "exec-a", "leading with epoch 1");
+    fleet
+        .children
+        .wait_listening("exec-a", addrs[0].parse().unwrap())
+        .unwrap();
+    fleet
+        .children
+        .spawn("exec-b", &executor("exec-b", &addrs[1]));
+    wait_log(
+        &fleet.children,
+        "exec-b",
+        "reads are served from the journal",
+    );
+    fleet
+        .children
+        .wait_listening("exec-b", addrs[1].parse().unwrap())
+        .unwrap();
+    let follower = format!("https://{}", addrs[1]);
+
+    // StartRotation through the follower; the events come from its journal.
+    let mut rotate = strings(&[
+        "rotate",
+        "--executor",
+        &follower,
+        fleet.topology.to_str().unwrap(),
+        "--max-concurrency",
+        "1",
+    ]);
+    rotate.extend(tls("operator", "--ca"));
+    let mut rotate = Background::start(&rotate);
+    let first = rotate.until("accepted", |l| l.starts_with("rotation "));
+    let id = first.split_whitespace().nth(1).unwrap().to_string();
+    rotate.until("a step of gw started", |l| {
+        l.starts_with("step ") && l.contains(" gw) started")
+    });
+    let via_follower = |who: &str, args: &[&str]| {
+        let mut full = strings(args);
+        full.extend(strings(&["--executor", &follower]));
+        full.extend(tls(who, "--ca"));
+        let started = Instant::now();
+        let out = run(&full, quick);
+        (out, started.elapsed())
+    };
+    let (out, status_took) = via_follower("operator", &["status", &id, "-f", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["state"], "running", "{status:#}");
+    // A reader of the follower reads through it, and may not steer.
+    let (out, _) = via_follower("auditor", &["status", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (out, _) = via_follower("auditor", &["pause", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("`auditor` is a reader"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Controls reach the leader over mTLS, sent with the follower's identity.
+    let (out, pause_took) = via_follower("operator", &["pause", &id, "--reason", "over mTLS"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("PAUSED"),
+        "{}",
+        text(&out.stdout)
+    );
+    let (out, resume_took) = via_follower("operator", &["resume", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("RUNNING"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let (code, out, err) = rotate.finish();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("finished: SUCCEEDED"), "{out}\n{err}");
+    assert!(out.contains("over mTLS"), "the pause's event: {out}");
+    // The leader ran it; the follower never led.
+    let leader = fleet.children.log("exec-a");
+    assert!(
+        leader.contains("rotation accepted") && leader.contains(&id),
+        "{leader}"
+    );
+    assert!(!fleet.children.log("exec-b").contains("leading with epoch"));
+    for (node, mode) in procs::NODES {
+        assert_eq!(applied_count(&fleet, node), steps_of(mode), "{node}");
+    }
+    eprintln!(
+        "mTLS group: through the follower, status {:.2} s, pause {:.2} s, resume {:.2} s \
+         (each a whole `rollover` process); test {:.1} s",
+        status_took.as_secs_f64(),
+        pause_took.as_secs_f64(),
+        resume_took.as_secs_f64(),
+        began.elapsed().as_secs_f64()
+    );
 }
