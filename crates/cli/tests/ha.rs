@@ -343,9 +343,19 @@ fn followers_forward_over_mtls() {
         args.extend(tls(name, "--client-ca"));
         args
     };
-    fleet
-        .children
-        .spawn("exec-a", &executor("exec-a", &addrs[0]));
+    // A wildcard --listen cannot be the address the others forward to: refused (exit
+    // 2) before anything starts, naming --advertise.
+    let wildcard = executor("exec-a", &format!("0.0.0.0:{}", ports[0]));
+    let refused = run(&wildcard, quick);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("--advertise"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let mut leader = executor("exec-a", &addrs[0]);
+    leader.extend(strings(&["--advertise", &addrs[0]]));
+    fleet.children.spawn("exec-a", &leader);
     wait_log(&fleet.children, "exec-a", "leading with epoch 1");
     fleet
         .children
@@ -359,6 +369,8 @@ fn followers_forward_over_mtls() {
         "exec-b",
         "reads are served from the journal",
     );
+    // The follower found the leader at the address it advertised.
+    wait_log(&fleet.children, "exec-b", &format!("address={}", addrs[0]));
     fleet
         .children
         .wait_listening("exec-b", addrs[1].parse().unwrap())

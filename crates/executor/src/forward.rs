@@ -9,6 +9,12 @@
 //! while none leads. So clients may be given any member's address. With mTLS the
 //! leader sees the follower's own identity as the caller: name the executors' identity
 //! among the leader's `--operators`.
+//!
+//! A forwarded call is marked ([`FORWARDED`]), and a follower refuses a marked call
+//! (UNAVAILABLE) instead of forwarding it again: when the lease names an address that
+//! leads to a follower (a wildcard `--listen` reaching the follower itself, a
+//! misrouted address), the call fails at once instead of going round until
+//! something breaks.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,6 +30,18 @@ use tonic::{Request, Response, Status};
 use crate::reader::JournalReader;
 use crate::service::{EventStream, list_request, list_response, to_status, watch_response};
 use crate::{Access, Journal, MAX_MESSAGE_BYTES, Role};
+
+/// The metadata key marking a call a follower forwarded.
+pub const FORWARDED: &str = "x-rollover-forwarded";
+
+/// `message` as a call to the leader, marked as forwarded.
+fn forwarded<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request
+}
 
 /// Where the leader serves its API, if any executor leads now.
 pub type LeaderFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
@@ -67,6 +85,24 @@ impl Forwarder {
         self
     }
 
+    /// A client of the leader for `request`, unless another follower sent it here.
+    async fn leader_for<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<ExecutorServiceClient<Channel>, Status> {
+        if request.metadata().contains_key(FORWARDED) {
+            tracing::warn!(
+                "refused a call another executor forwarded here: it took this follower for the leader"
+            );
+            return Err(Status::unavailable(
+                "another executor of the group forwarded this call here, taking this \
+                 follower for the leader: the address in the lease (--advertise, or \
+                 --listen) does not reach the leader; try again shortly",
+            ));
+        }
+        self.leader().await
+    }
+
     async fn leader(&self) -> Result<ExecutorServiceClient<Channel>, Status> {
         let addr = (self.leader)().await.ok_or_else(|| {
             Status::unavailable("no executor of the group leads now; try again shortly")
@@ -91,9 +127,9 @@ impl ExecutorApi for Forwarder {
     ) -> Result<Response<v1::StartRotationResponse>, Status> {
         self.access
             .check(&request, "StartRotation", Role::Operator)?;
-        self.leader()
+        self.leader_for(&request)
             .await?
-            .start_rotation(request.into_inner())
+            .start_rotation(forwarded(request.into_inner()))
             .await
     }
 
@@ -112,9 +148,9 @@ impl ExecutorApi for Forwarder {
                 rotation: Some(rotation),
             }));
         }
-        self.leader()
+        self.leader_for(&request)
             .await?
-            .get_rotation(request.into_inner())
+            .get_rotation(forwarded(request.into_inner()))
             .await
     }
 
@@ -131,9 +167,9 @@ impl ExecutorApi for Forwarder {
                 .map_err(to_status)?;
             return Ok(Response::new(list_response(rotations, next)));
         }
-        self.leader()
+        self.leader_for(&request)
             .await?
-            .list_rotations(request.into_inner())
+            .list_rotations(forwarded(request.into_inner()))
             .await
     }
 
@@ -142,7 +178,10 @@ impl ExecutorApi for Forwarder {
         request: Request<v1::PauseRequest>,
     ) -> Result<Response<v1::PauseResponse>, Status> {
         self.access.check(&request, "Pause", Role::Operator)?;
-        self.leader().await?.pause(request.into_inner()).await
+        self.leader_for(&request)
+            .await?
+            .pause(forwarded(request.into_inner()))
+            .await
     }
 
     async fn resume(
@@ -150,7 +189,10 @@ impl ExecutorApi for Forwarder {
         request: Request<v1::ResumeRequest>,
     ) -> Result<Response<v1::ResumeResponse>, Status> {
         self.access.check(&request, "Resume", Role::Operator)?;
-        self.leader().await?.resume(request.into_inner()).await
+        self.leader_for(&request)
+            .await?
+            .resume(forwarded(request.into_inner()))
+            .await
     }
 
     async fn abort(
@@ -158,7 +200,10 @@ impl ExecutorApi for Forwarder {
         request: Request<v1::AbortRequest>,
     ) -> Result<Response<v1::AbortResponse>, Status> {
         self.access.check(&request, "Abort", Role::Operator)?;
-        self.leader().await?.abort(request.into_inner()).await
+        self.leader_for(&request)
+            .await?
+            .abort(forwarded(request.into_inner()))
+            .await
     }
 
     async fn rollback(
@@ -166,7 +211,10 @@ impl ExecutorApi for Forwarder {
         request: Request<v1::RollbackRequest>,
     ) -> Result<Response<v1::RollbackResponse>, Status> {
         self.access.check(&request, "Rollback", Role::Operator)?;
-        self.leader().await?.rollback(request.into_inner()).await
+        self.leader_for(&request)
+            .await?
+            .rollback(forwarded(request.into_inner()))
+            .await
     }
 
     async fn check_fleet(
@@ -174,7 +222,10 @@ impl ExecutorApi for Forwarder {
         request: Request<v1::CheckFleetRequest>,
     ) -> Result<Response<v1::CheckFleetResponse>, Status> {
         self.access.check(&request, "CheckFleet", Role::Operator)?;
-        self.leader().await?.check_fleet(request.into_inner()).await
+        self.leader_for(&request)
+            .await?
+            .check_fleet(forwarded(request.into_inner()))
+            .await
     }
 
     type WatchRotationStream = EventStream;
@@ -193,11 +244,61 @@ impl ExecutorApi for Forwarder {
             return Ok(Response::new(watch_response(events)));
         }
         let events = self
-            .leader()
+            .leader_for(&request)
             .await?
-            .watch_rotation(request.into_inner())
+            .watch_rotation(forwarded(request.into_inner()))
             .await?
             .into_inner();
         Ok(Response::new(Box::pin(events)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A lease naming an address that reaches a follower (here: the follower itself):
+    /// the call comes back marked, is refused, and the refusal reaches the caller at
+    /// once instead of the call going round.
+    #[tokio::test]
+    async fn a_call_forwarded_back_to_a_follower_is_refused_not_forwarded_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let me = addr.clone();
+        let lookup: LeaderLookup = Arc::new(move || {
+            let me = me.clone();
+            Box::pin(async move { Some(me) }) as LeaderFuture
+        });
+        let forwarder = Forwarder::new(Access::Open, lookup, None);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::serve_forwarder(
+            listener,
+            forwarder,
+            None,
+            None,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let mut client =
+            ExecutorServiceClient::new(rollover_transport::plain_channel(&addr).unwrap());
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.pause(v1::PauseRequest {
+                rotation_id: "r1".into(),
+                reason: String::new(),
+            }),
+        )
+        .await
+        .expect("an answer, not a call going round");
+        let status = answer.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            status.message().contains("forwarded this call here"),
+            "{status:?}"
+        );
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 }

@@ -38,6 +38,11 @@ pub struct JournalArgs {
     /// follower tries to take it, in seconds (less than half of --lease).
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub lease_renew: f64,
+    /// With --journal postgres://: the address (`host:port`) the other executors of the
+    /// group reach this one's API at; while it leads they forward calls there. Default:
+    /// --listen, which must then name an address, not a wildcard (0.0.0.0, [::]).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
 }
 
 /// The journal an executor runs on.
@@ -85,6 +90,13 @@ pub fn open(args: &JournalArgs, state: &Path) -> anyhow::Result<OpenedJournal> {
         }
     };
     let Some(url) = &args.journal else {
+        if let Some(advertise) = &args.advertise {
+            return Err(BadInput(format!(
+                "--advertise {advertise}: only with --journal postgres://, where executors \
+                 forward calls to their leader"
+            ))
+            .into());
+        }
         let redb = RedbJournal::open(state)
             .map_err(|e| anyhow::anyhow!("{}: cannot open the journal: {e}", state.display()))?;
         return Ok(OpenedJournal::Redb(Arc::new(SealedJournal::new(
@@ -119,6 +131,34 @@ pub fn open(args: &JournalArgs, state: &Path) -> anyhow::Result<OpenedJournal> {
     })
 }
 
+/// Where the other executors of a group forward calls to this one while it leads:
+/// `--advertise`, or `--listen` when it names an address. A wildcard `--listen`
+/// (0.0.0.0) in the lease would send another machine's follower to itself.
+pub fn advertise(args: &JournalArgs, listen: SocketAddr) -> anyhow::Result<String> {
+    match &args.advertise {
+        Some(given) => {
+            let valid = given
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid {
+                return Err(BadInput(format!(
+                    "--advertise {given}: expected HOST:PORT, e.g. 10.0.0.5:7001"
+                ))
+                .into());
+            }
+            Ok(given.clone())
+        }
+        None if listen.ip().is_unspecified() => Err(BadInput(format!(
+            "--listen {listen}: the executors of a group forward calls to the address their \
+             leader gives in the lease, and a wildcard address does not reach this one from \
+             elsewhere: give --advertise HOST:PORT (the address the others reach it at), or \
+             --listen a specific address"
+        ))
+        .into()),
+        None => Ok(listen.to_string()),
+    }
+}
+
 /// `url` without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -137,6 +177,8 @@ pub fn redact(url: &str) -> String {
 pub struct HaServe {
     /// Where to serve the API while leading.
     pub addr: SocketAddr,
+    /// Where the other members reach the API ([`advertise`]), named in the lease.
+    pub advertise: String,
     /// The API's TLS.
     pub tls: Option<Arc<LiveCredentials>>,
     /// Where to serve metrics while leading.
@@ -187,7 +229,7 @@ where
         LeaseConfig {
             ttl,
             renew_every,
-            ..LeaseConfig::new(holder, serve.addr.to_string())
+            ..LeaseConfig::new(holder, serve.advertise.clone())
         },
     )?;
     let leader = {

@@ -374,6 +374,13 @@ fn executor_identity(dir: &Path, bootstrap_ca: Option<&Path>) -> anyhow::Result<
 fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
     let (addr, api_creds) = listen_plan("executor", &args.listen, &args.tls)?;
     let access = executor_access(args, api_creds.is_some())?;
+    // Checked before anything is enrolled or connected.
+    let advertise = args
+        .journal
+        .journal
+        .is_some()
+        .then(|| super::journal::advertise(&args.journal, addr))
+        .transpose()?;
     let limits = args.limits.limits(rollover_executor::DEFAULT_LIMITS)?;
     let metrics = args
         .metrics
@@ -449,6 +456,7 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
     } else {
         drop(entered);
         let serve = super::journal::HaServe {
+            advertise: advertise.unwrap_or_else(|| addr.to_string()),
             addr,
             tls: api_creds,
             metrics,
