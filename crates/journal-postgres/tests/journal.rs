@@ -1,5 +1,6 @@
-//! The journal conformance checks, the schema migration and epoch fencing against a
-//! real PostgreSQL (`ROLLOVER_TEST_POSTGRES`; see `rollover_journal_postgres::testing`).
+//! The journal conformance checks, the schema migration, epoch fencing and a
+//! follower's reads against a real PostgreSQL (`ROLLOVER_TEST_POSTGRES`; see
+//! `rollover_journal_postgres::testing`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,4 +98,47 @@ async fn a_deposed_leader_cannot_write_and_a_dead_one_is_replaced() {
     lease_b.release(epoch_b).await.unwrap();
     let epoch_a2 = lease_a.try_acquire().await.unwrap().expect("a leads again");
     assert_eq!(epoch_a2, epoch_b + 1);
+}
+
+/// A follower's reads (a `JournalReader` on a connection of its own, as a CLI follower
+/// has) answer from PostgreSQL exactly as the executor that writes the journal does:
+/// the status with its plan, the list, and every event to the Finished one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_reads_rotations_as_the_leader_reports_them() {
+    use rollover_executor::reader::JournalReader;
+    use rollover_executor::{Executor, ExecutorConfig, instant_fleet};
+    let Some(url) = fresh_database("follower_reads") else {
+        return;
+    };
+    let topology = instant_fleet::start(60).await.unwrap();
+    let (writer, follower) = tokio::task::block_in_place(|| {
+        (
+            PgJournal::connect(&url).unwrap(),
+            PgJournal::connect(&url).unwrap(),
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ExecutorConfig::new(dir.path());
+    config.journal = Some(Arc::new(writer));
+    let executor = tokio::task::block_in_place(|| Executor::open(config)).unwrap();
+    let reader = Arc::new(JournalReader::new(Arc::new(follower)));
+    let rotated = instant_fleet::rotate(&executor, &topology).await.unwrap();
+    let id = executor.list_rotations(false)[0].id.clone();
+    let theirs = executor.get_rotation(&id, true).unwrap();
+    assert_eq!(theirs.steps_done as usize, rotated.steps, "{theirs:?}");
+    assert_eq!(
+        reader.get_rotation_async(id.clone(), true).await.unwrap(),
+        theirs
+    );
+    assert_eq!(
+        reader.list_page_async(false, 10, None).await.unwrap(),
+        executor.list_page(false, 10, None)
+    );
+    let mut events = reader.watch(&id, 0).await.unwrap().into_inner();
+    let mut sequences = Vec::new();
+    while let Some(event) = events.recv().await {
+        sequences.push(event.unwrap().sequence);
+    }
+    assert_eq!(sequences, (1..=theirs.last_sequence).collect::<Vec<_>>());
+    executor.shutdown();
 }
