@@ -208,7 +208,35 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
     // Nothing is journaled while no executor leads: the list shows the same rotation.
     assert_eq!(listed, &status, "{list:#}");
 
+    // Through the takeover (the follower's API handing its address to the leader's),
+    // a status asked of it every 200 ms: how many were answered (measured, printed).
+    let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let prober = {
+        let asking = asking.clone();
+        let args = strings(&["status", &id, "--executor", &addrs[1]]);
+        std::thread::spawn(move || {
+            let (mut answered, mut failed) = (0, Vec::new());
+            while asking.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = run(&args, Duration::from_secs(30));
+                if out.status.success() {
+                    answered += 1;
+                } else {
+                    failed.push(text(&out.stderr));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            (answered, failed)
+        })
+    };
+
     let (code, out, err) = rotate.finish();
+    asking.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (answered, failed) = prober.join().unwrap();
+    eprintln!(
+        "status asked of the follower every 200 ms through the takeover: {answered} \
+         answered, {} failed {failed:?}",
+        failed.len()
+    );
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("finished: SUCCEEDED"), "{out}\n{err}");
     assert!(

@@ -40,8 +40,9 @@ enum Ended {
 
 impl Member {
     /// Lead whenever elected until `stop` resolves. While it waits for the lease,
-    /// `follow()` runs (e.g. serving the API by forwarding to the leader; dropped
-    /// when this member is elected). For each term, `make_config` builds the
+    /// `follow()` runs (e.g. serving the API: reads from the journal, the rest
+    /// forwarded to the leader); once elected, it goes on while the executor opens,
+    /// and is dropped just before `serve` runs. For each term, `make_config` builds the
     /// executor's configuration for the term's epoch (the journal and the epoch are
     /// filled in here), and `serve` serves the opened executor until the [`TermEnd`]
     /// it is given resolves; it must stop the executor's runners before it returns
@@ -75,17 +76,26 @@ impl Member {
         };
         loop {
             tracing::info!(holder = %self.lease.config().holder, "executor following: waiting for the lease");
+            // Boxed so that it can be dropped at the right moment: it keeps serving
+            // (reads from the journal) until this member's own API is about to bind.
+            let mut following = Some(Box::pin(follow()));
             let elected = {
-                let following = follow();
-                tokio::pin!(following);
                 let acquire = self.lease.acquire(stopped());
                 tokio::pin!(acquire);
-                tokio::select! {
-                    epoch = &mut acquire => epoch,
-                    followed = &mut following => {
+                let followed = match following.as_mut() {
+                    Some(serving) => tokio::select! {
+                        epoch = &mut acquire => Ok(epoch),
+                        followed = serving => Err(followed),
+                    },
+                    None => Ok(acquire.as_mut().await),
+                };
+                match followed {
+                    Ok(epoch) => epoch,
+                    Err(followed) => {
                         if let Err(e) = followed {
                             tracing::warn!(error = %e, "serving as a follower failed");
                         }
+                        following = None;
                         acquire.await
                     }
                 }
@@ -102,7 +112,26 @@ impl Member {
             config.journal = Some(term);
             // Epochs start at 1 and only grow (the lease row's sequence).
             config.leader_epoch = u64::try_from(epoch).unwrap_or_default();
-            let opened = match tokio::task::spawn_blocking(move || Executor::open(config)).await {
+            // Opening loads every journaled rotation (seconds for a long history): the
+            // follower goes on answering meanwhile, so the address never refuses.
+            let open = tokio::task::spawn_blocking(move || Executor::open(config));
+            tokio::pin!(open);
+            let opened = loop {
+                let Some(serving) = following.as_mut() else {
+                    break open.await;
+                };
+                let followed = tokio::select! {
+                    opened = &mut open => break opened,
+                    followed = serving => followed,
+                };
+                if let Err(e) = followed {
+                    tracing::warn!(error = %e, "serving as a follower failed");
+                }
+                following = None;
+            };
+            // The leader's API takes the address over.
+            drop(following);
+            let opened = match opened {
                 Ok(opened) => opened.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };

@@ -262,7 +262,7 @@ where
     let serve = &serve;
     let term = |epoch: i64, executor: Executor, until: TermEnd| async move {
         eprintln!("executor leading with epoch {epoch}");
-        let listener = net::bind("--listen", serve.addr).await?;
+        let listener = bind_after_follower(serve.addr).await?;
         let options = ServeOptions {
             tls: serve.tls.clone(),
             metrics: serve.metrics,
@@ -303,6 +303,26 @@ where
         )
         .await?;
     Ok(())
+}
+
+/// Bind the leader's API on the address the follower's API served until just now:
+/// the follower's listener closes when its accept task, aborted, next runs, so the
+/// address may still be taken for a moment.
+async fn bind_after_follower(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            bound => {
+                return bound.map_err(|e| anyhow::anyhow!("--listen {addr}: cannot listen: {e}"));
+            }
+        }
+    }
 }
 
 /// A few random bits to tell apart processes with the same host and pid.
