@@ -6,12 +6,12 @@
 //!
 //! It only ever calls the journal's reads: the journal is the leader's to write, and a
 //! read needs no epoch. A status is counted as a restarted executor counts it
-//! ([`crate::rotation::StepRecords`], [`crate::rotation::ProbeTally`]) and put on the
-//! wire by the leader's own code ([`crate::wire::status_from`]); list pages and their
-//! tokens are the leader's ([`crate::operations::page_of`]). What it cannot know: the
-//! leader's steps in flight are counted as the steps journaled as started and not yet
-//! answered. Each rotation's plan (written once) and its probe counts (read on from the
-//! last event counted) are kept between calls.
+//! (`StepRecords`, `ProbeTally` in `rotation/records.rs`) and put on the wire by the
+//! leader's own code (`wire::status_from`); list pages and their tokens are the
+//! leader's (`operations::page_of`). What it cannot know: the leader's steps in flight
+//! are counted as the steps journaled as started and not yet answered. Each rotation's
+//! plan (written once) and its probe counts (read on from the last event counted) are
+//! kept between calls.
 //!
 //! A watch replays the journal's events from the sequence asked for, then polls for new
 //! ones every [`WATCH_POLL`], and ends after the Finished event, as the leader's does.
