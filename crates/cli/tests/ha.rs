@@ -209,7 +209,7 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
     assert_eq!(listed, &status, "{list:#}");
 
     // Through the takeover (the follower's API handing its address to the leader's),
-    // a status asked of it every 200 ms: how many were answered (measured, printed).
+    // a status asked of it every 200 ms: most must be answered (counts printed).
     let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let prober = {
         let asking = asking.clone();
@@ -235,6 +235,14 @@ fn a_killed_leader_is_replaced_and_the_rotation_finishes_with_nothing_applied_tw
     eprintln!(
         "status asked of the follower every 200 ms through the takeover: {answered} \
          answered, {} failed {failed:?}",
+        failed.len()
+    );
+    // Every call may not be answered on a loaded machine (a call can time out while
+    // the new leader binds), but the follower must have answered through the takeover.
+    assert!(answered > 0, "the follower answered no status: {failed:?}");
+    assert!(
+        failed.len() * 4 <= answered,
+        "{} of {answered} status calls failed: {failed:?}",
         failed.len()
     );
     assert_eq!(code, 0, "{out}\n{err}");
@@ -359,10 +367,12 @@ fn followers_forward_over_mtls() {
             root.to_str().unwrap(),
             "--journal",
             &journal,
+            // Long: this test never takes over, and a renewal stalled by a loaded
+            // machine must not hand the lease to the other member mid-test.
             "--lease",
-            "2",
+            "10",
             "--lease-renew",
-            "0.5",
+            "2",
             "--operators",
             "operator,executor",
             "--readers",

@@ -356,6 +356,17 @@ mod tests {
     /// GetRotation and ListRotations exactly as the executor does.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reader_answers_as_the_executor_that_writes_the_journal() {
+        // A bound, so that a reader that never ends its watch fails the test instead
+        // of hanging the suite.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            reader_answers_as_the_executor(),
+        )
+        .await
+        .expect("the reader's test did not finish within 120 s");
+    }
+
+    async fn reader_answers_as_the_executor() {
         let topology = instant_fleet::start(24).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let journal = Arc::new(MemJournal::default());
