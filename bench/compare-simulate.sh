@@ -11,13 +11,13 @@
 #   git worktree add /tmp/old 5ffa661 && (cd /tmp/old && cargo build --release -p rollover-cli)
 set -euo pipefail
 
-usage() { sed -n '2,12p' "$0" >&2; exit 2; }
+usage() { sed -n '2,11p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 old=$1 new=$2; shift 2
 runs=3 slow= topology=examples/plant-300.yaml
 while [ $# -gt 0 ]; do
     case $1 in
-        --runs) runs=$2; shift 2 ;;
+        --runs) [ $# -ge 2 ] || usage; runs=$2; shift 2 ;;
         --slow-disk) slow=1; shift ;;
         -h|--help) usage ;;
         *) topology=$1; shift ;;
@@ -28,7 +28,9 @@ for bin in "$old" "$new"; do [ -x "$bin" ] || { echo "not an executable: $bin" >
 here=$(cd "$(dirname "$0")" && pwd)
 preload=
 if [ -n "$slow" ]; then
-    preload=$(mktemp -d)/slow-disk.so
+    build=$(mktemp -d)
+    trap 'rm -rf "$build"' EXIT
+    preload=$build/slow-disk.so
     gcc -O2 -shared -fPIC -o "$preload" "$here/slow-disk.c" -ldl -lpthread
     echo "slow disk: one sync at a time, ${SLOWSYNC_US:-3500} us each"
 fi
@@ -54,5 +56,5 @@ for i in $(seq 1 "$runs"); do
 done
 om=$(printf '%s\n' "${old_times[@]}" | median)
 nm=$(printf '%s\n' "${new_times[@]}" | median)
-printf 'median: old %.2f s, new %.2f s, new is %.2fx faster (%s, %d runs each)\n' \
+printf 'median: old %.2f s, new %.2f s, old/new = %.2f (above 1: new is faster; %s, %d runs each)\n' \
     "$om" "$nm" "$(echo "$om / $nm" | bc -l)" "$topology" "$runs"

@@ -22,7 +22,9 @@ use crate::status::BadInput;
 pub struct JournalArgs {
     /// Journal in PostgreSQL (`postgres://user[:password]@host[:port]/db`) instead of
     /// `--state DIR/executor.redb`. Several executors may share one database: they
-    /// elect one leader through a lease; the others wait and take over when it dies.
+    /// elect one leader through a lease; the others answer reads (status, list, watch)
+    /// from the journal, forward every other call to the leader, and take over when it
+    /// dies.
     #[arg(long, value_name = "URL")]
     pub journal: Option<String>,
     /// Seal the private keys kept in the journal (new roots, the executor's own) with
