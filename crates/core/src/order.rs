@@ -57,6 +57,20 @@ impl PlanOrder {
         let mut step_rank = Vec::with_capacity(n);
         let mut node_steps: Vec<Vec<StepIx>> = vec![Vec::new(); fleet.len()];
         for (i, step) in plan.steps.iter().enumerate() {
+            // Waves are numbered from 0 and none is empty in a plan without gaps, so a
+            // wave number at or past the step count is a typo (and would make the
+            // executor size its per-wave tallies by it).
+            if step.wave as usize >= n {
+                return Err(doc.error_in(
+                    &[Key("steps"), Index(i), Key("wave")],
+                    format!(
+                        "step {} is in wave {}, but a plan of {n} steps has waves 0 to {} at most",
+                        step.id,
+                        step.wave,
+                        n - 1
+                    ),
+                ));
+            }
             if by_id.insert(step.id, i as StepIx).is_some() {
                 return Err(doc.error_in(
                     &[Key("steps"), Index(i), Key("id")],

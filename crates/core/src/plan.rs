@@ -115,7 +115,11 @@ impl Plan {
 
     /// The number of waves in the schedule written in the plan.
     pub fn wave_count(&self) -> u32 {
-        self.steps.iter().map(|s| s.wave + 1).max().unwrap_or(0)
+        self.steps
+            .iter()
+            .map(|s| s.wave.saturating_add(1))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Pretty JSON, as written to plan files.

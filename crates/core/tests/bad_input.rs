@@ -79,3 +79,33 @@ fn deeply_nested_input_is_an_error_not_a_crash() {
     assert!(Topology::parse("deep.json", &deep).is_err());
     assert!(Topology::parse("deep.yaml", &deep).is_err());
 }
+
+/// A wave number at or past the plan's step count (here the largest u32, which once
+/// wrapped the wave count to 0 and sent the executor's per-wave tally out of bounds) is
+/// refused at the step's `wave`, naming the limit.
+#[test]
+fn a_wave_past_the_step_count_is_refused_at_its_field() {
+    let mut plan: serde_json::Value = serde_json::from_str(&plan_json()).unwrap();
+    let steps = plan["steps"].as_array().unwrap().len();
+    let last = steps - 1;
+    plan["steps"][last]["wave"] = serde_json::json!(u32::MAX);
+    let text = serde_json::to_string_pretty(&plan).unwrap();
+    let error = verify_document(&topology(), "p.json", &text).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("steps[{last}].wave")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "a plan of {steps} steps has waves 0 to {last} at most"
+        )),
+        "{message}"
+    );
+    // The highest wave a plan of that size may use is accepted as far as waves go.
+    plan["steps"][last]["wave"] = serde_json::json!(last);
+    let text = serde_json::to_string_pretty(&plan).unwrap();
+    if let Err(e) = verify_document(&topology(), "p.json", &text) {
+        assert!(!e.to_string().contains("at most"), "{e}");
+    }
+}

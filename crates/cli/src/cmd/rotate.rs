@@ -222,7 +222,12 @@ async fn rotate(
         .into_inner();
     let id = started.rotation_id.clone();
     let plan = started.plan.unwrap_or_default();
-    let waves = plan.steps.iter().map(|s| s.wave + 1).max().unwrap_or(0);
+    let waves = plan
+        .steps
+        .iter()
+        .map(|s| s.wave.saturating_add(1))
+        .max()
+        .unwrap_or(0);
     let mut view = View::new(&args.out, plan.steps.len() as u64, args.dry_run)?;
     view.accepted(&id, &url, &plan, waves);
     follow(&args.executor, &mut client, &mut url, &id, &mut view, 1).await
