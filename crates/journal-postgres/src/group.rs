@@ -79,27 +79,7 @@ impl Member {
             // Boxed so that it can be dropped at the right moment: it keeps serving
             // (reads from the journal) until this member's own API is about to bind.
             let mut following = Some(Box::pin(follow()));
-            let elected = {
-                let acquire = self.lease.acquire(stopped());
-                tokio::pin!(acquire);
-                let followed = match following.as_mut() {
-                    Some(serving) => tokio::select! {
-                        epoch = &mut acquire => Ok(epoch),
-                        followed = serving => Err(followed),
-                    },
-                    None => Ok(acquire.as_mut().await),
-                };
-                match followed {
-                    Ok(epoch) => epoch,
-                    Err(followed) => {
-                        if let Err(e) = followed {
-                            tracing::warn!(error = %e, "serving as a follower failed");
-                        }
-                        following = None;
-                        acquire.await
-                    }
-                }
-            };
+            let elected = alongside(&mut following, self.lease.acquire(stopped())).await;
             let Some(epoch) = elected else {
                 return Ok(());
             };
@@ -114,21 +94,11 @@ impl Member {
             config.leader_epoch = u64::try_from(epoch).unwrap_or_default();
             // Opening loads every journaled rotation (seconds for a long history): the
             // follower goes on answering meanwhile, so the address never refuses.
-            let open = tokio::task::spawn_blocking(move || Executor::open(config));
-            tokio::pin!(open);
-            let opened = loop {
-                let Some(serving) = following.as_mut() else {
-                    break open.await;
-                };
-                let followed = tokio::select! {
-                    opened = &mut open => break opened,
-                    followed = serving => followed,
-                };
-                if let Err(e) = followed {
-                    tracing::warn!(error = %e, "serving as a follower failed");
-                }
-                following = None;
-            };
+            let opened = alongside(
+                &mut following,
+                tokio::task::spawn_blocking(move || Executor::open(config)),
+            )
+            .await;
             // The leader's API takes the address over.
             drop(following);
             let opened = match opened {
@@ -172,5 +142,28 @@ impl Member {
                 }
             }
         }
+    }
+}
+
+/// Await `work` while the follower (`following`, while there is one) keeps serving
+/// beside it. A follower that stops first is logged if it failed and dropped, and
+/// `work` goes on alone.
+async fn alongside<T, F>(following: &mut Option<Pin<Box<F>>>, work: impl Future<Output = T>) -> T
+where
+    F: Future<Output = Result<(), TermError>>,
+{
+    tokio::pin!(work);
+    loop {
+        let Some(serving) = following.as_mut() else {
+            return work.await;
+        };
+        let followed = tokio::select! {
+            done = &mut work => return done,
+            followed = serving => followed,
+        };
+        if let Err(e) = followed {
+            tracing::warn!(error = %e, "serving as a follower failed");
+        }
+        *following = None;
     }
 }
