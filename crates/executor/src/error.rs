@@ -107,6 +107,37 @@ pub enum RotationError {
     Bridge(String),
 }
 
+impl ApiError {
+    /// Rotation `id` is unknown (its id clipped).
+    pub(crate) fn no_rotation(id: &str) -> ApiError {
+        ApiError::NotFound(format!(
+            "rotation_id: no rotation `{}`",
+            rollover_proto::status::excerpt(id)
+        ))
+    }
+
+    /// A request naming no rotation.
+    pub(crate) fn require_rotation_id(id: &str) -> Result<(), ApiError> {
+        if id.is_empty() {
+            return Err(ApiError::Invalid("rotation_id: required".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether the journal's store could not be reached or written now (a database
+    /// down, a call timed out, an I/O failure): worth a retry, perhaps elsewhere.
+    pub(crate) fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Journal(JournalError::Backend(_) | JournalError::Io { .. })
+                | ApiError::Record {
+                    source: JournalError::Backend(_) | JournalError::Io { .. },
+                    ..
+                }
+        )
+    }
+}
+
 impl RotationError {
     /// A journaled document that does not decode.
     pub fn journaled(what: &'static str, source: impl Into<Source>) -> Self {

@@ -20,7 +20,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use rollover_pki::LiveCredentials;
-use rollover_proto::status::clip_status;
 use rollover_proto::v1;
 use rollover_proto::v1::executor_service_client::ExecutorServiceClient;
 use rollover_proto::v1::executor_service_server::ExecutorService as ExecutorApi;
@@ -28,8 +27,6 @@ use std::future::Future;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::ApiError;
-use crate::journal::JournalError;
 use crate::reader::JournalReader;
 use crate::service::{EventStream, list_request, list_response, to_status, watch_response};
 use crate::{Access, Journal, MAX_MESSAGE_BYTES, Role};
@@ -122,18 +119,6 @@ impl Forwarder {
     }
 }
 
-/// The status of a read a follower answers from the journal. A store it cannot reach
-/// now (PostgreSQL down, a call timed out) is UNAVAILABLE, which clients retry, perhaps
-/// at another member; what the journal holds but cannot be read is still INTERNAL.
-fn read_status(e: ApiError) -> Status {
-    match e {
-        ApiError::Journal(JournalError::Backend(_) | JournalError::Io { .. }) => {
-            clip_status(Status::unavailable(e.to_string()))
-        }
-        other => to_status(other),
-    }
-}
-
 /// The most rotations a follower reads for one ListRotations page: each costs it
 /// journal queries the leader answers from memory.
 const FOLLOWER_PAGE_SIZE: usize = 100;
@@ -162,7 +147,7 @@ impl ExecutorApi for Forwarder {
             let rotation = reader
                 .get_rotation_async(r.rotation_id, r.include_plan)
                 .await
-                .map_err(read_status)?;
+                .map_err(to_status)?;
             return Ok(Response::new(v1::GetRotationResponse {
                 rotation: Some(rotation),
             }));
@@ -183,7 +168,7 @@ impl ExecutorApi for Forwarder {
             let (rotations, next) = reader
                 .list_page_async(q.active_only, q.size.min(FOLLOWER_PAGE_SIZE), q.after)
                 .await
-                .map_err(read_status)?;
+                .map_err(to_status)?;
             return Ok(Response::new(list_response(rotations, next)));
         }
         self.leader_for(&request)
@@ -259,7 +244,7 @@ impl ExecutorApi for Forwarder {
             let events = reader
                 .watch(&r.rotation_id, r.from_sequence)
                 .await
-                .map_err(read_status)?;
+                .map_err(to_status)?;
             return Ok(Response::new(watch_response(events)));
         }
         let events = self
@@ -276,23 +261,6 @@ impl ExecutorApi for Forwarder {
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    /// A follower's read that cannot reach the store now is retried by clients
-    /// (UNAVAILABLE); one that finds bad data is not (INTERNAL).
-    #[test]
-    fn a_read_the_store_cannot_answer_now_is_unavailable() {
-        let down = ApiError::Journal(JournalError::backend(std::io::Error::other(
-            "connection refused",
-        )));
-        assert_eq!(read_status(down).code(), tonic::Code::Unavailable);
-        let corrupt = ApiError::Journal(JournalError::Corrupt {
-            what: "rotation r1".into(),
-            reason: "bad bytes".into(),
-        });
-        assert_eq!(read_status(corrupt).code(), tonic::Code::Internal);
-        let missing = ApiError::NotFound("no rotation r2".into());
-        assert_eq!(read_status(missing).code(), tonic::Code::NotFound);
-    }
 
     /// A lease naming an address that reaches a follower (here: the follower itself):
     /// the call comes back marked, is refused, and the refusal reaches the caller at

@@ -44,6 +44,28 @@ pub(crate) fn page_of<T>(
     (keyed.into_iter().map(|(_, item)| item).collect(), next)
 }
 
+/// Sends journaled events (`batch`: sequence, encoded event) to a watcher, moving
+/// `*next` past each; false once the Finished event was sent or the watcher left. An
+/// event that does not decode is skipped, and not read again. The leader's watch
+/// replays the journal with it, a follower's ([`crate::reader`]) follows it.
+pub(crate) async fn send_journaled(
+    tx: &mpsc::Sender<Result<v1::RotationEvent, ApiError>>,
+    batch: Vec<(u64, Vec<u8>)>,
+    next: &mut u64,
+) -> bool {
+    for (seq, data) in batch {
+        *next = seq + 1;
+        let Ok(event) = <v1::RotationEvent as prost::Message>::decode(data.as_slice()) else {
+            continue;
+        };
+        let finished = matches!(event.event, Some(Event::Finished(_)));
+        if tx.send(Ok(event)).await.is_err() || finished {
+            return false;
+        }
+    }
+    true
+}
+
 /// The longest `request_id` StartRotation accepts.
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
 
@@ -286,18 +308,14 @@ impl Executor {
     }
 
     fn rotation(&self, id: &str) -> Result<Arc<Rotation>, ApiError> {
-        if id.is_empty() {
-            return Err(ApiError::Invalid("rotation_id: required".into()));
-        }
+        ApiError::require_rotation_id(id)?;
         self.inner
             .rotations
             .lock()
             .expect("rotations lock")
             .get(id)
             .cloned()
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("rotation_id: no rotation `{}`", excerpt(id)))
-            })
+            .ok_or_else(|| ApiError::no_rotation(id))
     }
 
     /// The status of one rotation (GetRotation).
@@ -448,17 +466,8 @@ impl Executor {
                     if batch.is_empty() {
                         return true;
                     }
-                    for (seq, data) in batch {
-                        let Ok(event) =
-                            <v1::RotationEvent as prost::Message>::decode(data.as_slice())
-                        else {
-                            continue;
-                        };
-                        *next = seq + 1;
-                        let finished = matches!(event.event, Some(Event::Finished(_)));
-                        if tx.send(Ok(event)).await.is_err() || finished {
-                            return false;
-                        }
+                    if !send_journaled(&tx, batch, next).await {
+                        return false;
                     }
                     if *next > upto {
                         return true;

@@ -24,15 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rollover_core::Plan;
-use rollover_proto::status::excerpt;
 use rollover_proto::v1;
-use rollover_proto::v1::rotation_event::Event;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::ApiError;
 use crate::journal::{DocKind, Journal, JournalError, RotationMeta};
-use crate::operations::{ListPosition, RotationPage, page_of};
+use crate::operations::{ListPosition, RotationPage, page_of, send_journaled};
 use crate::rotation::{ProbeTally, Snapshot, StepRecords};
 use crate::wire::status_from;
 
@@ -63,10 +61,6 @@ impl std::fmt::Debug for JournalReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JournalReader").finish_non_exhaustive()
     }
-}
-
-fn not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("rotation_id: no rotation `{}`", excerpt(id)))
 }
 
 impl JournalReader {
@@ -152,10 +146,11 @@ impl JournalReader {
         id: &str,
         include_plan: bool,
     ) -> Result<v1::RotationStatus, ApiError> {
-        if id.is_empty() {
-            return Err(ApiError::Invalid("rotation_id: required".into()));
-        }
-        let meta = self.journal.rotation(id)?.ok_or_else(|| not_found(id))?;
+        ApiError::require_rotation_id(id)?;
+        let meta = self
+            .journal
+            .rotation(id)?
+            .ok_or_else(|| ApiError::no_rotation(id))?;
         self.status(meta, include_plan)
     }
 
@@ -192,16 +187,14 @@ impl JournalReader {
         id: &str,
         from_sequence: u64,
     ) -> Result<ReceiverStream<Result<v1::RotationEvent, ApiError>>, ApiError> {
-        if id.is_empty() {
-            return Err(ApiError::Invalid("rotation_id: required".into()));
-        }
+        ApiError::require_rotation_id(id)?;
         let id = id.to_string();
         let first = self.blocking({
             let id = id.clone();
             move |r| r.journal.rotation(&id).map_err(ApiError::from)
         });
         if first.await?.is_none() {
-            return Err(not_found(&id));
+            return Err(ApiError::no_rotation(&id));
         }
         let (tx, rx) = mpsc::channel(256);
         let this = self.clone();
@@ -237,16 +230,8 @@ impl JournalReader {
                     }
                     continue;
                 }
-                for (seq, data) in batch {
-                    next = seq + 1;
-                    let Ok(event) = <v1::RotationEvent as prost::Message>::decode(data.as_slice())
-                    else {
-                        continue;
-                    };
-                    let finished = matches!(event.event, Some(Event::Finished(_)));
-                    if tx.send(Ok(event)).await.is_err() || finished {
-                        return;
-                    }
+                if !send_journaled(&tx, batch, &mut next).await {
+                    return;
                 }
             }
         });
@@ -293,6 +278,7 @@ mod tests {
     use crate::rotation::Control;
     use crate::{Executor, ExecutorConfig, instant_fleet};
     use futures::StreamExt;
+    use rollover_proto::v1::rotation_event::Event;
 
     /// A journal the reader may read and must never write.
     struct ReadOnly(Arc<MemJournal>);

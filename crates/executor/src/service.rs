@@ -64,6 +64,9 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 pub fn to_status(e: ApiError) -> Status {
     let message = e.to_string();
     clip_status(match e {
+        // The store is down or timed out: clients retry UNAVAILABLE (perhaps at
+        // another executor of a group), not INTERNAL.
+        _ if e.is_unavailable() => Status::unavailable(message),
         ApiError::Invalid(_) => Status::invalid_argument(message),
         ApiError::NotFound(_) => Status::not_found(message),
         ApiError::Refused(_) => Status::failed_precondition(message),
@@ -286,5 +289,34 @@ impl ExecutorApi for ExecutorService {
 impl ExecutorService {
     async fn control(&self, id: &str, control: Control) -> Result<v1::RotationStatus, Status> {
         self.executor.control(id, control).await.map_err(to_status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalError;
+
+    /// A call the journal's store cannot answer now is retried by clients
+    /// (UNAVAILABLE), on a leader as on a follower reading the journal; bad data in
+    /// it is not (INTERNAL).
+    #[test]
+    fn a_read_the_store_cannot_answer_now_is_unavailable() {
+        let down = ApiError::Journal(JournalError::backend(std::io::Error::other(
+            "connection refused",
+        )));
+        assert_eq!(to_status(down).code(), tonic::Code::Unavailable);
+        let corrupt = ApiError::Journal(JournalError::Corrupt {
+            what: "rotation r1".into(),
+            reason: "bad bytes".into(),
+        });
+        assert_eq!(to_status(corrupt).code(), tonic::Code::Internal);
+        let unwritten = ApiError::Record {
+            what: "the pause",
+            source: JournalError::backend(std::io::Error::other("timed out")),
+        };
+        assert_eq!(to_status(unwritten).code(), tonic::Code::Unavailable);
+        let missing = ApiError::NotFound("no rotation r2".into());
+        assert_eq!(to_status(missing).code(), tonic::Code::NotFound);
     }
 }
