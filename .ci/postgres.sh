@@ -5,6 +5,9 @@
 #                                     # prints ROLLOVER_TEST_POSTGRES=... and
 #                                     # ROLLOVER_CI_PGDIR=... as export lines
 #   .ci/postgres.sh stop "$ROLLOVER_CI_PGDIR"
+#   .ci/postgres.sh blip "$ROLLOVER_CI_PGDIR" 1   # stop the server (its clients are
+#                                     # disconnected), wait 1 s, start it again on the
+#                                     # same port: a database outage for the chaos tests
 #
 # The cluster lives in a fresh temporary directory, listens on 127.0.0.1 on a free
 # port, and runs as an unprivileged user (PostgreSQL refuses to run as root):
@@ -100,6 +103,7 @@ start() {
         return 1
     fi
     echo "$bin" >"$dir/bindir"
+    echo "-c listen_addresses=127.0.0.1 -p $port -k $dir/socket -c max_connections=200" >"$dir/options"
     run_as "$bin/psql" -h 127.0.0.1 -p "$port" -U rollover -d postgres -qAtc \
         "CREATE DATABASE rollover" >&2
     log "cluster in $dir on 127.0.0.1:$port"
@@ -120,11 +124,28 @@ stop() {
     log "cluster in $dir stopped and removed"
 }
 
+blip() {
+    local dir=${1:-} seconds=${2:-1}
+    if [ -z "$dir" ] || [ ! -f "$dir/options" ]; then
+        log "blip: no cluster directory given"
+        return 2
+    fi
+    local bin
+    bin=$(cat "$dir/bindir")
+    run_as "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2
+    log "cluster in $dir stopped for $seconds s"
+    sleep "$seconds"
+    run_as "$bin/pg_ctl" -D "$dir/data" -l "$dir/socket/server.log" -w -t 30 \
+        -o "$(cat "$dir/options")" start >&2
+    log "cluster in $dir started again"
+}
+
 case "${1:-}" in
 start) start ;;
 stop) stop "${2:-}" ;;
+blip) blip "${2:-}" "${3:-1}" ;;
 *)
-    echo "usage: $0 start | stop DIR" >&2
+    echo "usage: $0 start | stop DIR | blip DIR SECONDS" >&2
     exit 2
     ;;
 esac

@@ -58,6 +58,16 @@ pub async fn simulate(
     mut options: SimOptions,
 ) -> Result<SimOutcome, SimError> {
     check_group_faults(&mut options)?;
+    if let (Some(group), Some(spec)) = (&mut options.group, &options.chaos) {
+        group.db_delay = spec.postgres_slow;
+        group.seed = options.seed;
+        if spec.postgres_blip > 0 || !spec.postgres_slow.is_zero() {
+            // Blips (up to 3 s) and slow queries must stay shorter than the lease,
+            // which the leader gives up 1 s before it expires.
+            group.lease = group.lease.max(Duration::from_secs(5));
+            group.renew = group.renew.max(Duration::from_secs(1));
+        }
+    }
     let schema = match &options.group {
         Some(group) => Some(group.fresh_schema(options.seed).await?),
         None => None,
@@ -200,8 +210,9 @@ fn check_group_faults(options: &mut SimOptions) -> Result<(), SimError> {
         return Ok(());
     };
     match &options.group {
-        None if spec.leader_crash > 0 || spec.postgres_cut > 0 => Err(SimError::Setup(
-            "leader-crash and postgres-cut need an executor group on PostgreSQL \
+        None if spec.needs_group() => Err(SimError::Setup(
+            "leader-crash, postgres-cut, postgres-blip and postgres-slow need an executor \
+             group on PostgreSQL \
              (--journal postgres://... --executors N)"
                 .into(),
         )),

@@ -260,6 +260,14 @@ impl Services {
         self.follow_leader(Some(epoch)).await
     }
 
+    /// Drop the leading executor's database connections for `length` (see
+    /// [`ExecutorGroup::blip_leader`]); the simulator keeps following whoever leads.
+    pub async fn blip_leader(&mut self, length: Duration) -> Result<(), SimError> {
+        let group = self.group.as_ref().ok_or_else(no_group)?;
+        group.blip_leader(length).await?;
+        Ok(())
+    }
+
     /// Crash the executor (its serve task aborted, its runners stopped: whatever was
     /// in flight is cut off), then open it again on the same state directory, which
     /// resumes unfinished rotations from the journal, and serve it on a new port.

@@ -72,6 +72,10 @@ pub enum ApiError {
     /// The journal could not be read (INTERNAL).
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The request cannot be served now, but may be shortly (UNAVAILABLE): e.g. a
+    /// rotation waiting for its journal to answer again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Why a rotation cannot be prepared, or resumed from its journal.
@@ -129,9 +133,16 @@ impl ApiError {
     pub(crate) fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            ApiError::Journal(JournalError::Backend(_) | JournalError::Io { .. })
+            ApiError::Unavailable(_)
+                | ApiError::Journal(
+                    JournalError::Backend(_)
+                        | JournalError::Unavailable(_)
+                        | JournalError::Io { .. }
+                )
                 | ApiError::Record {
-                    source: JournalError::Backend(_) | JournalError::Io { .. },
+                    source: JournalError::Backend(_)
+                        | JournalError::Unavailable(_)
+                        | JournalError::Io { .. },
                     ..
                 }
         )

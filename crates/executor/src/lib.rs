@@ -63,6 +63,7 @@ pub use error::{ApiError, ExecutorError, NodeProblem, RotationError};
 pub use journal::{Journal, MemJournal, RedbJournal};
 pub use metrics::Metrics;
 pub use service::ExecutorService;
+pub use wire::state_to_wire;
 
 use crate::journal::{Committer, DocKind, JournalError, State};
 use crate::rotation::{Ctx, Rotation};
@@ -75,7 +76,9 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// connection, 1024 connections, 5 minutes idle.
 pub const DEFAULT_LIMITS: ServerLimits = ServerLimits::with_max_request_bytes(32 << 20);
 
-/// How to build an [`Executor`].
+/// How to build an [`Executor`]. Cloned for every term of an executor group's
+/// member, so a single executor and a group member are configured the same way.
+#[derive(Clone)]
 pub struct ExecutorConfig {
     /// The state directory (`--state DIR`); the journal is `DIR/executor.redb`.
     pub state_dir: PathBuf,
@@ -107,6 +110,9 @@ pub struct ExecutorConfig {
     /// current root of a CA rotated with the bridge strategy, when the executor did
     /// not make it itself (the new roots of its own rotations are in the journal).
     pub root_keys: Vec<Arc<RootCa>>,
+    /// How the journal's writer retries a batch its store cannot take now (a
+    /// database blip) before the rotation stalls on it.
+    pub commit_retry: journal::CommitRetry,
     /// The lease epoch this executor leads its group with (0: it leads alone, with
     /// no lease). Every ApplyStep and CreateCsr carries it, and agents refuse calls
     /// with a lower epoch than one they have seen, so a deposed leader's late calls
@@ -131,6 +137,7 @@ impl ExecutorConfig {
             prepare_concurrency: 64,
             metrics: None,
             root_keys: Vec::new(),
+            commit_retry: journal::CommitRetry::default(),
             leader_epoch: 0,
         }
     }
@@ -212,7 +219,7 @@ impl Executor {
             (None, None) => Arc::new(GrpcConnector::plaintext()),
         };
         let ctx = Arc::new(Ctx {
-            committer: Committer::start(journal.clone()),
+            committer: Committer::start_with(journal.clone(), config.commit_retry),
             connector,
             own_creds: config.own_creds,
             metrics: config.metrics.unwrap_or_default(),

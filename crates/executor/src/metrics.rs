@@ -4,7 +4,8 @@
 //!
 //! Counters: steps done / failed, probes ok / failed (declared disruptions included
 //! in failed), rotations finished by outcome; the duration of finished rotations as
-//! a histogram (with its sum and count) plus the last one; rotations running now.
+//! a histogram (with its sum and count) plus the last one; rotations running now;
+//! journal stalls (a transition the journal could not take, resumed from it later).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +51,7 @@ pub struct Metrics {
     probes: Family<ResultLabel, Counter>,
     finished: Family<OutcomeLabel, Counter>,
     running: Gauge,
+    journal_stalls: Counter,
     duration: Histogram,
     last_duration: Gauge<f64, AtomicU64>,
 }
@@ -63,6 +65,7 @@ impl Default for Metrics {
             probes: Family::default(),
             finished: Family::default(),
             running: Gauge::default(),
+            journal_stalls: Counter::default(),
             // 1 s to about 9 h: rotations of a few nodes to large fleets.
             duration: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             last_duration: Gauge::default(),
@@ -102,6 +105,12 @@ impl Default for Metrics {
             m.running.clone(),
         );
         r.register(
+            "rollover_executor_journal_stalls",
+            "Times a rotation stopped because its journal could not record a transition, \
+             to resume from the journal once it answered",
+            m.journal_stalls.clone(),
+        );
+        r.register(
             "rollover_executor_rotation_duration_seconds",
             "Time from acceptance to a terminal state",
             m.duration.clone(),
@@ -131,6 +140,11 @@ impl Metrics {
     pub fn probe(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.probes.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// A rotation's runner stalled on its journal (see `rotation::runner`).
+    pub fn journal_stalled(&self) {
+        self.journal_stalls.inc();
     }
 
     /// A rotation started (or resumed after a restart) running.

@@ -396,8 +396,18 @@ impl Executor {
         if rotation.control(control.clone()).await.is_some() {
             return Ok(status_of(&rotation, false));
         }
-        // No runner: the rotation is terminal (or just became so).
+        // No runner: the rotation is terminal (or just became so), or its runner
+        // waits for the journal to answer again before it resumes from it.
         let state = rotation.snapshot().meta.state;
+        if !state.is_terminal() {
+            return Err(ApiError::Unavailable(format!(
+                "{name}: rotation `{}` is {:?} and waits for its journal, which could not \
+                 record its last transition; it resumes from the journal once that answers: \
+                 try again shortly",
+                excerpt(id),
+                state_to_wire(state)
+            )));
+        }
         match control {
             Control::Rollback(reason) if state != State::RolledBack => {
                 // Undoing a finished rotation makes it active again: admitted like a

@@ -71,6 +71,7 @@ pub fn to_status(e: ApiError) -> Status {
         ApiError::NotFound(_) => Status::not_found(message),
         ApiError::Refused(_) => Status::failed_precondition(message),
         ApiError::Planner(s) => Status::new(s.code(), message),
+        ApiError::Unavailable(_) => Status::unavailable(message),
         ApiError::BadPlanner(_) | ApiError::Record { .. } | ApiError::Journal(_) => {
             Status::internal(message)
         }

@@ -7,7 +7,8 @@ use rollover_proto::v1;
 use crate::journal::{State, StoredOptions};
 use crate::rotation::{Rotation, Snapshot};
 
-pub(crate) fn state_to_wire(state: State) -> v1::RotationState {
+/// A journaled rotation state as the wire names it.
+pub fn state_to_wire(state: State) -> v1::RotationState {
     match state {
         State::Pending => v1::RotationState::Pending,
         State::Running => v1::RotationState::Running,

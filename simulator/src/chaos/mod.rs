@@ -65,6 +65,8 @@ pub const STRAND_DOWN: (Duration, Duration) =
 pub const EXCUSE_WINDOW: Duration = Duration::from_secs(20);
 /// Longest wait for a stranded node to come back before the run is declared stuck.
 pub const RESUME_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a database blip lasts (seeded within).
+pub const BLIP: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(3));
 /// Longest a chaotic rotation may take.
 pub const CHAOS_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -81,6 +83,8 @@ pub enum FaultKind {
     LeaderCrash,
     /// The leading executor of a group cut off its database.
     PostgresCut,
+    /// The leading executor's database connections dropped for less than its lease.
+    PostgresBlip,
     /// A call lost before it reached the agent.
     DropRequest,
     /// A call the agent acted on whose answer was lost.
@@ -102,6 +106,7 @@ impl FaultKind {
             FaultKind::ExecutorCrash => "executor-crash",
             FaultKind::LeaderCrash => "leader-crash",
             FaultKind::PostgresCut => "postgres-cut",
+            FaultKind::PostgresBlip => "postgres-blip",
             FaultKind::DropRequest => "drop-request",
             FaultKind::DropAnswer => "drop-answer",
             FaultKind::Delay => "delay",

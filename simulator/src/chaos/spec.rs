@@ -6,12 +6,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// The fault kinds a SPEC may name, in canonical order.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 11] = [
     "agent-crash",
     "strand",
     "executor-crash",
     "leader-crash",
     "postgres-cut",
+    "postgres-blip",
+    "postgres-slow",
     "drop",
     "delay",
     "partition",
@@ -40,6 +42,14 @@ pub struct ChaosSpec {
     /// connections are cut N times at seeded moments, for longer than its lease, so
     /// it steps down and another member takes over.
     pub postgres_cut: u32,
+    /// `postgres-blip=N` (an executor group on PostgreSQL): the leader's database
+    /// connections are dropped N times at seeded moments for a seeded 0.2 to 3 s,
+    /// shorter than its lease: it keeps leading, and must neither lose nor invent a
+    /// transition while its journal cannot be written.
+    pub postgres_blip: u32,
+    /// `postgres-slow=D` (an executor group on PostgreSQL): everything each executor
+    /// sends its database waits a seeded time in `0..=D` first.
+    pub postgres_slow: Duration,
     /// `drop=p`: a control call is lost with probability `p`: half of the time before
     /// it reaches the agent, half of the time after (the agent acted, the answer is
     /// lost).
@@ -63,6 +73,14 @@ impl ChaosSpec {
     /// Whether the spec injects nothing.
     pub fn is_empty(&self) -> bool {
         *self == ChaosSpec::default()
+    }
+
+    /// Whether a fault needs an executor group on PostgreSQL (`--journal`).
+    pub fn needs_group(&self) -> bool {
+        self.leader_crash > 0
+            || self.postgres_cut > 0
+            || self.postgres_blip > 0
+            || !self.postgres_slow.is_zero()
     }
 }
 
@@ -147,6 +165,8 @@ impl FromStr for ChaosSpec {
                 "executor-crash" => spec.executor_crash = count(term, value)?,
                 "leader-crash" => spec.leader_crash = count(term, value)?,
                 "postgres-cut" => spec.postgres_cut = count(term, value)?,
+                "postgres-blip" => spec.postgres_blip = count(term, value)?,
+                "postgres-slow" => spec.postgres_slow = duration(term, value)?,
                 "drop" => spec.drop = probability(term, value)?,
                 "delay" => spec.delay = duration(term, value)?,
                 "partition" => spec.partition = probability(term, value)?,
@@ -170,12 +190,14 @@ impl fmt::Display for ChaosSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "agent-crash={},strand={},executor-crash={},leader-crash={},postgres-cut={},drop={},delay={}ms,partition={},duplicate={}",
+            "agent-crash={},strand={},executor-crash={},leader-crash={},postgres-cut={},postgres-blip={},postgres-slow={}ms,drop={},delay={}ms,partition={},duplicate={}",
             self.agent_crash,
             self.strand,
             self.executor_crash,
             self.leader_crash,
             self.postgres_cut,
+            self.postgres_blip,
+            self.postgres_slow.as_secs_f64() * 1000.0,
             self.drop,
             self.delay.as_secs_f64() * 1000.0,
             self.partition,
@@ -215,6 +237,10 @@ mod tests {
         let ha: ChaosSpec = "leader-crash=3,postgres-cut=1".parse().unwrap();
         assert_eq!((ha.leader_crash, ha.postgres_cut), (3, 1));
         assert_eq!(ha.to_string().parse::<ChaosSpec>().unwrap(), ha);
+        let db: ChaosSpec = "postgres-blip=3,postgres-slow=500ms".parse().unwrap();
+        assert_eq!(db.postgres_blip, 3);
+        assert_eq!(db.postgres_slow, Duration::from_millis(500));
+        assert_eq!(db.to_string().parse::<ChaosSpec>().unwrap(), db);
     }
 
     #[test]
@@ -228,6 +254,8 @@ mod tests {
             ("executor-crash=0.5", "term `executor-crash=0.5`"),
             ("leader-crash=-1", "term `leader-crash=-1`"),
             ("postgres-cut=x", "not a number of times"),
+            ("postgres-blip=0.5", "term `postgres-blip=0.5`"),
+            ("postgres-slow=5", "term `postgres-slow=5`"),
             ("drop", "term `drop`"),
             ("drop=0.1,,delay=1ms", "empty term"),
             ("drop=0.1,drop=0.2", "given twice"),

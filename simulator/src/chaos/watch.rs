@@ -47,6 +47,7 @@ fn executor_faults(chaos: &Chaos, steps: usize) -> Vec<(u64, FaultKind)> {
         ),
         ("leader-crash", spec.leader_crash, FaultKind::LeaderCrash),
         ("postgres-cut", spec.postgres_cut, FaultKind::PostgresCut),
+        ("postgres-blip", spec.postgres_blip, FaultKind::PostgresBlip),
     ]
     .into_iter()
     .flat_map(|(key, n, kind)| {
@@ -68,6 +69,54 @@ async fn inject(services: &mut Services, kind: FaultKind) -> Result<(), SimError
     }
 }
 
+/// The journal of an executor group, read directly (not through any member's relay)
+/// to compare with what the leader says.
+type GroupJournal = Option<Arc<rollover_journal_postgres::PgJournal>>;
+
+async fn group_journal(services: &Services) -> Result<GroupJournal, SimError> {
+    let Some(group) = services.group() else {
+        return Ok(None);
+    };
+    let url = group.url().to_string();
+    let journal =
+        tokio::task::spawn_blocking(move || rollover_journal_postgres::PgJournal::connect(&url))
+            .await
+            .map_err(|e| SimError::Setup(e.to_string()))?
+            .map_err(|e| SimError::Setup(format!("the group's journal: {e}")))?;
+    Ok(Some(Arc::new(journal)))
+}
+
+/// The journal is the truth: a leader may only call the rotation terminal once its
+/// journal says so, in the same state. A disagreement is described.
+async fn disagreement(
+    services: &Services,
+    journal: &GroupJournal,
+    rotation_id: &str,
+) -> Option<String> {
+    let journal = journal.clone()?;
+    let (epoch, said) = services.group()?.leader_view(rotation_id)?;
+    let id = rotation_id.to_string();
+    let meta =
+        tokio::task::spawn_blocking(move || rollover_executor::Journal::rotation(&*journal, &id))
+            .await
+            .ok()?
+            .ok()??;
+    let said_terminal = matches!(
+        said,
+        v1::RotationState::Succeeded
+            | v1::RotationState::Failed
+            | v1::RotationState::Aborted
+            | v1::RotationState::RolledBack
+    );
+    let journaled = rollover_executor::state_to_wire(meta.state);
+    (said_terminal && said != journaled).then(|| {
+        format!(
+            "the leader (epoch {epoch}) says the rotation is {said:?} while its journal says \
+             {journaled:?}"
+        )
+    })
+}
+
 /// Follow the rotation to its end through crashes; returns its outcome.
 pub async fn watch(
     services: &mut Services,
@@ -84,6 +133,9 @@ pub async fn watch(
     let mut unexplained = 0u32;
     // When the rotation was last resumed after a pause on each node.
     let mut resumed_at: HashMap<String, Instant> = HashMap::new();
+    let journal = group_journal(services).await?;
+    let mut blips = chaos.draw("postgres-blip-length");
+    let mut budget = RECONNECTS;
     'connect: loop {
         let opened = services
             .executor
@@ -95,7 +147,7 @@ pub async fn watch(
             .await;
         let mut stream = match opened {
             Ok(s) => s.into_inner(),
-            Err(e) if unexplained < RECONNECTS => {
+            Err(e) if unexplained < budget => {
                 unexplained += 1;
                 tracing::warn!(error = %e, "chaos: cannot watch the rotation; retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -110,7 +162,7 @@ pub async fn watch(
                     Some(event) => event,
                     None => continue,
                 },
-                Ok(None) | Err(_) if unexplained < RECONNECTS => {
+                Ok(None) | Err(_) if unexplained < budget => {
                     unexplained += 1;
                     tracing::warn!("chaos: the event stream broke; reconnecting");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -130,10 +182,30 @@ pub async fn watch(
                 continue;
             };
             observer.event(kind);
+            if let Some(what) = disagreement(services, &journal, rotation_id).await {
+                chaos.violation(format!("at event {}: {what}", event.sequence));
+            }
             match kind {
                 Event::StepStarted(_) | Event::StepDone(_) => {
                     step_events += 1;
                     if let Some((_, kind)) = faults.next_if(|&(p, _)| p <= step_events) {
+                        if kind == FaultKind::PostgresBlip {
+                            // Shorter than the lease: the leader may well keep leading,
+                            // and the stream with it; if it steps down, reconnecting is
+                            // explained.
+                            let length = super::within(&mut blips, super::BLIP);
+                            chaos.fault(
+                                kind,
+                                "leader",
+                                &format!(
+                                    "{} ms after step event {step_events} (sequence {last_seq})",
+                                    length.as_millis()
+                                ),
+                            );
+                            services.blip_leader(length).await?;
+                            budget += 2;
+                            continue;
+                        }
                         // Whatever the executor has in flight is cut off; nothing of
                         // the old incarnation may be held across the restart.
                         drop(stream);

@@ -5,7 +5,8 @@
 //! [`CutProxy`]. One leads and serves the API on a fresh loopback port; the
 //! simulator follows whoever leads. A chaotic run kills the leader (its lease left
 //! to expire, a new incarnation started as a follower) or cuts its database
-//! connections, and counts the changes of leader.
+//! connections (for longer than its lease, or in short blips), or slows every query
+//! down, and counts the changes of leader.
 
 pub mod proxy;
 
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::SimError;
-use proxy::{CutProxy, through, upstream_of};
+use proxy::{CutProxy, Slowness, through, upstream_of};
 
 /// Longest wait for a (new) leader.
 pub const ELECTION_DEADLINE: Duration = Duration::from_secs(60);
@@ -38,6 +39,11 @@ pub struct GroupOptions {
     pub lease: Duration,
     /// Lease renewal period.
     pub renew: Duration,
+    /// Hold everything each executor sends its database back up to this long
+    /// (`postgres-slow=D`; zero: no delay).
+    pub db_delay: Duration,
+    /// The seed of those delays.
+    pub seed: u64,
 }
 
 impl GroupOptions {
@@ -48,6 +54,8 @@ impl GroupOptions {
             executors,
             lease: Duration::from_millis(1500),
             renew: Duration::from_millis(500),
+            db_delay: Duration::ZERO,
+            seed: 0,
         }
     }
 }
@@ -170,7 +178,11 @@ impl ExecutorGroup {
             stop,
         };
         for i in 0..group.options.executors {
-            let proxy = CutProxy::start(relays.handle(), upstream)?;
+            let slow = (!group.options.db_delay.is_zero()).then_some(Slowness {
+                max: group.options.db_delay,
+                seed: group.options.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            });
+            let proxy = CutProxy::start_slow(relays.handle(), upstream, slow)?;
             let task = group.spawn_member(i, 0, proxy.addr()).await?;
             group.slots.push(Slot {
                 task,
@@ -279,6 +291,27 @@ impl ExecutorGroup {
             .proxy
             .cut(self.options.lease + 2 * self.options.renew);
         Ok(leading.epoch)
+    }
+
+    /// Drop the leader's database connections and refuse new ones for `length`
+    /// (shorter than its lease: it may keep leading). Returns its epoch.
+    pub async fn blip_leader(&self, length: Duration) -> Result<i64, SimError> {
+        let leading = self.wait_leader(None).await?;
+        self.slots[leading.member].proxy.cut(length);
+        Ok(leading.epoch)
+    }
+
+    /// The leader's view of rotation `id`, if a leader is known now: its state as
+    /// that executor's memory holds it.
+    pub fn leader_view(&self, id: &str) -> Option<(i64, rollover_proto::v1::RotationState)> {
+        let leading = self.leading.borrow().clone()?;
+        let status = leading.executor.get_rotation(id, false).ok()?;
+        Some((leading.epoch, status.state()))
+    }
+
+    /// The database the group's journal is in (this run's schema).
+    pub fn url(&self) -> &str {
+        &self.options.url
     }
 
     /// How many executors.

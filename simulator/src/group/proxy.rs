@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rollover_core::synth::SeededRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
@@ -40,10 +42,29 @@ fn is_cut(cut_until: &Mutex<Option<Instant>>) -> bool {
     until.is_some_and(|t| Instant::now() < t)
 }
 
+/// How a slow relay holds data back: each chunk the executor sends waits a time drawn
+/// in `0..=max` from a generator seeded with `seed` and the connection's number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slowness {
+    /// The longest wait.
+    pub max: Duration,
+    /// The seed of the waits.
+    pub seed: u64,
+}
+
 impl CutProxy {
     /// Listen on a fresh loopback port and relay every connection to `upstream`,
     /// on the runtime of `relays`.
     pub fn start(relays: &Handle, upstream: SocketAddr) -> Result<CutProxy, SimError> {
+        Self::start_slow(relays, upstream, None)
+    }
+
+    /// [`CutProxy::start`], holding back what the executor sends as `slow` says.
+    pub fn start_slow(
+        relays: &Handle,
+        upstream: SocketAddr,
+        slow: Option<Slowness>,
+    ) -> Result<CutProxy, SimError> {
         let bound = std::net::TcpListener::bind(("127.0.0.1", 0))?;
         bound.set_nonblocking(true)?;
         let addr = bound.local_addr()?;
@@ -56,19 +77,29 @@ impl CutProxy {
                 let Ok(listener) = TcpListener::from_std(bound) else {
                     return;
                 };
+                let mut accepted = 0u64;
                 while let Ok((client, _)) = listener.accept().await {
                     if is_cut(&cut_until) {
                         continue; // refused: dropped at once
                     }
+                    accepted += 1;
                     let mut cut = cuts.subscribe();
+                    let slow =
+                        slow.map(|s| (s.max, SeededRng::new(s.seed ^ accepted.rotate_left(32))));
                     tokio::spawn(async move {
                         let Ok(server) = TcpStream::connect(upstream).await else {
                             return;
                         };
                         let (mut client, mut server) = (client, server);
-                        tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                            _ = cut.changed() => {}
+                        match slow {
+                            None => tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = cut.changed() => {}
+                            },
+                            Some((max, rng)) => tokio::select! {
+                                _ = relay_slowly(&mut client, &mut server, max, rng) => {}
+                                _ = cut.changed() => {}
+                            },
                         }
                     });
                 }
@@ -91,6 +122,36 @@ impl CutProxy {
     pub fn cut(&self, length: Duration) {
         *self.cut_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + length);
         self.cuts.send_modify(|n| *n += 1);
+    }
+}
+
+/// Relay both ways, each chunk from `client` held back a seeded time in `0..=max`.
+async fn relay_slowly(
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    max: Duration,
+    mut rng: SeededRng,
+) {
+    let (mut from_client, mut to_client) = client.split();
+    let (mut from_server, mut to_server) = server.split();
+    let upstream = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from_client.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            tokio::time::sleep(max.mul_f64(rng.fraction())).await;
+            if to_server.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_server.shutdown().await;
+    };
+    let downstream = tokio::io::copy(&mut from_server, &mut to_client);
+    tokio::select! {
+        () = upstream => {}
+        _ = downstream => {}
     }
 }
 
@@ -138,7 +199,6 @@ pub fn through(url: &str, addr: SocketAddr) -> Result<String, SimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn urls_are_pointed_at_the_relay() {

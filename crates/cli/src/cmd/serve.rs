@@ -509,14 +509,9 @@ fn serve_executor_ha(
     serve: super::journal::HaServe,
     runtime: tokio::runtime::Runtime,
 ) -> anyhow::Result<Status> {
-    let (planner, own_creds) = (config.planner, config.own_creds);
-    let state = args.state.clone();
-    let make_config = move |_epoch: i64| {
-        let mut config = ExecutorConfig::new(&state);
-        config.planner = planner.clone();
-        config.own_creds = own_creds.clone();
-        Ok(config)
-    };
+    // Every term starts from the same configuration as a single executor's (root
+    // keys, retries, lifetimes...); the group loop fills in the journal and epoch.
+    let make_config = move |_epoch: i64| Ok(config.clone());
     eprintln!(
         "executor on {} (journal {}); planner {}",
         serve.addr,

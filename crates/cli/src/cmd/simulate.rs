@@ -55,8 +55,12 @@ With --journal postgres://user@host:port/db --executors N the executor is a grou
 executors on that database (the same group loop as `serve executor --journal`): one
 leads through the lease, the others wait. Each reaches the database through a relay of
 its own, so `leader-crash=N` (kill the leader N times; its lease expires and another
-takes over) and `postgres-cut=N` (drop the leader's database connections for longer
-than its lease) can be injected. The run is checked as a chaotic one, and the counts
+takes over), `postgres-cut=N` (drop the leader's database connections for longer
+than its lease), `postgres-blip=N` (drop them N times for 0.2 to 3 s, shorter than the
+lease: the leader keeps leading and must neither lose nor invent a transition while it
+cannot write its journal) and `postgres-slow=D` (hold everything each executor sends
+the database back up to D) can be injected; with blips or a slow database the group's
+lease is 5 s, renewed every second. The run is checked as a chaotic one, and the counts
 add the executors, the changes of leader and the late calls of deposed leaders that
 agents refused by epoch. Use an empty database: the run's rotation stays in it.
 
@@ -120,7 +124,8 @@ pub struct SimulateArgs {
     pub out: OutputArgs,
     /// Inject faults, e.g.
     /// `agent-crash=0.05,executor-crash=3,drop=0.02,delay=50ms,partition=0.01,duplicate=0.02`
-    /// (kinds: agent-crash, strand, executor-crash, drop, delay, partition, duplicate).
+    /// (kinds: agent-crash, strand, executor-crash, drop, delay, partition, duplicate;
+    /// with --journal also leader-crash, postgres-cut, postgres-blip, postgres-slow).
     #[arg(long, value_name = "SPEC", value_parser = parse_chaos)]
     pub chaos: Option<ChaosSpec>,
     /// With --chaos or --journal: run N seeded runs, from --seed on.
@@ -129,7 +134,8 @@ pub struct SimulateArgs {
     pub seeds: u64,
     /// Run a group of executors on this PostgreSQL database
     /// (`postgres://user@host:port/db`, best empty) instead of one executor on an
-    /// in-memory journal; allows `--chaos leader-crash=N,postgres-cut=N`.
+    /// in-memory journal; allows `--chaos leader-crash=N,postgres-cut=N,postgres-blip=N,
+    /// postgres-slow=D`.
     #[arg(long, value_name = "URL")]
     pub journal: Option<String>,
     /// With --journal: how many executors in the group (one leads at a time).
@@ -176,9 +182,10 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<Status> {
         .into());
     }
     if let Some(spec) = &args.chaos {
-        if args.journal.is_none() && (spec.leader_crash > 0 || spec.postgres_cut > 0) {
+        if args.journal.is_none() && spec.needs_group() {
             return Err(BadInput(
-                "--chaos leader-crash/postgres-cut need an executor group: \
+                "--chaos leader-crash/postgres-cut/postgres-blip/postgres-slow need an \
+                 executor group: \
                  --journal postgres://... --executors N"
                     .into(),
             )

@@ -22,7 +22,7 @@ mod commit;
 mod mem;
 mod redb_file;
 
-pub use commit::{AfterCommit, CommitTicket, Committer};
+pub use commit::{AfterCommit, CommitRetry, CommitTicket, Committer};
 pub use mem::MemJournal;
 pub use redb_file::RedbJournal;
 
@@ -75,6 +75,12 @@ pub enum JournalError {
     /// Another journal backend (e.g. PostgreSQL) failed.
     #[error("journal: {0}")]
     Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The backend's store could not be reached now (connection refused or dropped,
+    /// a pool or call timeout, the server shutting down): the same batch may be
+    /// committed again later. Every batch is a set of upserts, so committing one
+    /// twice (the first commit landed but its answer was lost) changes nothing.
+    #[error("journal: store unavailable: {0}")]
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// The group-commit writer thread is gone.
     #[error("journal: journal writer stopped")]
     WriterStopped,
@@ -86,12 +92,22 @@ impl JournalError {
         JournalError::Backend(Arc::new(e))
     }
 
+    /// A backend's store that cannot be reached now (see [`JournalError::Unavailable`]).
+    pub fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        JournalError::Unavailable(Arc::new(e))
+    }
+
+    /// Whether the failure is one of reaching the store, worth trying again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, JournalError::Unavailable(_))
+    }
+
     /// Whether opening failed only because the journal is still held open.
     pub fn is_already_open(&self) -> bool {
         matches!(self, JournalError::AlreadyOpen { .. })
     }
 
-    fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         JournalError::Corrupt {
             what: what.into(),
             reason: reason.to_string(),

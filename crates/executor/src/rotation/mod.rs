@@ -203,13 +203,20 @@ pub struct Rotation {
     workload_at: Vec<Option<String>>,
     agents: Vec<Option<Arc<dyn AgentApi>>>,
     events: EventLog,
-    status: Mutex<Snapshot>,
+    /// What the journal holds (its meta updated only once a commit of it is
+    /// durable): everything outside the runner reads this.
+    status: Arc<Mutex<Snapshot>>,
+    /// The runner's working copy of the meta record: changes are made here, then
+    /// journaled, and reach `status` once durable.
+    working: Mutex<RotationMeta>,
     prepared: Mutex<Option<Arc<Prepared>>>,
     attempts: [Vec<AtomicU32>; 2],
     leaves: Mutex<HashMap<String, Vec<u8>>>,
     wave_of: Vec<u32>,
     waves_total: u32,
     control: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
+    /// Set while the runner waits to resume from the journal (see `runner`).
+    stalled: std::sync::atomic::AtomicBool,
 }
 
 impl Rotation {
@@ -258,6 +265,7 @@ impl Rotation {
         let wave_of: Vec<u32> = plan.steps.iter().map(|s| s.wave).collect();
         let waves_total = plan.wave_count();
         let (live, _) = broadcast::channel(4096);
+        let working = Mutex::new(meta.clone());
         let snapshot = Snapshot {
             meta,
             steps_done: 0,
@@ -281,7 +289,8 @@ impl Rotation {
                 seq: Mutex::new(0),
                 live,
             },
-            status: Mutex::new(snapshot),
+            status: Arc::new(Mutex::new(snapshot)),
+            working,
             prepared: Mutex::new(None),
             attempts: [
                 (0..n).map(|_| AtomicU32::new(0)).collect(),
@@ -291,11 +300,13 @@ impl Rotation {
             wave_of,
             waves_total,
             control: Mutex::new(None),
+            stalled: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
     /// Set the new root's generation (once, before the rotation is journaled).
     pub fn set_generation(&self, generation: u32) {
+        self.working.lock().expect("meta lock").generation = generation;
         self.status.lock().expect("status lock").meta.generation = generation;
     }
 
@@ -304,9 +315,16 @@ impl Rotation {
         self.waves_total
     }
 
-    /// The current status.
+    /// The current status, as journaled: a state change shows here only once the
+    /// journal holds it.
     pub fn snapshot(&self) -> Snapshot {
         self.status.lock().expect("status lock").clone()
+    }
+
+    /// The runner's working meta record (ahead of [`Rotation::snapshot`] while a
+    /// change of it is being journaled).
+    pub(super) fn working_meta(&self) -> RotationMeta {
+        self.working.lock().expect("meta lock").clone()
     }
 
     /// The sequence number of the latest event.
@@ -322,6 +340,12 @@ impl Rotation {
     /// The shared context.
     pub fn ctx(&self) -> &Arc<Ctx> {
         &self.ctx
+    }
+
+    /// Whether the runner is waiting for the journal to come back before it resumes
+    /// the rotation from it.
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
     }
 
     /// Whether a runner is attached.

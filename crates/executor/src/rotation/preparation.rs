@@ -126,11 +126,11 @@ impl Rotation {
             }),
         };
         // Fresh: a control call may have changed it during the preparation.
-        if self.snapshot().meta.state == State::Pending {
+        if self.working_meta().state == State::Pending {
             ops.push(self.meta_op(|m| m.state = State::Running));
         }
         if !ops.is_empty() {
-            self.ctx.committer.commit(ops).await?;
+            self.record(ops, vec![]).wait().await?;
         }
         let leaves = journal.leaves(&self.id)?;
         self.leaves.lock().expect("leaves lock").extend(leaves);

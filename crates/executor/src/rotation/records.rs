@@ -29,10 +29,20 @@ impl Rotation {
             out.push(Arc::new(e));
         }
         let live = self.events.live.clone();
-        let after: Option<crate::journal::AfterCommit> = if out.is_empty() {
+        // The journaled view follows the journal: a meta record in the batch becomes
+        // the status only once it is durable (hooks run in commit order).
+        let meta = ops.iter().rev().find_map(|op| match op {
+            Op::Rotation(m) => Some(m.clone()),
+            _ => None,
+        });
+        let status = self.status.clone();
+        let after: Option<crate::journal::AfterCommit> = if out.is_empty() && meta.is_none() {
             None
         } else {
             Some(Box::new(move || {
+                if let Some(meta) = meta {
+                    status.lock().expect("status lock").meta = meta;
+                }
                 for e in out {
                     let _ = live.send(e);
                 }
@@ -52,11 +62,13 @@ impl Rotation {
         }
     }
 
+    /// Change the working meta record; the op that journals it (submit it with
+    /// [`Rotation::record`], which shows it in the status once durable).
     pub(super) fn meta_op(&self, f: impl FnOnce(&mut RotationMeta)) -> Op {
-        let mut status = self.status.lock().expect("status lock");
-        f(&mut status.meta);
-        status.meta.updated_ms = now_ms();
-        Op::Rotation(status.meta.clone())
+        let mut working = self.working.lock().expect("meta lock");
+        f(&mut working);
+        working.updated_ms = now_ms();
+        Op::Rotation(working.clone())
     }
 
     /// Create the rotation's records: meta, documents, and the Paused event when it
@@ -80,7 +92,7 @@ impl Rotation {
                 data: json(&self.verdict),
             },
         ];
-        let meta = self.snapshot().meta;
+        let meta = self.working_meta();
         let events = match &meta.paused_reason {
             Some(reason) => vec![Event::Paused(v1::Paused {
                 reason: reason.clone(),
@@ -89,6 +101,20 @@ impl Rotation {
         };
         ops.push(Op::Rotation(meta));
         self.record(ops, events).wait().await
+    }
+
+    /// Forget every unjournaled change and read the rotation back from the journal:
+    /// its meta record, counters and event sequence. Returns the journaled meta.
+    pub(super) fn reload(&self) -> Result<RotationMeta, JournalError> {
+        let journal = self.ctx.committer.journal();
+        let meta = journal
+            .rotation(&self.id)?
+            .ok_or_else(|| JournalError::corrupt(format!("rotation {}", self.id), "missing"))?;
+        *self.working.lock().expect("meta lock") = meta.clone();
+        self.status.lock().expect("status lock").meta = meta.clone();
+        *self.prepared.lock().expect("prepared lock") = None;
+        self.load_progress()?;
+        Ok(meta)
     }
 
     /// Restore counters and the event sequence from the journal (after a restart).

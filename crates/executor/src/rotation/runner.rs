@@ -1,8 +1,30 @@
 //! The runner loop: control calls (pause, resume, abort, rollback), the scheduler's
 //! commands spawned as tasks, their results fed back, the pause state journaled, the
 //! counters GetRotation reports, and the end of the rotation.
+//!
+//! The journal is the truth. A change of the rotation's state is journaled before it
+//! is shown or acted on, and a transition the journal cannot take (its store down for
+//! longer than the committer retries) is never decided in memory alone: the runner
+//! **stalls**, drops its in-flight work, and once the journal answers again resumes
+//! the rotation from what the journal holds, as a restarted executor would. An
+//! executor group's leader that loses its database meanwhile loses its lease, and
+//! whoever leads next resumes from the same journal.
 
 use super::*;
+
+/// Why one run of the loop ended.
+enum RunEnd {
+    /// The rotation reached a terminal state, journaled.
+    Finished,
+    /// The executor let the rotation go (its control channel closed).
+    Detached,
+    /// The journal could not take a transition: resume from it once it answers.
+    Stalled(JournalError),
+}
+
+/// The first wait before a stalled rotation is read back from the journal, and the
+/// longest.
+const STALL_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
 impl Rotation {
     /// Run the rotation until it reaches a terminal state (or its task is dropped).
@@ -13,21 +35,81 @@ impl Rotation {
         let span = tracing::info_span!("rotation", rotation_id = %self.id, ca = %self.fleet.ca);
         self.ctx.metrics.rotation_started();
         async move {
-            self.clone().run_inner(tx, rx).instrument(span).await;
-            *self.control.lock().expect("control lock") = None;
+            let (mut tx, mut rx) = (tx, rx);
+            loop {
+                let end = self
+                    .clone()
+                    .run_inner(tx, rx)
+                    .instrument(span.clone())
+                    .await;
+                *self.control.lock().expect("control lock") = None;
+                let RunEnd::Stalled(error) = end else {
+                    return;
+                };
+                self.stalled.store(true, Ordering::Relaxed);
+                self.ctx.metrics.journal_stalled();
+                let resumed = self
+                    .resume_from_journal(&error)
+                    .instrument(span.clone())
+                    .await;
+                self.stalled.store(false, Ordering::Relaxed);
+                if !resumed {
+                    return;
+                }
+                (tx, rx) = mpsc::unbounded_channel();
+                *self.control.lock().expect("control lock") = Some(tx.clone());
+            }
         }
     }
 
-    pub(super) async fn run_inner(
+    /// After a stall: wait (with backoff) until the journal answers, and read the
+    /// rotation back from it. Whether it is to run again (it is not terminal there).
+    async fn resume_from_journal(&self, error: &JournalError) -> bool {
+        tracing::error!(
+            %error,
+            "the journal cannot record the rotation's next transition: nothing is decided \
+             without it; resuming from the journal once it answers"
+        );
+        let mut wait = STALL_RETRY.0;
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(STALL_RETRY.1);
+            match self.reload() {
+                Ok(meta) if meta.state.is_terminal() => {
+                    tracing::info!(state = ?meta.state, "the journal says the rotation is over");
+                    return false;
+                }
+                Ok(meta) => {
+                    tracing::info!(state = ?meta.state, "resuming the rotation from the journal");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "the journal still cannot be read");
+                }
+            }
+        }
+    }
+
+    /// End a run with a journal error: a store that cannot be reached stalls the
+    /// rotation (resumed from the journal later); anything else fails it, if the
+    /// journal can record that.
+    async fn journal_failed(&self, e: JournalError) -> RunEnd {
+        if e.is_transient() {
+            return RunEnd::Stalled(e);
+        }
+        self.finish(State::Failed, e.to_string()).await
+    }
+
+    async fn run_inner(
         self: Arc<Self>,
         tx: mpsc::UnboundedSender<Msg>,
         mut rx: mpsc::UnboundedReceiver<Msg>,
-    ) {
+    ) -> RunEnd {
         tracing::info!(steps = self.plan.steps.len(), "rotation running");
-        let meta = self.snapshot().meta;
+        let meta = self.working_meta();
         let (fwd, undo) = match self.recorded() {
             Ok(r) => (r.fwd, r.undo),
-            Err(e) => return self.finish(State::Failed, e.to_string()).await,
+            Err(e) => return self.journal_failed(e).await,
         };
         let options = SchedOptions {
             max_concurrency: meta.options.max_concurrency as usize,
@@ -72,7 +154,7 @@ impl Rotation {
                 .await
             {
                 tasks.abort_all();
-                return self.finish(State::Failed, e.to_string()).await;
+                return self.journal_failed(e).await;
             }
             for cmd in sched.drain() {
                 self.spawn(&mut tasks, &sched, cmd, &tx);
@@ -90,9 +172,16 @@ impl Rotation {
             }
             let msg = tokio::select! {
                 prepared = &mut prepare, if preparing => {
-                    if let Err(reason) = prepared {
-                        tracing::warn!(%reason, "rotation cannot start");
-                        return self.finish(State::Failed, reason.to_string()).await;
+                    match prepared {
+                        Err(RotationError::Journal(e)) if e.is_transient() => {
+                            tasks.abort_all();
+                            return RunEnd::Stalled(e);
+                        }
+                        Err(reason) => {
+                            tracing::warn!(%reason, "rotation cannot start");
+                            return self.finish(State::Failed, reason.to_string()).await;
+                        }
+                        Ok(()) => {}
                     }
                     preparing = false;
                     sched.prepared();
@@ -100,7 +189,7 @@ impl Rotation {
                 }
                 msg = rx.recv() => match msg {
                     Some(m) => m,
-                    None => return,
+                    None => return RunEnd::Detached,
                 },
                 Some(joined) = tasks.join_next() => {
                     if let Err(e) = joined
@@ -131,7 +220,7 @@ impl Rotation {
                     maybe_applied,
                     reason,
                 } => {
-                    self.status.lock().expect("status lock").meta.error = Some(reason.clone());
+                    self.note_error(&reason);
                     sched.apply_failed(step, undo, maybe_applied, reason);
                 }
                 Msg::Probed {
@@ -168,14 +257,19 @@ impl Rotation {
                                 format!("aborted: {reason}")
                             };
                             // Answer once ABORTED is recorded, so the answer says so.
-                            self.finish(State::Aborted, reason).await;
+                            let end = self.finish(State::Aborted, reason).await;
                             let _ = reply.send(());
-                            return;
+                            return end;
                         }
                         Control::Rollback(reason) => {
                             if !sched.rolling_back() {
                                 if let Err(e) = self.begin_rollback(&reason).await {
                                     tracing::error!(error = %e, "cannot record the rollback");
+                                    if e.is_transient() {
+                                        tasks.abort_all();
+                                        let _ = reply.send(());
+                                        return RunEnd::Stalled(e);
+                                    }
                                 } else {
                                     sched.rollback();
                                     recorded_pause = None;
@@ -192,13 +286,17 @@ impl Rotation {
                         .await
                     {
                         tracing::error!(error = %e, "cannot record a pause or resume");
+                        tasks.abort_all();
+                        let _ = reply.send(());
+                        return self.journal_failed(e).await;
                     }
                     if let Some(Outcome::NothingStarted) = sched.outcome() {
                         // Answer once ROLLED_BACK is recorded, so the answer says so.
-                        self.finish(State::RolledBack, "no step had started".into())
+                        let end = self
+                            .finish(State::RolledBack, "no step had started".into())
                             .await;
                         let _ = reply.send(());
-                        return;
+                        return end;
                     }
                     if !preparing {
                         self.update_status(&sched, None, &mut wave_left, &mut counted);
@@ -207,6 +305,13 @@ impl Rotation {
                 }
             }
         }
+    }
+
+    /// The last step error, shown by GetRotation (journaled with the next change of
+    /// the meta record).
+    fn note_error(&self, reason: &str) {
+        self.working.lock().expect("meta lock").error = Some(reason.to_string());
+        self.status.lock().expect("status lock").meta.error = Some(reason.to_string());
     }
 
     /// Record a change of pause state (Paused / Resumed) before acting on it.
@@ -346,9 +451,10 @@ impl Rotation {
         }
     }
 
-    /// Reach a terminal state: journal it with the Finished event.
-    pub(super) async fn finish(&self, state: State, message: String) {
-        tracing::info!(?state, %message, "rotation finished");
+    /// Reach a terminal state: journal it with the Finished event. The rotation is
+    /// terminal (for watchers, Resume, the one-rotation check) only once that is
+    /// durable; a journal that cannot take it stalls the rotation instead.
+    async fn finish(&self, state: State, message: String) -> RunEnd {
         let now = now_ms();
         let failed = state == State::Failed;
         let op = self.meta_op(|m| {
@@ -367,11 +473,13 @@ impl Rotation {
         };
         let event = Event::Finished(v1::Finished {
             outcome: outcome as i32,
-            message,
+            message: message.clone(),
         });
         if let Err(e) = self.record(vec![op], vec![event]).wait().await {
-            tracing::error!(error = %e, "cannot journal the end of the rotation");
+            tracing::error!(error = %e, ?state, "cannot journal the end of the rotation");
+            return RunEnd::Stalled(e);
         }
+        tracing::info!(?state, %message, "rotation finished");
         let created = self.snapshot().meta.created_ms;
         let label = match state {
             State::Succeeded => "succeeded",
@@ -384,5 +492,6 @@ impl Rotation {
             .rotation_finished(label, Duration::from_millis(now.saturating_sub(created)));
         let mut status = self.status.lock().expect("status lock");
         status.steps_running = 0;
+        RunEnd::Finished
     }
 }
