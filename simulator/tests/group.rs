@@ -82,3 +82,32 @@ async fn leader_faults_need_a_group_and_a_group_has_no_single_executor_crash() {
     let e = refused.expect_err("refused").to_string();
     assert!(e.contains("leader-crash"), "{e}");
 }
+
+/// Issue 25: the leader's database dropped in short blips (shorter than its lease),
+/// or slow on every query, strands nothing: the rotation succeeds, every invariant
+/// holds, and at every event the leader calls the rotation terminal only when its
+/// journal does (a violation otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_blips_and_slow_queries_never_strand_the_rotation() {
+    let Some(url) = fresh_database("sim_group_blips") else {
+        return;
+    };
+    for (spec, seed) in [("postgres-blip=3", 1), ("postgres-slow=200ms", 2)] {
+        let outcome = run_group(&url, spec, seed).await;
+        let chaos = outcome
+            .chaos
+            .clone()
+            .expect("a group run reports its counts");
+        eprintln!("{spec} seed {seed}: {}", chaos.summary());
+        assert!(
+            chaos.violations.is_empty(),
+            "{spec}: {:?}",
+            chaos.violations
+        );
+        assert!(outcome.passed(), "{spec}: {:?}", outcome.report.outcome);
+        assert_eq!(
+            outcome.report.outcome, "succeeded: every step done",
+            "{spec}"
+        );
+    }
+}

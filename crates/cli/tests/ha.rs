@@ -492,3 +492,172 @@ fn followers_forward_over_mtls() {
         began.elapsed().as_secs_f64()
     );
 }
+
+/// A PostgreSQL cluster of this test's own (`.ci/postgres.sh start`), so that
+/// stopping it disturbs no other test; stopped and removed when dropped.
+struct OwnCluster {
+    script: PathBuf,
+    dir: String,
+    url: String,
+}
+
+impl OwnCluster {
+    /// A fresh cluster, or `None` (said loudly) where PostgreSQL cannot be started
+    /// locally; under CI=true that is a failure, not a skip.
+    fn start() -> Option<OwnCluster> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/postgres.sh");
+        let out = std::process::Command::new(&script).arg("start").output();
+        let out = match out {
+            Ok(out) if out.status.success() => out,
+            other => {
+                let why = format!("{other:?}");
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "CI=true: .ci/postgres.sh start failed: {why}"
+                );
+                eprintln!("SKIPPED: no PostgreSQL cluster of its own could be started: {why}");
+                return None;
+            }
+        };
+        let exports = text(&out.stdout);
+        let value = |name: &str| {
+            exports
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("{name} in {exports}"))
+                .to_string()
+        };
+        Some(OwnCluster {
+            script,
+            dir: value("ROLLOVER_CI_PGDIR"),
+            url: value("ROLLOVER_TEST_POSTGRES"),
+        })
+    }
+
+    /// Stop the server (its clients disconnected), wait `seconds`, start it again.
+    fn blip(&self, seconds: u32) -> std::process::Output {
+        std::process::Command::new(&self.script)
+            .args(["blip", &self.dir, &seconds.to_string()])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.script)
+            .args(["stop", &self.dir])
+            .output();
+    }
+}
+
+/// Issue 25: the database of an executor group stopped for 1 s in the middle of a
+/// rotation (every connection dropped, new ones refused) strands nothing. The leader
+/// retries its journal writes until the server is back; no executor decides the
+/// rotation without its journal; `rotate` sees it through to SUCCEEDED, both
+/// executors and the journal agree, and every agent applied each step once.
+#[test]
+fn a_one_second_database_outage_does_not_strand_the_rotation() {
+    let Some(cluster) = OwnCluster::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut fleet, root) = fleet_with_root(tmp.path());
+    fleet.children.terminate("executor");
+    let planner = flag(&fleet.executor_args, "--planner");
+    slow_gw(&mut fleet, tmp.path());
+
+    let ports = free_ports(2);
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let executor = |name: &str, addr: &str| {
+        strings(&[
+            "serve",
+            "executor",
+            "--listen",
+            addr,
+            "--planner",
+            &planner,
+            "--state",
+            tmp.path().join(name).to_str().unwrap(),
+            "--bootstrap-ca",
+            root.to_str().unwrap(),
+            "--journal",
+            &cluster.url,
+            "--lease",
+            "6",
+            "--lease-renew",
+            "1",
+        ])
+    };
+    fleet
+        .children
+        .spawn("exec-a", &executor("exec-a", &addrs[0]));
+    wait_log(&fleet.children, "exec-a", "leading with epoch 1");
+    fleet
+        .children
+        .wait_listening("exec-a", addrs[0].parse().unwrap())
+        .unwrap();
+    fleet
+        .children
+        .spawn("exec-b", &executor("exec-b", &addrs[1]));
+    let group = addrs.join(",");
+
+    let mut rotate = Background::start(&strings(&[
+        "rotate",
+        "--executor",
+        &group,
+        fleet.topology.to_str().unwrap(),
+        "--max-concurrency",
+        "1",
+    ]));
+    let first = rotate.until("accepted", |l| l.starts_with("rotation "));
+    let id = first.split_whitespace().nth(1).unwrap().to_string();
+    rotate.until("a step started", |l| {
+        l.starts_with("step ") && l.contains(" started")
+    });
+    let blip = cluster.blip(1);
+    assert!(blip.status.success(), "{}", text(&blip.stderr));
+    eprintln!("database stopped for 1 s: {}", text(&blip.stderr).trim());
+
+    let (code, out, err) = rotate.finish();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("finished: SUCCEEDED"), "{out}\n{err}");
+    let leader_log = fleet.children.log("exec-a");
+    eprintln!(
+        "the leader retried {} journal commits and stalled {} times; {}",
+        leader_log.matches("retrying the commit").count(),
+        leader_log
+            .matches("resuming from the journal once it answers")
+            .count(),
+        if leader_log.contains("leading with epoch 2")
+            || fleet
+                .children
+                .log("exec-b")
+                .contains("leading with epoch 2")
+        {
+            "the lead changed"
+        } else {
+            "exec-a kept the lead"
+        }
+    );
+    assert!(
+        !leader_log.contains("cannot journal the end of the rotation")
+            || leader_log.contains("resuming the rotation from the journal"),
+        "{leader_log}"
+    );
+
+    // Every executor and the journal say the same.
+    for addr in &addrs {
+        let out = run(
+            &strings(&["status", "--executor", addr, &id, "-f", "json"]),
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "{addr}: {}", text(&out.stderr));
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(status["state"], "succeeded", "{addr}: {status:#}");
+        assert_eq!(status["steps_done"], status["steps_total"], "{status:#}");
+    }
+    for (id, mode) in procs::NODES {
+        assert_eq!(applied_count(&fleet, id), steps_of(mode), "{id}");
+    }
+}

@@ -313,6 +313,16 @@ impl Executor {
         }
     }
 
+    /// Stop acting at once (an executor group's leader that lost its lease): every
+    /// runner stops and every rotation is let go, so that watch streams end (their
+    /// watchers reconnect to the new leader) and the API can drain. The journal keeps
+    /// everything; whoever leads next resumes from it.
+    pub fn step_down(&self) {
+        self.shutdown();
+        let dropped = std::mem::take(&mut *self.inner.rotations.lock().expect("rotations lock"));
+        drop(dropped);
+    }
+
     fn new_rotation_id(&self) -> String {
         let random = RandomState::new().hash_one(rotation::now_ms()) as u32;
         format!("r{:012x}{random:08x}", rotation::now_ms())

@@ -89,6 +89,8 @@ impl From<PgError> for rollover_executor::journal::JournalError {
     fn from(e: PgError) -> Self {
         if e.is_transient() {
             rollover_executor::journal::JournalError::unavailable(e)
+        } else if matches!(e, PgError::Deposed { .. }) {
+            rollover_executor::journal::JournalError::fenced(e)
         } else {
             rollover_executor::journal::JournalError::backend(e)
         }

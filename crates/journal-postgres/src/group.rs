@@ -121,11 +121,17 @@ impl Member {
             let until: TermEnd = {
                 let stopped = stopped();
                 let lease = self.lease.clone();
+                let leader = executor.clone();
                 Box::pin(async move {
                     let ended = tokio::select! {
                         e = lease.hold(epoch) => Ended::Lost(e),
                         () = stopped => Ended::Stopped,
                     };
+                    if let Ended::Lost(_) = ended {
+                        // Another executor may lead already: stop acting now, not once
+                        // the API has drained (a watch stream would hold it open).
+                        leader.step_down();
+                    }
                     let _ = ended_tx.send(ended);
                 })
             };

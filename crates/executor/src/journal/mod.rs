@@ -81,6 +81,10 @@ pub enum JournalError {
     /// twice (the first commit landed but its answer was lost) changes nothing.
     #[error("journal: store unavailable: {0}")]
     Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The write was fenced off: another executor of the group leads now, and this
+    /// one must stop acting (its runners stop; the new leader resumes).
+    #[error("journal: {0}")]
+    Fenced(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// The group-commit writer thread is gone.
     #[error("journal: journal writer stopped")]
     WriterStopped,
@@ -95,6 +99,11 @@ impl JournalError {
     /// A backend's store that cannot be reached now (see [`JournalError::Unavailable`]).
     pub fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         JournalError::Unavailable(Arc::new(e))
+    }
+
+    /// A write refused because another executor leads (see [`JournalError::Fenced`]).
+    pub fn fenced(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        JournalError::Fenced(Arc::new(e))
     }
 
     /// Whether the failure is one of reaching the store, worth trying again.

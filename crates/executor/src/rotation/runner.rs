@@ -91,13 +91,20 @@ impl Rotation {
     }
 
     /// End a run with a journal error: a store that cannot be reached stalls the
-    /// rotation (resumed from the journal later); anything else fails it, if the
-    /// journal can record that.
+    /// rotation (resumed from the journal later); a write fenced off by another
+    /// leader stops this runner (the leader resumes the rotation); anything else
+    /// fails it, if the journal can record that.
     async fn journal_failed(&self, e: JournalError) -> RunEnd {
-        if e.is_transient() {
-            return RunEnd::Stalled(e);
+        match e {
+            JournalError::Fenced(_) => Self::superseded(&e),
+            e if e.is_transient() => RunEnd::Stalled(e),
+            e => self.finish(State::Failed, e.to_string()).await,
         }
-        self.finish(State::Failed, e.to_string()).await
+    }
+
+    fn superseded(e: &JournalError) -> RunEnd {
+        tracing::warn!(error = %e, "another executor leads now: this one stops running the rotation");
+        RunEnd::Detached
     }
 
     async fn run_inner(
@@ -173,9 +180,11 @@ impl Rotation {
             let msg = tokio::select! {
                 prepared = &mut prepare, if preparing => {
                     match prepared {
-                        Err(RotationError::Journal(e)) if e.is_transient() => {
+                        Err(RotationError::Journal(e))
+                            if e.is_transient() || matches!(e, JournalError::Fenced(_)) =>
+                        {
                             tasks.abort_all();
-                            return RunEnd::Stalled(e);
+                            return self.journal_failed(e).await;
                         }
                         Err(reason) => {
                             tracing::warn!(%reason, "rotation cannot start");
@@ -265,10 +274,10 @@ impl Rotation {
                             if !sched.rolling_back() {
                                 if let Err(e) = self.begin_rollback(&reason).await {
                                     tracing::error!(error = %e, "cannot record the rollback");
-                                    if e.is_transient() {
+                                    if e.is_transient() || matches!(e, JournalError::Fenced(_)) {
                                         tasks.abort_all();
                                         let _ = reply.send(());
-                                        return RunEnd::Stalled(e);
+                                        return self.journal_failed(e).await;
                                     }
                                 } else {
                                     sched.rollback();
@@ -476,6 +485,9 @@ impl Rotation {
             message: message.clone(),
         });
         if let Err(e) = self.record(vec![op], vec![event]).wait().await {
+            if let JournalError::Fenced(_) = e {
+                return Self::superseded(&e);
+            }
             tracing::error!(error = %e, ?state, "cannot journal the end of the rotation");
             return RunEnd::Stalled(e);
         }
