@@ -18,7 +18,8 @@
 //! * [`forward`]: a follower of an executor group: reads from the journal, every other
 //!   call forwarded to the leader;
 //! * [`reader`]: rotations read from a journal another executor writes (a follower's
-//!   GetRotation, ListRotations and WatchRotation).
+//!   GetRotation, ListRotations and WatchRotation), its watches sharing one journal
+//!   poller per rotation (`tail`).
 //!
 //! [`Executor::open`] resumes every unfinished rotation found in the journal;
 //! [`serve`] runs the gRPC service until shutdown.
@@ -39,6 +40,7 @@ pub mod rotation;
 pub mod scheduler;
 pub mod sealed;
 pub mod service;
+mod tail;
 mod wire;
 
 use std::collections::HashMap;

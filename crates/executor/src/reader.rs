@@ -13,8 +13,10 @@
 //! plan (written once) and its probe counts (read on from the last event counted) are
 //! kept between calls.
 //!
-//! A watch replays the journal's events from the sequence asked for, then polls for new
-//! ones every [`WATCH_POLL`], and ends after the Finished event, as the leader's does.
+//! A watch replays the journal's events from the sequence asked for, then waits for new
+//! ones, and ends after the Finished event, as the leader's does. New events are looked
+//! for every [`WATCH_POLL`] by one poller per rotation shared by all its watchers
+//! ([`crate::tail`]), so the database's load does not grow with the watchers.
 //! The journal commits a rotation's events in sequence order, each batch with the
 //! records it goes with, so polling for the events after the last one sent misses
 //! none.
@@ -32,6 +34,7 @@ use crate::error::ApiError;
 use crate::journal::{DocKind, Journal, JournalError, RotationMeta};
 use crate::operations::{ListPosition, RotationPage, page_of, send_journaled};
 use crate::rotation::{ProbeTally, Snapshot, StepRecords};
+use crate::tail::Tails;
 use crate::wire::status_from;
 
 /// How often a watch served from the journal looks for new events.
@@ -55,6 +58,7 @@ struct Known {
 pub struct JournalReader {
     journal: Arc<dyn Journal>,
     known: Mutex<HashMap<String, Arc<Known>>>,
+    tails: Arc<Tails>,
 }
 
 impl std::fmt::Debug for JournalReader {
@@ -69,6 +73,7 @@ impl JournalReader {
         JournalReader {
             journal,
             known: Mutex::new(HashMap::new()),
+            tails: Arc::default(),
         }
     }
 
@@ -198,40 +203,38 @@ impl JournalReader {
         }
         let (tx, rx) = mpsc::channel(256);
         let this = self.clone();
+        let mut tail = self.tails.follow(&self.journal, &id, WATCH_POLL);
         tokio::spawn(async move {
             let mut next = from_sequence.max(1);
             loop {
                 let read = this.blocking({
                     let id = id.clone();
-                    move |r| {
-                        // The record first: its end is journaled with the Finished
-                        // event, so events read after it include that one.
-                        let meta = r.journal.rotation(&id)?;
-                        let events = r.journal.events(&id, next, 1024)?;
-                        Ok((meta.is_some_and(|m| m.state.is_terminal()), events))
-                    }
+                    move |r| Ok(r.journal.events(&id, next, 1024)?)
                 });
-                let (terminal, batch) = match read.await {
-                    Ok(read) => read,
+                let batch = match read.await {
+                    Ok(batch) => batch,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
                         return;
                     }
                 };
-                if batch.is_empty() {
-                    // Ended, and no event left to send: none will come (a Rollback
-                    // that restarts it makes the record active again first).
-                    if terminal {
+                if !batch.is_empty() {
+                    if !send_journaled(&tx, batch, &mut next).await {
                         return;
-                    }
-                    tokio::select! {
-                        () = tx.closed() => return,
-                        () = tokio::time::sleep(WATCH_POLL) => {}
                     }
                     continue;
                 }
-                if !send_journaled(&tx, batch, &mut next).await {
-                    return;
+                // Caught up: wait for the shared poller to see an event for us, or
+                // the end (a Rollback that restarts it makes the record active
+                // again first).
+                let seen = tokio::select! {
+                    () = tx.closed() => return,
+                    seen = tail.wait_for(|t| t.last_sequence >= next || t.terminal) => seen,
+                };
+                match seen.map(|t| *t) {
+                    Ok(t) if t.last_sequence >= next => {}
+                    // Ended, and no event left to send: none will come.
+                    Ok(_) | Err(_) => return,
                 }
             }
         });
@@ -280,17 +283,33 @@ mod tests {
     use futures::StreamExt;
     use rollover_proto::v1::rotation_event::Event;
 
-    /// A journal the reader may read and must never write.
-    struct ReadOnly(Arc<MemJournal>);
+    /// A journal the reader may read and must never write; it counts the reads.
+    struct ReadOnly(Arc<MemJournal>, std::sync::atomic::AtomicU64);
+
+    impl ReadOnly {
+        fn new(journal: Arc<MemJournal>) -> ReadOnly {
+            ReadOnly(journal, std::sync::atomic::AtomicU64::new(0))
+        }
+
+        fn reads(&self) -> u64 {
+            self.1.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn count(&self) {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 
     impl Journal for ReadOnly {
         fn commit(&self, _: &[Op]) -> Result<(), JournalError> {
             panic!("the reader wrote to the journal");
         }
         fn rotations(&self) -> Result<Vec<RotationMeta>, JournalError> {
+            self.count();
             self.0.rotations()
         }
         fn rotation(&self, id: &str) -> Result<Option<RotationMeta>, JournalError> {
+            self.count();
             self.0.rotation(id)
         }
         fn document(&self, id: &str, kind: DocKind) -> Result<Option<Vec<u8>>, JournalError> {
@@ -308,9 +327,11 @@ mod tests {
             from: u64,
             limit: usize,
         ) -> Result<Vec<(u64, Vec<u8>)>, JournalError> {
+            self.count();
             self.0.events(id, from, limit)
         }
         fn last_sequence(&self, id: &str) -> Result<u64, JournalError> {
+            self.count();
             self.0.last_sequence(id)
         }
         fn identity(&self) -> Result<Option<Vec<u8>>, JournalError> {
@@ -359,7 +380,7 @@ mod tests {
         let mut config = ExecutorConfig::new(dir.path());
         config.journal = Some(journal.clone());
         let executor = Executor::open(config).unwrap();
-        let reader = Arc::new(JournalReader::new(Arc::new(ReadOnly(journal))));
+        let reader = Arc::new(JournalReader::new(Arc::new(ReadOnly::new(journal))));
 
         let id = executor
             .start_rotation(start_request(&topology))
@@ -432,6 +453,67 @@ mod tests {
             reader.watch("nope", 0).await,
             Err(ApiError::NotFound(_))
         ));
+        executor.shutdown();
+    }
+
+    /// 1,000 watchers of a paused rotation on one follower: once they have caught up,
+    /// the journal is read by one poller (two reads per poll period), not by each of
+    /// them; on Resume every watcher still sees the rotation to its end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watchers_of_one_rotation_share_one_poller() {
+        const WATCHERS: usize = 1000;
+        let topology = instant_fleet::start(8).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(MemJournal::default());
+        let mut config = ExecutorConfig::new(dir.path());
+        config.journal = Some(journal.clone());
+        let executor = Executor::open(config).unwrap();
+        let counted = Arc::new(ReadOnly::new(journal));
+        let reader = Arc::new(JournalReader::new(counted.clone()));
+        let id = executor
+            .start_rotation(start_request(&topology))
+            .await
+            .unwrap()
+            .rotation_id;
+        executor
+            .control(&id, Control::Pause("hold on".into()))
+            .await
+            .unwrap();
+        let mut streams = Vec::new();
+        for _ in 0..WATCHERS {
+            let mut events = reader.watch(&id, 0).await.unwrap();
+            while let Some(event) = events.next().await {
+                if matches!(event.unwrap().event, Some(Event::Paused(_))) {
+                    break;
+                }
+            }
+            streams.push(events);
+        }
+        // Caught up: count the reads over a number of poll periods.
+        let periods = 6u32;
+        let before = counted.reads();
+        tokio::time::sleep(WATCH_POLL * periods).await;
+        let reads = counted.reads() - before;
+        eprintln!(
+            "{WATCHERS} watchers of a paused rotation: {reads} journal reads in {periods} poll \
+             periods ({:.1}/s)",
+            reads as f64 / (WATCH_POLL * periods).as_secs_f64()
+        );
+        assert!(
+            reads <= 2 * u64::from(periods + 2),
+            "{reads} reads in {periods} periods: the watchers poll on their own"
+        );
+        executor.control(&id, Control::Resume).await.unwrap();
+        let ends = futures::future::join_all(streams.into_iter().map(|s| async move {
+            let all: Vec<_> = s.collect().await;
+            all.last()
+                .and_then(|e| e.as_ref().ok())
+                .is_some_and(|e| matches!(e.event, Some(Event::Finished(_))))
+        }));
+        let ends = tokio::time::timeout(std::time::Duration::from_secs(60), ends)
+            .await
+            .expect("every watcher reaches the end");
+        assert!(ends.iter().all(|&finished| finished));
         executor.shutdown();
     }
 }
