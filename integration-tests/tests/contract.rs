@@ -195,7 +195,12 @@ async fn every_method(
     ]
 }
 
-const READS: [&str; 3] = ["WatchRotation", "GetRotation", "ListRotations"];
+const READS: [&str; 4] = [
+    "WatchRotation",
+    "GetRotation",
+    "ListRotations",
+    "CheckFleet",
+];
 
 #[test]
 fn operators_steer_readers_read_strangers_nothing() {

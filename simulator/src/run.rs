@@ -257,6 +257,7 @@ async fn rotate(
             strategy: v1::Strategy::from(options.strategy) as i32,
             start_node: options.start.clone(),
             observe_only: true,
+            skip_agent_checks: false,
         }),
         request_id: String::new(),
     };

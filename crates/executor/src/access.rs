@@ -22,10 +22,11 @@ use tonic::{Request, Status};
 /// What a method needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Read rotations: GetRotation, ListRotations, WatchRotation.
+    /// Read rotations: GetRotation, ListRotations, WatchRotation; pre-flight a fleet
+    /// (CheckFleet, which changes nothing).
     Reader,
-    /// Start and steer rotations: StartRotation, Pause, Resume, Abort, Rollback,
-    /// CheckFleet (and everything a reader may).
+    /// Start and steer rotations: StartRotation, Pause, Resume, Abort, Rollback
+    /// (and everything a reader may).
     Operator,
 }
 

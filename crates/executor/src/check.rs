@@ -151,6 +151,49 @@ impl Executor {
         })
     }
 
+    /// StartRotation's own pre-flight: refuse (FAILED_PRECONDITION) a fleet whose
+    /// reachable agents contradict the topology (mode, chains, identity), are
+    /// mid-rotation or on different roots: the problems CheckFleet reports, found by
+    /// the same code. Unreachable agents are not refused here: the rotation's
+    /// preparation waits for them with retries.
+    pub(crate) async fn refuse_mismatched_agents(
+        &self,
+        topology: &Topology,
+        fleet: &Fleet,
+    ) -> Result<(), ApiError> {
+        let (mut problems, mut notes) = (Vec::new(), Vec::new());
+        self.check_agents(topology, fleet, &mut problems, &mut notes)
+            .await;
+        problems.retain(|p| {
+            !matches!(
+                Kind::try_from(p.kind),
+                Ok(Kind::Unreachable | Kind::MissingAddress)
+            )
+        });
+        if problems.is_empty() {
+            return Ok(());
+        }
+        const SHOWN: usize = 5;
+        let mut message = format!(
+            "the agents do not match the topology ({} problem(s)): ",
+            problems.len()
+        );
+        let shown: Vec<&str> = problems
+            .iter()
+            .take(SHOWN)
+            .map(|p| p.message.as_str())
+            .collect();
+        message.push_str(&shown.join("; "));
+        if problems.len() > SHOWN {
+            message.push_str(&format!("; and {} more", problems.len() - SHOWN));
+        }
+        message.push_str(
+            " (CheckFleet lists them all; options.skip_agent_checks starts anyway, \
+             journaled)",
+        );
+        Err(ApiError::Refused(message))
+    }
+
     async fn check_planner(
         &self,
         topology: &Topology,

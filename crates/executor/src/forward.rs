@@ -225,7 +225,7 @@ impl ExecutorApi for Forwarder {
         &self,
         request: Request<v1::CheckFleetRequest>,
     ) -> Result<Response<v1::CheckFleetResponse>, Status> {
-        self.access.check(&request, "CheckFleet", Role::Operator)?;
+        self.access.check(&request, "CheckFleet", Role::Reader)?;
         self.leader_for(&request)
             .await?
             .check_fleet(forwarded(request.into_inner()))

@@ -213,6 +213,16 @@ impl Executor {
         if !verdict.safe {
             tracing::warn!("running an unsafe plan in observe-only mode (simulation)");
         }
+        // Whoever calls: the executor compares the agents with the topology itself
+        // (what CheckFleet does), unless told by name not to. Observe-only runs
+        // (simulations) watch what happens instead of refusing.
+        if options.skip_agent_checks {
+            tracing::warn!(
+                "starting without comparing the agents with the topology (skip_agent_checks)"
+            );
+        } else if !options.observe_only {
+            self.refuse_mismatched_agents(&topology, &fleet).await?;
+        }
         let now = now_ms();
         let meta = RotationMeta {
             id: self.new_rotation_id(),
@@ -228,6 +238,7 @@ impl Executor {
                 strategy: (!given).then(|| strategy.as_str().to_string()),
                 start_node: options.start_node.clone(),
                 observe_only: options.observe_only,
+                skip_agent_checks: options.skip_agent_checks,
             },
             // Given under the admission lock.
             generation: 0,

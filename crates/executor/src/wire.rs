@@ -42,6 +42,7 @@ fn options_to_wire(o: &StoredOptions) -> v1::RotationOptions {
         strategy: strategy as i32,
         start_node: o.start_node.clone(),
         observe_only: o.observe_only,
+        skip_agent_checks: o.skip_agent_checks,
     }
 }
 

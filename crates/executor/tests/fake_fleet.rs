@@ -749,3 +749,51 @@ async fn a_deposed_leader_refused_by_epoch_stops_without_retrying() {
         0
     );
 }
+
+/// Issue 25: StartRotation compares the agents with the topology itself, whoever
+/// calls it (not only `rotate`'s CheckFleet): an exporting agent under a node the
+/// topology declares `identity: multi` is refused, naming the node and the fix; the
+/// refusal can be skipped only by name (`skip_agent_checks`), which the status shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_rotation_refuses_agents_that_contradict_the_topology() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(12, 5);
+    let world = World::new(&topology);
+    let exporter = topology
+        .nodes
+        .iter()
+        .find(|n| n.identity == rollover_core::Identity::Multi && n.id != "@executor")
+        .expect("a multi-identity node")
+        .id
+        .clone();
+    world.exporting.lock().unwrap().insert(exporter.clone());
+    let executor = Executor::open(
+        config(dir.path(), &world)
+            .planner_url(&planner().await)
+            .unwrap(),
+    )
+    .unwrap();
+    let refused = executor
+        .start_rotation(request(&topology, false, 4))
+        .await
+        .expect_err("refused");
+    let status = tonic::Status::from(refused);
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains(&format!("`{exporter}`"))
+            && status.message().contains("identity: single"),
+        "names the node and the fix: {}",
+        status.message()
+    );
+    assert!(executor.list_rotations(false).is_empty(), "nothing started");
+
+    let mut skipping = request(&topology, false, 4);
+    skipping.options.as_mut().unwrap().skip_agent_checks = true;
+    let id = executor.start_rotation(skipping).await.unwrap().rotation_id;
+    let status = executor.get_rotation(&id, false).unwrap();
+    assert!(
+        status.options.unwrap().skip_agent_checks,
+        "journaled and shown"
+    );
+    wait_for(&executor, &id, &[S::Succeeded, S::Failed, S::Paused]).await;
+}

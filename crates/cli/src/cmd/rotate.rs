@@ -211,6 +211,8 @@ async fn rotate(
                 RotateStrategy::Bridge => v1::Strategy::Bridge,
             } as i32,
             start_node: args.start.clone(),
+            // --no-check skips the executor's own comparison too, by name.
+            skip_agent_checks: args.no_check,
             ..v1::RotationOptions::default()
         }),
         request_id: String::new(),

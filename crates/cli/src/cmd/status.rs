@@ -177,6 +177,9 @@ fn options_text(options: Option<&v1::RotationOptions>) -> String {
     if o.dry_run {
         parts.push("dry run".into());
     }
+    if o.skip_agent_checks {
+        parts.push("agent checks skipped".into());
+    }
     parts.join(", ")
 }
 
@@ -282,6 +285,7 @@ pub fn status_json(s: &v1::RotationStatus) -> Value {
             "max_concurrency": o.max_concurrency,
             "probe": o.probe,
             "dry_run": o.dry_run,
+            "skip_agent_checks": o.skip_agent_checks,
         })),
     })
 }

@@ -178,6 +178,9 @@ pub struct StoredOptions {
     /// Never hold or pause on failed probes (simulations only).
     #[serde(default)]
     pub observe_only: bool,
+    /// Started without comparing the agents with the topology (asked for by name).
+    #[serde(default)]
+    pub skip_agent_checks: bool,
 }
 
 /// The small, often rewritten part of a rotation's record.

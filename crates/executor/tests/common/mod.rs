@@ -41,6 +41,8 @@ pub struct World {
     /// ApplySteps with a lower leader epoch are refused as a real agent refuses a
     /// deposed leader's (ABORTED "stale leader").
     pub newest_epoch: AtomicU64,
+    /// Nodes whose agent says it exports one identity (`--export`).
+    pub exporting: Mutex<HashSet<String>>,
 }
 
 impl World {
@@ -58,6 +60,7 @@ impl World {
             lose_answer_once: Mutex::new(HashSet::new()),
             delay: Mutex::new(Duration::ZERO),
             csr_keys: Mutex::new(HashMap::new()),
+            exporting: Mutex::new(HashSet::new()),
             csr_generations: Mutex::new(Vec::new()),
             fencing: Mutex::new(Vec::new()),
             newest_epoch: AtomicU64::new(0),
@@ -140,9 +143,15 @@ impl AgentApi for FakeAgent {
                 Mode::Atomic => v1::NodeMode::Atomic,
             };
             let id = self.world.fleet.id(self.node);
+            let identity = if self.world.exporting.lock().unwrap().contains(id) {
+                v1::NodeIdentity::Single
+            } else {
+                v1::NodeIdentity::Unspecified
+            };
             Ok(v1::AgentState {
                 node_id: id.to_string(),
                 mode: mode as i32,
+                identity: identity as i32,
                 client_roots: vec!["old-root".into()],
                 server_roots: vec!["old-root".into()],
                 applied_step_count: self.world.applied[self.node as usize].load(Ordering::SeqCst),
