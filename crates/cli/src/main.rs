@@ -160,7 +160,8 @@ fn main() -> ExitCode {
     match cli.command.run() {
         Ok(status) => status.into(),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Errors quote input and servers' messages: escaped, and so on one line.
+            eprintln!("error: {}", output::escape(&format!("{err:#}")));
             Status::of_error(&err).into()
         }
     }

@@ -1,6 +1,8 @@
-//! Writing a command's result to standard output or to a file (`-o FILE`), and the
-//! `-f/--format`, `-o/--output` flags every reporting command shares.
+//! Writing a command's result to standard output or to a file (`-o FILE`), the
+//! `-f/--format`, `-o/--output` flags every reporting command shares, and [`escape`],
+//! which every human-readable printer passes text from input or from a server through.
 
+use std::borrow::Cow;
 use std::io::{ErrorKind, Write};
 use std::path::Path;
 
@@ -24,6 +26,28 @@ pub fn write(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Text that came from input or from a server (node ids, CA names, reasons, error
+/// messages), made safe to print to a terminal: every character a terminal or viewer
+/// would act on (C0 and C1 controls, DEL, line separators, bidi overrides: see
+/// [`rollover_core::ids::unprintable`]) is written as its Rust escape (`\n`, `\u{1b}`),
+/// so a reason cannot move the cursor, retitle the window or forge a line. Printable
+/// Unicode is left alone. JSON output needs none of this: serde escapes it.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    use rollover_core::ids::unprintable;
+    if !text.chars().any(unprintable) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unprintable(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `-f/--format` of every command that reports something (`plan` has more formats).
@@ -103,5 +127,23 @@ impl Sink {
         {
             tracing::warn!(error = %e, "cannot write the output");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_what_a_terminal_acts_on_and_nothing_else() {
+        assert!(matches!(escape("gw -> méter-7 节点"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape("a\u{1b}]0;title\u{7}b\r\nc\td"),
+            "a\\u{1b}]0;title\\u{7}b\\r\\nc\\td"
+        );
+        assert_eq!(escape("x\u{9b}2J\u{7f}"), "x\\u{9b}2J\\u{7f}");
+        assert_eq!(escape("abc\u{202e}fed"), "abc\\u{202e}fed");
+        // Quotes and backslashes are printable: left as they are.
+        assert_eq!(escape(r#"say "hi" \o/"#), r#"say "hi" \o/"#);
     }
 }

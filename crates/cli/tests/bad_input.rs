@@ -149,6 +149,63 @@ fn empty_id() {
     assert!(err.contains("empty"), "{err}");
 }
 
+/// The node id rule (MODEL §7): a megabyte id, an id holding a terminal escape or a
+/// newline, a 254-byte id are refused at their line and field, quickly (the length is
+/// checked before anything else, and before planning), and the one line of stderr
+/// neither repeats the id nor holds a control character. A 253-byte id is planned.
+#[test]
+fn unprintable_and_overlong_node_ids() {
+    let huge = "x".repeat(1 << 20);
+    let cases = [
+        (
+            "id_1mb",
+            format!("ca: r\nnodes:\n  - {{id: a}}\n  - {{id: {huge}}}\n"),
+            4,
+            "field `nodes[1].id`",
+            "at most 253 bytes, this one has 1048576",
+        ),
+        (
+            "id_osc",
+            "ca: r\nnodes:\n  - {id: \"a\\e]0;title\\a\"}\n".to_string(),
+            3,
+            "field `nodes[0].id`",
+            "U+001B",
+        ),
+        (
+            "id_newline",
+            "ca: r\nlinks:\n  - {client: a, server: \"b\\nc\"}\n".to_string(),
+            3,
+            "field `links[0].server`",
+            "U+000A",
+        ),
+        (
+            "id_254",
+            format!("ca: r\nnodes:\n  - {{id: {}}}\n", "y".repeat(254)),
+            3,
+            "field `nodes[0].id`",
+            "at most 253 bytes, this one has 254",
+        ),
+    ];
+    for (test, topology, line, field, says) in cases {
+        let started = std::time::Instant::now();
+        let err = bad_topology(test, &topology, line, field);
+        let took = started.elapsed();
+        assert!(err.contains(says), "{err}");
+        assert!(!err.contains("title") && !err.contains("yyyy"), "{err}");
+        assert!(!err.trim_end().contains(char::is_control), "{err:?}");
+        // The process, YAML parse included, in well under a second (about 20 ms for
+        // the megabyte id on a quiet machine): generous, for a shared CI box.
+        assert!(took < std::time::Duration::from_secs(2), "{test}: {took:?}");
+    }
+    let t = scratch(
+        "id_253",
+        "topology.yaml",
+        &format!("ca: r\nnodes:\n  - {{id: {}}}\n", "z".repeat(253)),
+    );
+    let run = rollover(&["plan", &t]);
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
 /// YAML reads a plain `12` or `true` as a number or a boolean: refused as in JSON,
 /// naming the line, rather than planned as the text "12".
 #[test]
@@ -257,6 +314,18 @@ fn plan_step_with_unknown_node() {
     );
     let err = bad_plan("unknown_node", &plan, 4, "field `steps[1].node`");
     assert!(err.contains("`x`"), "{err}");
+}
+
+/// A plan's step nodes follow the id rule too, at their line and field.
+#[test]
+fn plan_step_with_an_unprintable_node() {
+    let plan = PLAN.replacen(
+        r#""node": "m", "action": "switch""#,
+        r#""node": "m\u001b[2J", "action": "switch""#,
+        1,
+    );
+    let err = bad_plan("unprintable_node", &plan, 4, "field `steps[1].node`");
+    assert!(err.contains("U+001B"), "{err}");
 }
 
 #[test]

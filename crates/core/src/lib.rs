@@ -1,6 +1,7 @@
 //! Sans-IO core of rollover: the model of `docs/MODEL.md` (cited below as MODEL §N).
 //!
 //! * [`topology`] and [`fleet`]: the link graph and its rotated part (MODEL §6, §7);
+//! * [`ids`]: the one rule for node ids, wherever they enter (MODEL §7);
 //! * [`state`]: node state, the handshake rule, modes and steps (MODEL §2, §3, §11, §12);
 //! * [`planner`]: the safe, fewest-waves order and the claim's literal order (§4, §5, §9);
 //! * [`plan`] and [`order`]: the plan file and its checked partial order (§8);
@@ -11,6 +12,7 @@
 
 pub mod error;
 pub mod fleet;
+pub mod ids;
 pub mod order;
 pub mod plan;
 pub mod planner;
@@ -23,6 +25,7 @@ pub mod verifier;
 
 pub use error::{CoreError, InputError};
 pub use fleet::{Fleet, Link, NodeIx};
+pub use ids::{BadId, MAX_NODE_ID_BYTES, check_node_id};
 pub use order::PlanOrder;
 pub use plan::{Disruption, Figures, PLAN_FORMAT, Plan, Step};
 pub use planner::{PlanOptions, Strategy, linearize, plan, plan_bridge, plan_naive, plan_waves};

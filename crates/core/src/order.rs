@@ -40,6 +40,9 @@ impl PlanOrder {
     /// source, used to place errors (pass a document with empty text when there is none).
     pub fn resolve(plan: &Plan, fleet: &Fleet, doc: &Document<'_>) -> Result<PlanOrder, CoreError> {
         use PathPart::{Index, Key};
+        // Again here, for plans that were built in memory rather than parsed: the
+        // messages below quote node ids.
+        plan.check_ids(doc)?;
         if plan.ca != fleet.ca {
             return Err(doc.error_in(
                 &[Key("ca")],

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
+use crate::ids::check_node_id;
 use crate::source::Document;
 use crate::state::Action;
 
@@ -110,7 +111,26 @@ impl Plan {
                 format!("expected `{PLAN_FORMAT}`, found `{}`", plan.format),
             ));
         }
+        plan.check_ids(doc)?;
         Ok(plan)
+    }
+
+    /// Every node id the plan names (steps, disruptions) against the id rule of
+    /// [`crate::ids`], before any consistency check reads or quotes them. Plans may name
+    /// `@executor`, so the topology's reserved-`@` rule does not apply.
+    pub fn check_ids(&self, doc: &Document<'_>) -> Result<(), CoreError> {
+        use crate::source::PathPart::{Index, Key};
+        let check = |path: &[crate::source::PathPart<'_>], id: &str| {
+            check_node_id(id).map_err(|bad| doc.error_in(path, bad.to_string()))
+        };
+        for (i, step) in self.steps.iter().enumerate() {
+            check(&[Key("steps"), Index(i), Key("node")], &step.node)?;
+        }
+        for (i, d) in self.disruptions.iter().enumerate() {
+            check(&[Key("disruptions"), Index(i), Key("client")], &d.client)?;
+            check(&[Key("disruptions"), Index(i), Key("server")], &d.server)?;
+        }
+        Ok(())
     }
 
     /// The number of waves in the schedule written in the plan.
@@ -159,6 +179,35 @@ disruptions:
         let plan = Plan::parse("p.yaml", &yaml("\"7\"", "'12'", "\"true\"")).unwrap();
         assert_eq!((plan.ca.as_str(), plan.steps[0].node.as_str()), ("7", "12"));
         assert_eq!(plan.disruptions[0].client, "true");
+    }
+
+    /// Step nodes and disruption ends follow the id rule, at their line and field.
+    #[test]
+    fn unprintable_and_overlong_node_ids_are_refused() {
+        let long = "m".repeat(254);
+        for (text, line, field, says) in [
+            (
+                yaml("r", "\"a\\e]0;t\\a\"", "b"),
+                4,
+                "steps[0].node",
+                "U+001B",
+            ),
+            (
+                yaml("r", "a", "\"b\\rc\""),
+                7,
+                "disruptions[0].client",
+                "U+000D",
+            ),
+            (yaml("r", &long, "b"), 4, "steps[0].node", "at most 253"),
+        ] {
+            let e = match Plan::parse("p.yaml", &text) {
+                Ok(p) => panic!("accepted {text}: {p:?}"),
+                Err(e) => e.as_input().expect("an input error").clone(),
+            };
+            assert_eq!((e.line, e.field.as_str()), (Some(line), field), "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
+        assert!(Plan::parse("p.yaml", &yaml("r", "\"@executor\"", "b")).is_ok());
     }
 
     /// YAML types a plain `7`, `12` or `true` as a number or a boolean: refused as JSON

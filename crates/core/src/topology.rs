@@ -6,6 +6,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
+use crate::ids::check_node_id;
 use crate::source::{Document, PathPart};
 use crate::state::{Identity, Mode, Profile};
 
@@ -35,7 +36,7 @@ pub struct Topology {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
-    /// Unique, non-empty id.
+    /// Unique id, valid by [`crate::ids::check_node_id`] and not starting with `@`.
     #[serde(deserialize_with = "crate::source::string_only")]
     pub id: String,
     /// How many roots the node can hold.
@@ -245,10 +246,9 @@ pub fn check_host_port(text: &str) -> Result<(), CoreError> {
     }
 }
 
+/// The node id rule of [`crate::ids`], plus the topology's own: `@` ids are reserved.
 fn check_id(doc: &Document<'_>, at: &[PathPart<'_>], id: &str) -> Result<(), CoreError> {
-    if id.trim().is_empty() {
-        return Err(doc.error_in(at, "a node id must not be empty"));
-    }
+    check_node_id(id).map_err(|bad| doc.error_in(at, bad.to_string()))?;
     if id.starts_with('@') {
         return Err(doc.error_in(
             at,
@@ -333,6 +333,43 @@ mod tests {
         );
         assert_eq!((e.line, e.field.as_str()), (Some(4), "nodes[1].id"), "{e}");
         assert!(e.message.contains("empty"), "{e}");
+    }
+
+    /// The id rule of [`crate::ids`] is applied to node ids and to both ends of a link,
+    /// naming the line and the field, and the message does not repeat the bad id.
+    #[test]
+    fn unprintable_and_overlong_ids_name_their_line() {
+        let long = "a".repeat(254);
+        for (text, line, field, says) in [
+            (
+                "ca: r\nnodes:\n  - {id: a}\n  - {id: \"b\\e]0;title\\a\"}\n".to_string(),
+                4,
+                "nodes[1].id",
+                "U+001B",
+            ),
+            (
+                "ca: r\nlinks:\n  - {client: \"a\\nb\", server: c}\n".to_string(),
+                3,
+                "links[0].client",
+                "U+000A",
+            ),
+            (
+                format!("ca: r\nlinks:\n  - {{client: a, server: {long}}}\n"),
+                3,
+                "links[0].server",
+                "at most 253 bytes",
+            ),
+        ] {
+            let e = err("t.yaml", &text);
+            assert_eq!((e.line, e.field.as_str()), (Some(line), field), "{e}");
+            assert!(e.message.contains(says), "{e}");
+            assert!(
+                !e.message.contains("title") && !e.message.contains(&long),
+                "{e}"
+            );
+        }
+        let ok = format!("ca: r\nnodes:\n  - {{id: {}}}\n", "a".repeat(253));
+        assert!(Topology::parse("t.yaml", &ok).is_ok());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! * core -> wire is infallible (`From`, for values and references);
 //! * wire -> core is fallible (`TryFrom`): an enum left UNSPECIFIED where it has no
-//!   meaning, an enum value this build does not know, or a malformed witness is a
+//!   meaning, an enum value this build does not know, a node id core refuses
+//!   ([`rollover_core::check_node_id`]), or a malformed witness is a
 //!   [`ConvertError`] naming the field (e.g. `steps[3].action: unspecified`);
 //! * [`topology_from_source`] and [`plan_from_source`] take what a request carries,
 //!   either a structured message or a raw [`v1::Document`], and return a checked core
@@ -96,6 +97,13 @@ fn join_path(parent: &str, child: &str) -> String {
 
 fn indexed(name: &str, i: usize) -> String {
     format!("{name}[{i}]")
+}
+
+/// Core's node id rule as a conversion error (call [`ConvertError::within`] to name
+/// the field). Checked while converting, so a bad id is refused before anything reads
+/// it, whoever converts.
+fn node_id(id: &str) -> Result<(), ConvertError> {
+    rollover_core::check_node_id(id).map_err(|bad| ConvertError::new("", bad.to_string()))
 }
 
 /// Why a topology or plan carried by a request was rejected: the message does not
@@ -299,6 +307,7 @@ impl TryFrom<v1::Node> for NodeSpec {
             Ok(v1::NodeIdentity::Single) => Identity::Single,
             Err(_) => return Err(ConvertError::unknown_enum("identity", n.identity)),
         };
+        node_id(&n.id).map_err(|e| e.within("id"))?;
         Ok(NodeSpec {
             mode: topology_mode_from_i32(n.mode).map_err(|e| e.within("mode"))?,
             id: n.id,
@@ -320,13 +329,16 @@ impl From<&LinkSpec> for v1::Link {
     }
 }
 
-impl From<v1::Link> for LinkSpec {
-    fn from(l: v1::Link) -> Self {
-        LinkSpec {
+impl TryFrom<v1::Link> for LinkSpec {
+    type Error = ConvertError;
+    fn try_from(l: v1::Link) -> Result<Self, ConvertError> {
+        node_id(&l.client).map_err(|e| e.within("client"))?;
+        node_id(&l.server).map_err(|e| e.within("server"))?;
+        Ok(LinkSpec {
             client: l.client,
             server: l.server,
             ca: l.ca,
-        }
+        })
     }
 }
 
@@ -359,8 +371,9 @@ impl From<Topology> for v1::Topology {
     }
 }
 
-/// Converts field by field; it does not check ids (duplicates, empty, reserved): use
-/// [`topology_from_source`] or [`Topology::check`] for that.
+/// Converts field by field, refusing ids that break core's id rule
+/// ([`rollover_core::check_node_id`]); it does not check duplicates or reserved ids:
+/// use [`topology_from_source`] or [`Topology::check`] for that.
 impl TryFrom<v1::Topology> for Topology {
     type Error = ConvertError;
     fn try_from(t: v1::Topology) -> Result<Self, ConvertError> {
@@ -373,7 +386,12 @@ impl TryFrom<v1::Topology> for Topology {
         Ok(Topology {
             ca: t.ca,
             nodes,
-            links: t.links.into_iter().map(LinkSpec::from).collect(),
+            links: t
+                .links
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| LinkSpec::try_from(l).map_err(|e| e.within(&indexed("links", i))))
+                .collect::<Result<_, _>>()?,
             control: t.control.map(Control::from),
         })
     }
@@ -397,6 +415,7 @@ impl From<&Step> for v1::Step {
 impl TryFrom<v1::Step> for Step {
     type Error = ConvertError;
     fn try_from(s: v1::Step) -> Result<Self, ConvertError> {
+        node_id(&s.node).map_err(|e| e.within("node"))?;
         Ok(Step {
             action: action_from_i32(s.action).map_err(|e| e.within("action"))?,
             id: s.id,
@@ -417,13 +436,16 @@ impl From<&Disruption> for v1::Disruption {
     }
 }
 
-impl From<v1::Disruption> for Disruption {
-    fn from(d: v1::Disruption) -> Self {
-        Disruption {
+impl TryFrom<v1::Disruption> for Disruption {
+    type Error = ConvertError;
+    fn try_from(d: v1::Disruption) -> Result<Self, ConvertError> {
+        node_id(&d.client).map_err(|e| e.within("client"))?;
+        node_id(&d.server).map_err(|e| e.within("server"))?;
+        Ok(Disruption {
             client: d.client,
             server: d.server,
             reason: d.reason,
-        }
+        })
     }
 }
 
@@ -463,7 +485,14 @@ impl TryFrom<v1::Plan> for Plan {
             strategy: p.strategy,
             cycle_breaking: p.cycle_breaking,
             steps,
-            disruptions: p.disruptions.into_iter().map(Disruption::from).collect(),
+            disruptions: p
+                .disruptions
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    Disruption::try_from(d).map_err(|e| e.within(&indexed("disruptions", i)))
+                })
+                .collect::<Result<_, _>>()?,
             // Informative figures are not part of the wire plan.
             comparison: Vec::new(),
         })

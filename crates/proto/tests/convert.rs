@@ -393,3 +393,48 @@ fn malformed_plans_and_verdicts_name_the_field() {
         "broken[0].steps[1].action: unspecified"
     );
 }
+
+/// Core's node id rule holds on the wire too: a structured topology's node ids and
+/// link ends, and a structured plan's step nodes and disruption ends, are refused while
+/// converting, naming the field and not quoting the id.
+#[test]
+fn bad_node_ids_are_refused_while_converting() {
+    let topology =
+        Topology::parse("t.yaml", "ca: r\nlinks:\n  - {client: a, server: b}\n").unwrap();
+    let plan = rollover_core::plan_waves(&Fleet::new(&topology));
+    let huge = "x".repeat(1 << 20);
+    for bad in [
+        huge.as_str(),
+        "a\u{1b}]0;title\u{7}",
+        "a\nb",
+        &"y".repeat(254),
+    ] {
+        let mut t = v1::Topology::from(&topology);
+        t.nodes.push(v1::Node {
+            id: bad.into(),
+            ..Default::default()
+        });
+        let e = convert_error(topology_from_source(&structured_topology(t)).unwrap_err());
+        assert_eq!(e.field, "topology.nodes[0].id", "{e}");
+        assert!(!e.problem.contains(bad), "{e}");
+        let mut t = v1::Topology::from(&topology);
+        t.links[0].server = bad.into();
+        let e = convert_error(topology_from_source(&structured_topology(t)).unwrap_err());
+        assert_eq!(e.field, "topology.links[0].server", "{e}");
+        let mut p = v1::Plan::from(&plan);
+        p.steps[2].node = bad.into();
+        let e = convert_error(plan_from_source(&structured_plan(p)).unwrap_err());
+        assert_eq!(e.field, "plan.steps[2].node", "{e}");
+        let mut p = v1::Plan::from(&plan);
+        p.disruptions.push(v1::Disruption {
+            client: "a".into(),
+            server: bad.into(),
+            reason: "r".into(),
+        });
+        let e = convert_error(plan_from_source(&structured_plan(p)).unwrap_err());
+        assert_eq!(e.field, "plan.disruptions[0].server", "{e}");
+    }
+    let mut t = v1::Topology::from(&topology);
+    t.links[0].server = "b".repeat(253);
+    assert!(topology_from_source(&structured_topology(t)).is_ok());
+}

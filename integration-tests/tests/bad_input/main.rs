@@ -17,11 +17,13 @@
 //! never answer.
 //!
 //! One test binary, a module per service: `planner.rs`, `executor.rs`, `agent.rs`,
-//! `edges.rs`; the inputs in `inputs.rs` and the machinery in `fuzz.rs`.
+//! `edges.rs`, and `ids.rs` for node ids at the edge; the inputs in `inputs.rs` and the
+//! machinery in `fuzz.rs`.
 
 mod agent;
 mod edges;
 mod executor;
 mod fuzz;
+mod ids;
 mod inputs;
 mod planner;

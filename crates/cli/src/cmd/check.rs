@@ -52,6 +52,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub executor: ExecutorArgs,
     /// Topology file (YAML or JSON) with every node's agent `address`; `-` reads stdin.
+    /// Node ids: 1 to 253 bytes, printable (no control or bidi characters).
     #[arg(value_name = "TOPOLOGY")]
     pub topology: String,
     #[command(flatten)]

@@ -75,6 +75,7 @@ Examples:
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     /// Topology file (YAML or JSON); `-` reads standard input.
+    /// Node ids: 1 to 253 bytes, printable (no control or bidi characters).
     #[arg(value_name = "TOPOLOGY")]
     pub topology: String,
     /// Ordering strategy.

@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 use super::net::{self, ExecutorArgs};
 use crate::input::{self, Source};
-use crate::output::{OutputArgs, Sink};
+use crate::output::{OutputArgs, Sink, escape};
 use crate::status::{BadInput, Status};
 
 /// The long help of the command.
@@ -65,6 +65,7 @@ pub struct RotateArgs {
     #[command(flatten)]
     pub executor: ExecutorArgs,
     /// Topology file (YAML or JSON) with every node's agent `address`; `-` reads stdin.
+    /// Node ids: 1 to 253 bytes, printable (no control or bidi characters).
     #[arg(value_name = "TOPOLOGY")]
     pub topology: String,
     /// Run this plan (e.g. from `rollover plan --format json`) instead of asking the
@@ -338,6 +339,7 @@ pub async fn follow(
 
 fn stopped(view: &mut View, signal: &str, id: &str, url: &str) -> Status {
     view.clear();
+    let (id, url) = (escape(id), escape(url));
     eprintln!(
         "stopped watching ({signal}): rotation {id} continues on the executor at {url}; \
          `rollover status --executor {url} {id}` shows where it is"
@@ -424,10 +426,13 @@ impl View {
         })
     }
 
+    /// A line for people goes through [`escape`] (its ids, reasons and messages come
+    /// from the executor); a JSON line is already escaped by serde.
     fn println(&mut self, line: &str) {
         match &self.shape {
-            Shape::Bar(bar) => bar.println(line),
-            _ => self.sink.line(line),
+            Shape::Bar(bar) => bar.println(escape(line)),
+            Shape::Lines => self.sink.line(&escape(line)),
+            Shape::Json => self.sink.line(line),
         }
     }
 
@@ -541,8 +546,8 @@ impl View {
                 self.sink
                     .line(&json!({"event": "note", "message": text}).to_string());
             }
-            Shape::Bar(bar) => bar.println(text),
-            Shape::Lines => eprintln!("{text}"),
+            Shape::Bar(bar) => bar.println(escape(text)),
+            Shape::Lines => eprintln!("{}", escape(text)),
         }
     }
 
@@ -612,8 +617,13 @@ fn step_json(step: Option<&v1::StepRef>) -> Value {
     )
 }
 
-/// One readable line for an event.
+/// One readable line for an event, [`escape`]d: node ids, errors and reasons come from
+/// the executor, and must not act on the terminal nor break the line.
 pub fn event_line(event: &v1::RotationEvent) -> String {
+    escape(&unescaped_event_line(event)).into_owned()
+}
+
+fn unescaped_event_line(event: &v1::RotationEvent) -> String {
     match &event.event {
         Some(Event::StepStarted(s)) => format!(
             "{}{} started{} (wave {})",
@@ -772,5 +782,38 @@ mod tests {
         }));
         assert_eq!(event_line(&done), "finished: SUCCEEDED");
         assert_eq!(event_json(&done)["outcome"], "succeeded");
+    }
+
+    /// What the executor sends is printed escaped in a watch's lines: an id, a reason
+    /// or an error cannot retitle the terminal, return the carriage or forge a line.
+    #[test]
+    fn event_lines_escape_what_the_executor_sends() {
+        let paused = event(Event::Paused(v1::Paused {
+            reason: "freeze\u{1b}]0;owned\u{7}\rDONE\nfinished: SUCCEEDED".into(),
+        }));
+        let line = event_line(&paused);
+        assert_eq!(
+            line,
+            "PAUSED: freeze\\u{1b}]0;owned\\u{7}\\rDONE\\nfinished: SUCCEEDED \
+             (the executor waits for Resume, Abort or Rollback)"
+        );
+        let failed = event(Event::StepFailed(v1::StepFailed {
+            step: Some(v1::StepRef {
+                id: 1,
+                node: "g\u{1b}[2Jw".into(),
+                action: v1::StepAction::Stage as i32,
+            }),
+            error: "no\u{7}".into(),
+            ..Default::default()
+        }));
+        assert_eq!(
+            event_line(&failed),
+            "step 1 (stage g\\u{1b}[2Jw) FAILED: no\\u{7}"
+        );
+        // JSON keeps the text as sent: serde escapes it.
+        assert_eq!(
+            event_json(&paused)["reason"],
+            "freeze\u{1b}]0;owned\u{7}\rDONE\nfinished: SUCCEEDED"
+        );
     }
 }

@@ -91,6 +91,7 @@ Examples:
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
     /// Topology file (YAML or JSON); `-` reads standard input.
+    /// Node ids: 1 to 253 bytes, printable (no control or bidi characters).
     #[arg(value_name = "TOPOLOGY")]
     pub topology: String,
     /// Run this plan as is instead of asking the planner (e.g. an unsafe one).

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::net::{self, ExecutorArgs};
 use super::rotate::state_name;
-use crate::output::OutputArgs;
+use crate::output::{OutputArgs, escape};
 use crate::status::Status;
 
 /// The long help of the command.
@@ -183,11 +183,11 @@ fn options_text(options: Option<&v1::RotationOptions>) -> String {
     parts.join(", ")
 }
 
-/// One rotation, a few lines.
+/// One rotation, a few lines; what the executor reports is [`escape`]d.
 pub fn detail(s: &v1::RotationStatus) -> String {
     let mut out = format!(
         "rotation {}: {}{}\n",
-        s.id,
+        escape(&s.id),
         state_name(s.state),
         if s.dry_run {
             " (DRY RUN: no agent is changed)"
@@ -195,7 +195,7 @@ pub fn detail(s: &v1::RotationStatus) -> String {
             ""
         }
     );
-    out.push_str(&format!("  ca:       {}\n", s.ca));
+    out.push_str(&format!("  ca:       {}\n", escape(&s.ca)));
     out.push_str(&format!(
         "  steps:    {}/{} done, {} running; wave {} of {}\n",
         s.steps_done,
@@ -218,15 +218,15 @@ pub fn detail(s: &v1::RotationStatus) -> String {
         time(s.updated_at.as_ref())
     ));
     if let Some(reason) = &s.paused_reason {
-        out.push_str(&format!("  paused:   {reason}\n"));
+        out.push_str(&format!("  paused:   {}\n", escape(reason)));
     }
     if let Some(error) = &s.error {
-        out.push_str(&format!("  error:    {error}\n"));
+        out.push_str(&format!("  error:    {}\n", escape(error)));
     }
     out
 }
 
-/// Every rotation, one line each.
+/// Every rotation, one line each; ids and CA names [`escape`]d (and measured so).
 fn table(url: &str, active: bool, all: &[v1::RotationStatus]) -> String {
     if all.is_empty() {
         let which = if active {
@@ -234,24 +234,26 @@ fn table(url: &str, active: bool, all: &[v1::RotationStatus]) -> String {
         } else {
             "rotations"
         };
-        return format!("no {which} on the executor at {url}\n");
+        return format!("no {which} on the executor at {}\n", escape(url));
     }
-    let id_width = all.iter().map(|s| s.id.len()).max().unwrap_or(2).max(2);
-    let ca_width = all.iter().map(|s| s.ca.len()).max().unwrap_or(2).max(2);
+    let ids: Vec<_> = all.iter().map(|s| escape(&s.id)).collect();
+    let cas: Vec<_> = all.iter().map(|s| escape(&s.ca)).collect();
+    let id_width = ids.iter().map(|s| s.len()).max().unwrap_or(2).max(2);
+    let ca_width = cas.iter().map(|s| s.len()).max().unwrap_or(2).max(2);
     let mut out = format!(
         "{:id_width$}  {:20}  {:ca_width$}  {:>9}  {:>6}  {:>6}  {:>6}  UPDATED\n",
         "ID", "STATE", "CA", "STEPS", "WAVE", "PROBES", "FAILED"
     );
-    for s in all {
+    for ((s, id), ca) in all.iter().zip(&ids).zip(&cas) {
         out.push_str(&format!(
             "{:id_width$}  {:20}  {:ca_width$}  {:>9}  {:>6}  {:>6}  {:>6}  {}\n",
-            s.id,
+            id,
             if s.dry_run {
                 format!("{} DRY RUN", state_name(s.state))
             } else {
                 state_name(s.state)
             },
-            s.ca,
+            ca,
             format!("{}/{}", s.steps_done, s.steps_total),
             format!("{}/{}", s.current_wave.min(s.waves_total), s.waves_total),
             s.probes_total,
@@ -288,4 +290,37 @@ pub fn status_json(s: &v1::RotationStatus) -> Value {
             "skip_agent_checks": o.skip_agent_checks,
         })),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rollover status` prints what the executor reports escaped, one field a line.
+    #[test]
+    fn status_text_escapes_what_the_executor_reports() {
+        let s = v1::RotationStatus {
+            id: "r\u{1b}[1A".into(),
+            ca: "corp\u{7}".into(),
+            paused_reason: Some("freeze\r\n  error:    none".into()),
+            error: Some("agent said \u{1b}]0;x\u{7}".into()),
+            ..Default::default()
+        };
+        let text = detail(&s);
+        assert!(text.starts_with("rotation r\\u{1b}[1A: "), "{text}");
+        assert!(text.contains("  ca:       corp\\u{7}\n"), "{text}");
+        assert!(
+            text.contains("  paused:   freeze\\r\\n  error:    none\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  error:    agent said \\u{1b}]0;x\\u{7}\n"),
+            "{text}"
+        );
+        assert!(!text.contains(['\u{1b}', '\u{7}', '\r']), "{text}");
+        let table = table("127.0.0.1:7001", false, &[s]);
+        assert!(table.contains("r\\u{1b}[1A  "), "{table}");
+        assert!(!table.contains('\u{1b}'), "{table}");
+        assert_eq!(table.lines().count(), 2, "{table}");
+    }
 }

@@ -36,6 +36,7 @@ Examples:
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// Topology file (YAML or JSON); `-` reads standard input.
+    /// Node ids: 1 to 253 bytes, printable (no control or bidi characters).
     #[arg(value_name = "TOPOLOGY")]
     pub topology: String,
     /// Plan file (`rollover-plan/1`, JSON or YAML); `-` reads standard input.

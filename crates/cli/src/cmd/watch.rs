@@ -78,7 +78,7 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<Status> {
         if v1::RotationState::is_terminal_value(status.state) {
             eprintln!(
                 "rotation {} has already ended: {}",
-                status.id,
+                crate::output::escape(&status.id),
                 state_name(status.state)
             );
             return Ok(outcome(status.state));

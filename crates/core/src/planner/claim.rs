@@ -53,6 +53,10 @@ pub(crate) fn claim_order(fleet: &Fleet, start: NodeIx) -> Vec<NodeIx> {
 }
 
 pub(crate) fn plan_claim(fleet: &Fleet, start: Option<&str>) -> Result<Plan, CoreError> {
+    // An id the rule refuses is no target either; said without quoting it.
+    if let Some(Err(bad)) = start.map(crate::ids::check_node_id) {
+        return Err(CoreError::Planning(format!("start node: {bad}")));
+    }
     let start = match start {
         Some(id) => fleet.node(id).ok_or_else(|| {
             CoreError::Planning(format!("start node `{id}` is not a target of the rotation"))
@@ -107,6 +111,18 @@ pub(crate) fn plan_claim(fleet: &Fleet, start: Option<&str>) -> Result<Plan, Cor
 mod tests {
     use super::*;
     use crate::topology::Topology;
+
+    #[test]
+    fn a_start_node_the_id_rule_refuses_is_not_quoted() {
+        let topology = Topology::parse("t.yaml", "ca: r\nnodes:\n  - {id: a}\n").unwrap();
+        let fleet = Fleet::new(&topology);
+        let e = plan_claim(&fleet, Some("a\u{1b}]0;x\u{7}")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot plan: start node: a node id must be printable: U+001B (a control character) at byte 1"
+        );
+        assert!(plan_claim(&fleet, Some("a")).is_ok());
+    }
 
     #[test]
     fn clients_go_earlier_and_servers_later() {
