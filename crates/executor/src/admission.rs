@@ -16,9 +16,9 @@
 //! ([`Executor::admit`](crate::Executor)); the ones before planning and in
 //! CheckFleet only fail fast.
 //!
-//! Preparation adds the roots' fingerprints (`rotation::claim`): a rotation whose
-//! agents turn out to be on a root another active rotation is replacing fails
-//! before its first step.
+//! Preparation adds the roots' fingerprints ([`crate::rotation::RootClaims`]): a
+//! rotation whose agents turn out to be on a root another active rotation is
+//! replacing fails before its first step.
 
 use std::collections::HashSet;
 use std::sync::Arc;

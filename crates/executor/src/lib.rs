@@ -236,6 +236,7 @@ impl Executor {
             root_keys: config.root_keys,
             leader_epoch: config.leader_epoch,
             probe_limit: Arc::new(tokio::sync::Semaphore::new(rotation::PROBES_IN_FLIGHT)),
+            root_claims: rotation::RootClaims::default(),
         });
         let executor = Executor {
             inner: Arc::new(Inner {

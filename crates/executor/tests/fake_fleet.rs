@@ -803,6 +803,7 @@ async fn a_fleet_rotates_once_at_a_time_whatever_its_ca_is_called() {
     let topology = mixed_topology(12, 33);
     let other = elsewhere(&topology, "b-", "other-root");
     let (world, other_world) = (World::new(&topology), World::new(&other));
+    *other_world.root.lock().unwrap() = "another-old-root".into();
     // Slow agents keep the first rotation active while the others are tried.
     *world.delay.lock().unwrap() = Duration::from_millis(20);
     let mut c = config(dir.path(), &world)
@@ -895,5 +896,48 @@ async fn a_fleet_rotates_once_at_a_time_whatever_its_ca_is_called() {
     assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
     world.assert_all(true);
 
+    executor.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_on_the_root_another_rotation_replaces_are_the_same_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(8, 34);
+    // Other agents, another name, but on the same root (`old-root`): the same CA.
+    let other = elsewhere(&topology, "b-", "renamed-root");
+    let (world, other_world) = (World::new(&topology), World::new(&other));
+    *world.delay.lock().unwrap() = Duration::from_millis(30);
+    let mut c = config(dir.path(), &world)
+        .planner_url(&planner().await)
+        .unwrap();
+    c.connector = Some(std::sync::Arc::new(TwoWorlds(
+        world.clone(),
+        other_world.clone(),
+    )));
+    let executor = Executor::open(c).unwrap();
+    let first = executor
+        .start_rotation(request(&topology, false, 1))
+        .await
+        .unwrap()
+        .rotation_id;
+    wait_for(&executor, &first, &[S::Running]).await;
+    // Admitted (disjoint nodes, another name), but it fails in preparation, having
+    // changed nothing.
+    let second = executor
+        .start_rotation(request(&other, false, 0))
+        .await
+        .unwrap()
+        .rotation_id;
+    let status = wait_for(&executor, &second, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Failed as i32, "{status:?}");
+    let error = status.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&first) && error.contains("is replacing"),
+        "{error}"
+    );
+    assert_eq!(status.steps_done, 0);
+    other_world.assert_all(false);
+    let status = wait_for(&executor, &first, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
     executor.shutdown();
 }

@@ -41,6 +41,8 @@ pub struct World {
     /// ApplySteps with a lower leader epoch are refused as a real agent refuses a
     /// deposed leader's (ABORTED "stale leader").
     pub newest_epoch: AtomicU64,
+    /// The root every agent reports it is on (`old-root`).
+    pub root: Mutex<String>,
 }
 
 impl World {
@@ -61,6 +63,7 @@ impl World {
             csr_generations: Mutex::new(Vec::new()),
             fencing: Mutex::new(Vec::new()),
             newest_epoch: AtomicU64::new(0),
+            root: Mutex::new("old-root".into()),
         })
     }
 
@@ -140,11 +143,13 @@ impl AgentApi for FakeAgent {
                 Mode::Atomic => v1::NodeMode::Atomic,
             };
             let id = self.world.fleet.id(self.node);
+            // Bound first: a guard in the struct expression would live to its end.
+            let root = self.world.root.lock().unwrap().clone();
             Ok(v1::AgentState {
                 node_id: id.to_string(),
                 mode: mode as i32,
-                client_roots: vec!["old-root".into()],
-                server_roots: vec!["old-root".into()],
+                client_roots: vec![root.clone()],
+                server_roots: vec![root],
                 applied_step_count: self.world.applied[self.node as usize].load(Ordering::SeqCst),
                 data_address: Some(format!("fake:{id}")),
                 ..Default::default()
