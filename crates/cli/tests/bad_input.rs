@@ -368,3 +368,32 @@ fn unreadable_file_is_named() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("no-such.plan.json"), "{}", run.stderr);
 }
+
+#[test]
+fn role_lists_with_a_bad_entry_are_refused_naming_the_flag_and_the_entry() {
+    let state = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rollover-cli-roles");
+    let state = state.to_string_lossy().into_owned();
+    for (flag, list, entry) in [
+        ("--operators", "alice, al ice", "\" al ice\""),
+        ("--readers", "audit,,ops", "\"\""),
+    ] {
+        let run = rollover(&[
+            "serve",
+            "executor",
+            "--listen",
+            "127.0.0.1:0",
+            "--planner",
+            "127.0.0.1:1",
+            "--state",
+            &state,
+            flag,
+            list,
+        ]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("{flag}: ")) && run.stderr.contains(entry),
+            "{}",
+            run.stderr
+        );
+    }
+}

@@ -54,8 +54,27 @@ pub enum Access {
     },
 }
 
+/// An identity of an `--operators` / `--readers` list, trimmed (`"alice, bob"` names
+/// `bob`, not `" bob"`), or why it cannot be one: a certificate CN the executor
+/// compares byte for byte, so an empty entry, or one with blanks or control
+/// characters inside, would name nobody, or somebody else than meant.
+pub fn identity(entry: &str) -> Result<&str, &'static str> {
+    let id = entry.trim();
+    if id.is_empty() {
+        return Err("an empty identity");
+    }
+    if id.chars().any(char::is_control) {
+        return Err("a control character in the identity");
+    }
+    if id.chars().any(char::is_whitespace) {
+        return Err("blank space inside the identity");
+    }
+    Ok(id)
+}
+
 impl Access {
-    /// Roles from `--operators` and `--readers` lists.
+    /// Roles from `--operators` and `--readers` lists (each entry trimmed; check
+    /// entries with [`identity`] first to refuse bad ones).
     pub fn roles<I, J, S, T>(operators: I, readers: J) -> Access
     where
         I: IntoIterator<Item = S>,
@@ -63,9 +82,10 @@ impl Access {
         S: Into<String>,
         T: Into<String>,
     {
+        let trimmed = |s: String| s.trim().to_string();
         Access::Roles {
-            operators: operators.into_iter().map(Into::into).collect(),
-            readers: readers.into_iter().map(Into::into).collect(),
+            operators: operators.into_iter().map(Into::into).map(trimmed).collect(),
+            readers: readers.into_iter().map(Into::into).map(trimmed).collect(),
         }
     }
 
@@ -144,6 +164,23 @@ mod tests {
         assert!(access.names_anyone());
         assert!(!Access::roles(Vec::<String>::new(), Vec::<String>::new()).names_anyone());
         assert_eq!(Access::Open.role_of("anyone"), Some(Role::Operator));
+    }
+
+    #[test]
+    fn identities_are_trimmed_and_checked() {
+        assert_eq!(identity(" bob "), Ok("bob"));
+        assert_eq!(identity("deploy-bot"), Ok("deploy-bot"));
+        assert_eq!(identity("@executor"), Ok("@executor"));
+        assert!(identity("").is_err());
+        assert!(identity("  ").is_err());
+        assert!(identity("al ice").unwrap_err().contains("blank"));
+        assert!(identity("al\tice").unwrap_err().contains("control"));
+        assert!(identity("alice\u{7f}").unwrap_err().contains("control"));
+        assert!(identity("al\u{a0}ice").unwrap_err().contains("blank"));
+        let access = Access::roles(["alice", " bob"], [" audit "]);
+        assert_eq!(access.role_of("bob"), Some(Role::Operator));
+        assert_eq!(access.role_of("audit"), Some(Role::Reader));
+        assert_eq!(access.role_of(" bob"), None);
     }
 
     #[test]

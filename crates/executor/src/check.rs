@@ -21,7 +21,6 @@ use tokio::task::JoinSet;
 use crate::Executor;
 use crate::error::ApiError;
 use crate::rotation::{check_mode, current_root};
-use crate::wire::state_name;
 
 /// How long one agent may take to answer the check's GetState.
 pub const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -125,15 +124,13 @@ impl Executor {
         let fleet = Fleet::new(&topology);
         let mut problems = Vec::new();
 
-        if let Some((id, state)) = self.active_rotation(&topology.ca, None) {
+        if let Some(busy) = self.active_conflict(&fleet, None) {
             problems.push(problem(
                 Kind::ActiveRotation,
                 "",
                 format!(
-                    "CA `{}` has an active rotation: {id} is {}; a new one is refused until \
-                     it ends",
-                    topology.ca,
-                    state_name(state)
+                    "{}; a new rotation is refused until it ends",
+                    busy.message()
                 ),
             ));
         }

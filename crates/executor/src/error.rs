@@ -109,6 +109,10 @@ pub enum RotationError {
     /// and what to do).
     #[error("{0}")]
     Bridge(String),
+    /// Its agents are on a root another active rotation is rotating (the message
+    /// names it).
+    #[error("{0}")]
+    SameRoot(String),
 }
 
 impl ApiError {

@@ -15,6 +15,8 @@
 //! * [`conformance`]: checks every journal backend's tests run;
 //! * [`instant_fleet`]: agents that apply every step at once, for throughput benches;
 //! * [`access`]: who may call which method (operators, readers);
+//! * `admission`: which rotations may be active together (no shared node, no two of
+//!   one CA);
 //! * [`forward`]: a follower of an executor group: reads from the journal, every other
 //!   call forwarded to the leader;
 //! * [`reader`]: rotations read from a journal another executor writes (a follower's
@@ -25,6 +27,7 @@
 //! [`serve`] runs the gRPC service until shutdown.
 
 pub mod access;
+mod admission;
 pub mod check;
 pub mod conformance;
 pub mod driver;
@@ -60,6 +63,7 @@ use tokio::task::AbortHandle;
 use tonic::transport::Channel;
 
 pub use access::{Access, Role};
+pub use admission::Busy;
 pub use driver::{AgentApi, AgentConnector, AgentError, GrpcConnector, RetryPolicy};
 pub use error::{ApiError, ExecutorError, NodeProblem, RotationError};
 pub use journal::{Journal, MemJournal, RedbJournal};
@@ -67,7 +71,7 @@ pub use metrics::Metrics;
 pub use service::ExecutorService;
 pub use wire::state_to_wire;
 
-use crate::journal::{Committer, DocKind, JournalError, State};
+use crate::journal::{Committer, DocKind, JournalError};
 use crate::rotation::{Ctx, Rotation};
 
 /// Largest gRPC message the executor sends (plans of big fleets), and the most it can
@@ -170,7 +174,7 @@ struct Inner {
     rotations: Mutex<HashMap<String, Arc<Rotation>>>,
     runners: Mutex<Vec<AbortHandle>>,
     /// Held while a rotation is admitted (StartRotation, or Rollback of a finished
-    /// one): the one-active-rotation-per-CA check, the generation and the insertion
+    /// one): the check that no active rotation shares its nodes or CA, the generation and the insertion
     /// happen under it, so two concurrent calls cannot both pass the check.
     admission: tokio::sync::Mutex<()>,
     /// Held by a StartRotation with a `request_id` from its lookup to its insert.
@@ -234,6 +238,7 @@ impl Executor {
             root_keys: config.root_keys,
             leader_epoch: config.leader_epoch,
             probe_limit: Arc::new(tokio::sync::Semaphore::new(rotation::PROBES_IN_FLIGHT)),
+            root_claims: rotation::RootClaims::default(),
         });
         let executor = Executor {
             inner: Arc::new(Inner {
@@ -330,66 +335,15 @@ impl Executor {
         format!("r{:012x}{random:08x}", rotation::now_ms())
     }
 
-    /// The rotation of `ca` that has not ended (PENDING, RUNNING, PAUSED or
-    /// ROLLING_BACK), other than `except`: its id and state. There is at most one.
-    pub fn active_rotation(&self, ca: &str, except: Option<&str>) -> Option<(String, State)> {
-        self.inner
-            .rotations
-            .lock()
-            .expect("rotations lock")
-            .values()
-            .map(|r| r.snapshot().meta)
-            .filter(|m| m.ca == ca && !m.state.is_terminal() && Some(m.id.as_str()) != except)
-            .min_by_key(|m| m.created_ms)
-            .map(|m| (m.id, m.state))
-    }
-
-    /// A rotation of the same CA started after `meta`'s that still has applied steps:
-    /// undoing `meta`'s rotation under it would fight it.
-    fn newer_applied(&self, meta: &journal::RotationMeta) -> Option<String> {
-        self.inner
-            .rotations
-            .lock()
-            .expect("rotations lock")
-            .values()
-            .map(|r| r.snapshot())
-            .find(|s| {
-                s.meta.ca == meta.ca
-                    && s.meta.id != meta.id
-                    && (s.meta.created_ms, &s.meta.id) > (meta.created_ms, &meta.id)
-                    && s.steps_done > 0
-                    && !s.meta.options.dry_run
-            })
-            .map(|s| s.meta.id)
-    }
-
-    /// The refusal of a second active rotation of `ca`.
-    fn busy(ca: &str, (id, state): (String, State)) -> ApiError {
-        ApiError::Refused(format!(
-            "CA `{ca}` already has an active rotation: {id} is {}; one rotation per CA at a \
-             time: wait for it to end, or steer it (Resume, Abort, Rollback)",
-            wire::state_name(state)
-        ))
-    }
-
-    /// Refuse if `ca` has an active rotation (a quick check before planning; the
-    /// binding one is [`Executor::admit`]'s).
-    fn check_idle(&self, ca: &str) -> Result<(), ApiError> {
-        match self.active_rotation(ca, None) {
-            Some(active) => Err(Self::busy(ca, active)),
-            None => Ok(()),
-        }
-    }
-
     /// Admit a new rotation atomically: under the admission lock, check that no
-    /// rotation of its CA is active, give it the next generation, journal it and
-    /// insert it (not yet running). Every check of the request itself came before,
-    /// so a malformed request is refused as such even while the CA is busy.
+    /// active rotation shares its nodes or its CA ([`admission`]), give it the next
+    /// generation, journal it and insert it (not yet running). Every check of the
+    /// request itself came before, so a malformed request is refused as such even
+    /// while the CA is busy.
     async fn admit(&self, rotation: Arc<Rotation>) -> Result<(), ApiError> {
         let _admission = self.inner.admission.lock().await;
-        let ca = rotation.fleet.ca.clone();
-        self.check_idle(&ca)?;
-        rotation.set_generation(self.next_generation(&ca));
+        self.check_idle(&rotation.fleet)?;
+        rotation.set_generation(self.next_generation(&rotation.fleet.ca));
         rotation
             .create_records()
             .await
@@ -402,7 +356,8 @@ impl Executor {
     }
 
     /// The generation of the next root of `ca`: one past the highest ever used (by
-    /// every journaled rotation of it, finished, failed or rolled back included, and
+    /// every journaled rotation of it, its name compared as certificate names are
+    /// ([`admission::same_ca`]: `Demo-Root gen 3` and `demo-root gen 3` would match), finished, failed or rolled back included, and
     /// by the executor's own roots and the root keys it was given, named
     /// `<ca> gen N`), so two roots never share a
     /// subject; when none is known, minutes since the Unix epoch, so the new root's
@@ -418,7 +373,7 @@ impl Executor {
             .values()
         {
             let meta = r.snapshot().meta;
-            if meta.ca == ca {
+            if admission::of_ca(&meta, ca) {
                 see(meta.generation);
             }
         }

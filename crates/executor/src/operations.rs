@@ -168,6 +168,7 @@ impl Executor {
             Some(v1::plan_source::Source::Document(d)) => Some(d.clone()),
             _ => None,
         };
+        let fleet = Fleet::new(&topology);
         let plan: Plan = match &request.plan {
             Some(source) => convert::plan_from_source(source)
                 .map_err(|e| ApiError::Invalid(format!("plan: {e}")))?,
@@ -178,11 +179,10 @@ impl Executor {
                 let plan = self
                     .ask_planner(&topology, strategy, options.start_node.clone())
                     .await?;
-                self.check_idle(&topology.ca)?;
+                self.check_idle(&fleet)?;
                 plan
             }
         };
-        let fleet = Fleet::new(&topology);
         let doc = match &plan_doc {
             Some(d) => convert::core_document(d, PLAN_ORIGIN)
                 .map_err(|e| ApiError::Invalid(format!("plan: {e}")))?,
@@ -422,17 +422,17 @@ impl Executor {
         match control {
             Control::Rollback(reason) if state != State::RolledBack => {
                 // Undoing a finished rotation makes it active again: admitted like a
-                // new one, and only while no other rotation of the CA is active or
-                // has changed nodes since.
+                // new one, and only while no other active rotation shares its nodes
+                // or CA, and none that does has changed nodes since.
                 let _admission = self.inner.admission.lock().await;
                 let meta = rotation.snapshot().meta;
-                if let Some(active) = self.active_rotation(&meta.ca, Some(id)) {
-                    return Err(Self::busy(&meta.ca, active));
+                if let Some(busy) = self.active_conflict(&rotation.fleet, Some(id)) {
+                    return Err(busy.into());
                 }
-                if let Some(newer) = self.newer_applied(&meta) {
+                if let Some(newer) = self.newer_applied(&rotation) {
                     return Err(ApiError::Refused(format!(
-                        "Rollback: rotation `{newer}` of CA `{}` came after `{id}` and \
-                         changed nodes: roll that one back first",
+                        "Rollback: rotation `{newer}`, over nodes or the CA (`{}`) of \
+                         `{id}`, came after it and changed nodes: roll that one back first",
                         meta.ca
                     )));
                 }

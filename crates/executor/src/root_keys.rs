@@ -11,12 +11,15 @@ use rollover_pki::RootCa;
 use crate::error::RotationError;
 use crate::journal::{DocKind, Journal};
 
-/// The generation of a root of `ca`, from its subject `CN=<ca> gen <generation>`.
+/// The generation of a root of `ca`, from its subject `CN=<ca> gen <generation>`
+/// (the CA's name compared as [`crate::admission::same_ca`] does).
 pub(crate) fn generation_of(root: &[u8], ca: &str) -> Option<u32> {
-    rollover_pki::node_id_from_cert(root)?
-        .strip_prefix(&format!("{ca} gen "))?
-        .parse()
-        .ok()
+    let cn = rollover_pki::node_id_from_cert(root)?;
+    let (name, generation) = cn.rsplit_once(" gen ")?;
+    if !crate::admission::same_ca(name, ca) {
+        return None;
+    }
+    generation.parse().ok()
 }
 
 /// Every root whose key the executor may use for `ca`: the configured ones (whatever

@@ -797,3 +797,195 @@ async fn start_rotation_refuses_agents_that_contradict_the_topology() {
     );
     wait_for(&executor, &id, &[S::Succeeded, S::Failed, S::Paused]).await;
 }
+
+/// `topology` under another CA name, over the same agents (no control channel: it
+/// stays with the original CA).
+fn renamed(topology: &rollover_core::Topology, ca: &str) -> rollover_core::Topology {
+    let mut t = topology.clone();
+    t.ca = ca.into();
+    t.control = None;
+    t
+}
+
+/// `topology`'s shape over other agents (every id prefixed) of another CA.
+fn elsewhere(
+    topology: &rollover_core::Topology,
+    prefix: &str,
+    ca: &str,
+) -> rollover_core::Topology {
+    let mut t = renamed(topology, ca);
+    let rename = |id: &mut String| {
+        if !id.starts_with('@') {
+            *id = format!("{prefix}{id}");
+        }
+    };
+    t.nodes.iter_mut().for_each(|n| rename(&mut n.id));
+    for link in &mut t.links {
+        rename(&mut link.client);
+        rename(&mut link.server);
+    }
+    t
+}
+
+/// Agents of two fake worlds: a node is the first's if it knows it.
+struct TwoWorlds(std::sync::Arc<World>, std::sync::Arc<World>);
+
+impl rollover_executor::AgentConnector for TwoWorlds {
+    fn connect(
+        &self,
+        node_id: &str,
+        address: Option<&str>,
+    ) -> Result<std::sync::Arc<dyn rollover_executor::AgentApi>, rollover_executor::AgentError>
+    {
+        let world = match self.0.fleet.node(node_id) {
+            Some(_) => &self.0,
+            None => &self.1,
+        };
+        FakeConnector(world.clone()).connect(node_id, address)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_rotates_once_at_a_time_whatever_its_ca_is_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(12, 33);
+    let other = elsewhere(&topology, "b-", "other-root");
+    let (world, other_world) = (World::new(&topology), World::new(&other));
+    *other_world.root.lock().unwrap() = "another-old-root".into();
+    // Slow agents keep the first rotation active while the others are tried.
+    *world.delay.lock().unwrap() = Duration::from_millis(20);
+    let mut c = config(dir.path(), &world)
+        .planner_url(&planner().await)
+        .unwrap();
+    c.connector = Some(std::sync::Arc::new(TwoWorlds(
+        world.clone(),
+        other_world.clone(),
+    )));
+    let executor = Executor::open(c).unwrap();
+    let first = executor
+        .start_rotation(request(&topology, false, 1))
+        .await
+        .unwrap()
+        .rotation_id;
+
+    // The same agents under the CA's name written otherwise, or under another CA
+    // altogether: refused, naming the first rotation (and, for the node overlap, some
+    // of the shared nodes).
+    let upper = topology.ca.to_uppercase();
+    for ca in [upper.as_str(), "another-root"] {
+        let e = tonic::Status::from(
+            executor
+                .start_rotation(request(&renamed(&topology, ca), false, 1))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{ca}: {e:?}");
+        assert!(e.message().contains(&first), "{ca}: {}", e.message());
+        if ca == "another-root" {
+            assert!(
+                e.message()
+                    .contains("of its target node(s) are targets of active rotation")
+                    && e.message().contains(&format!("`{}`", topology.nodes[0].id)),
+                "{}",
+                e.message()
+            );
+        }
+    }
+    // CheckFleet sees it too.
+    let check = executor
+        .check_fleet(v1::CheckFleetRequest {
+            topology: request(&renamed(&topology, "another-root"), false, 1).topology,
+        })
+        .await
+        .unwrap();
+    assert!(
+        check
+            .problems
+            .iter()
+            .any(|p| p.kind == v1::FleetProblemKind::ActiveRotation as i32
+                && p.message.contains(&first)),
+        "{:?}",
+        check.problems
+    );
+    assert_eq!(
+        executor.list_rotations(false).len(),
+        1,
+        "the refused left nothing"
+    );
+
+    // Other agents of another CA: admitted alongside.
+    let beside = executor
+        .start_rotation(request(&other, false, 0))
+        .await
+        .unwrap()
+        .rotation_id;
+    let status = wait_for(&executor, &beside, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
+    other_world.assert_all(true);
+
+    // Once the first has ended (rolled back here, so the agents are back at the start),
+    // the same agents under the upper-case name are admitted and rotate.
+    while executor.get_rotation(&first, false).unwrap().steps_done < 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    executor
+        .control(&first, Control::Rollback("test".into()))
+        .await
+        .unwrap();
+    let status = wait_for(&executor, &first, &[S::RolledBack, S::Failed]).await;
+    assert_eq!(status.state, S::RolledBack as i32, "{status:?}");
+    *world.delay.lock().unwrap() = Duration::ZERO;
+    let second = executor
+        .start_rotation(request(&renamed(&topology, &upper), false, 0))
+        .await
+        .unwrap()
+        .rotation_id;
+    let status = wait_for(&executor, &second, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
+    world.assert_all(true);
+
+    executor.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_on_the_root_another_rotation_replaces_are_the_same_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = mixed_topology(8, 34);
+    // Other agents, another name, but on the same root (`old-root`): the same CA.
+    let other = elsewhere(&topology, "b-", "renamed-root");
+    let (world, other_world) = (World::new(&topology), World::new(&other));
+    *world.delay.lock().unwrap() = Duration::from_millis(30);
+    let mut c = config(dir.path(), &world)
+        .planner_url(&planner().await)
+        .unwrap();
+    c.connector = Some(std::sync::Arc::new(TwoWorlds(
+        world.clone(),
+        other_world.clone(),
+    )));
+    let executor = Executor::open(c).unwrap();
+    let first = executor
+        .start_rotation(request(&topology, false, 1))
+        .await
+        .unwrap()
+        .rotation_id;
+    wait_for(&executor, &first, &[S::Running]).await;
+    // Admitted (disjoint nodes, another name), but it fails in preparation, having
+    // changed nothing.
+    let second = executor
+        .start_rotation(request(&other, false, 0))
+        .await
+        .unwrap()
+        .rotation_id;
+    let status = wait_for(&executor, &second, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Failed as i32, "{status:?}");
+    let error = status.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&first) && error.contains("is replacing"),
+        "{error}"
+    );
+    assert_eq!(status.steps_done, 0);
+    other_world.assert_all(false);
+    let status = wait_for(&executor, &first, &[S::Succeeded, S::Failed, S::Paused]).await;
+    assert_eq!(status.state, S::Succeeded as i32, "{status:?}");
+    executor.shutdown();
+}

@@ -181,23 +181,57 @@ pub struct ExecutorArgs {
     pub readers: Vec<String>,
 }
 
+/// The entries of an `--operators`/`--readers` list, trimmed; an empty one, or one
+/// with blanks or control characters inside, is refused naming `flag` and the entry.
+fn identities(flag: &str, entries: &[String]) -> Result<Vec<String>, BadInput> {
+    entries
+        .iter()
+        .map(|entry| {
+            rollover_executor::access::identity(entry)
+                .map(str::to_string)
+                .map_err(|why| {
+                    BadInput(format!(
+                        "{flag}: {why} in entry {entry:?}: give certificate CNs separated \
+                         by commas, e.g. {flag} alice,deploy-bot"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// The warning to give when the executor's client CA (`--client-ca`) holds the root
+/// `@executor` is enrolled under, the fleet's: every node's leaf then chains to a CA
+/// the executor API trusts, and its CN (the node id) is compared with the operators
+/// and readers, so a node named like one of them could act as them.
+fn client_ca_is_fleet_root(
+    api: Option<&LiveCredentials>,
+    enrolled: &CredentialSet,
+    named: &[String],
+) -> Option<String> {
+    let api = api?.current();
+    let shared = api
+        .client_roots
+        .iter()
+        .find(|root| enrolled.client_roots.contains(root))?;
+    Some(format!(
+        "warning: --client-ca holds root {}, the root `@executor` is enrolled under \
+         (--bootstrap-ca, the fleet's): every node's leaf from it is a client certificate \
+         this executor accepts, so a node whose id equals an operator's or reader's name \
+         ({}) could act as that one; give the executor API a client CA of its own",
+        rollover_pki::fingerprint(shared),
+        named.join(", ")
+    ))
+}
+
 /// Who may call the executor: everyone on plaintext loopback (there is no caller
 /// identity to check); on mTLS only the named operators and readers, and at least one
 /// must be named.
 fn executor_access(args: &ExecutorArgs, mtls: bool) -> Result<Access, BadInput> {
-    let named = !args.operators.is_empty() || !args.readers.is_empty();
-    if let Some(empty) = args
-        .operators
-        .iter()
-        .chain(&args.readers)
-        .find(|id| id.trim().is_empty())
-    {
-        return Err(BadInput(format!(
-            "--operators/--readers: empty identity {empty:?} in the list"
-        )));
-    }
+    let operators = identities("--operators", &args.operators)?;
+    let readers = identities("--readers", &args.readers)?;
+    let named = !operators.is_empty() || !readers.is_empty();
     match (mtls, named) {
-        (true, true) => Ok(Access::roles(args.operators.clone(), args.readers.clone())),
+        (true, true) => Ok(Access::roles(operators, readers)),
         (true, false) => Err(BadInput(
             "an mTLS executor needs --operators ID,... and/or --readers ID,... (the \
              client certificate CNs allowed to steer or to read rotations): without them \
@@ -412,6 +446,13 @@ fn executor(args: &ExecutorArgs) -> anyhow::Result<Status> {
         .collect::<Result<Vec<_>, _>>()?;
     net::private_dir(&args.state)?;
     let identity = executor_identity(&args.state, args.bootstrap_ca.as_deref())?;
+    let named: Vec<String> = match &access {
+        Access::Roles { operators, readers } => operators.iter().chain(readers).cloned().collect(),
+        Access::Open => Vec::new(),
+    };
+    if let Some(warning) = client_ca_is_fleet_root(api_creds.as_deref(), &identity, &named) {
+        eprintln!("{warning}");
+    }
     let own_creds = LiveCredentials::new(identity).map_err(|e| {
         anyhow::anyhow!(
             "{}: the executor's credentials are unusable: {e}",
@@ -540,4 +581,59 @@ fn api_tls_id(tls: &net::ServerTls) -> anyhow::Result<Option<String>> {
     let der =
         pem::parse(&text).map_err(|e| BadInput(format!("--tls-cert {}: {e}", path.display())))?;
     Ok(rollover_pki::node_id_from_cert(der.contents()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollover_pki::{KeyAlg, RootCa};
+
+    #[test]
+    fn role_lists_are_trimmed_and_bad_entries_named() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            identities("--operators", &list(&["alice", " bob "])).unwrap(),
+            ["alice", "bob"]
+        );
+        for bad in ["", " ", "al ice", "bob\u{1b}[31m"] {
+            let e = identities("--readers", &list(&["alice", bad]))
+                .unwrap_err()
+                .0;
+            assert!(e.starts_with("--readers: "), "{e}");
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    /// Credentials presenting a leaf of `root`, trusting `trusts`.
+    fn creds(root: &RootCa, trusts: &RootCa) -> CredentialSet {
+        let key = NodeKey::generate(KeyAlg::default()).unwrap();
+        let leaf = root
+            .issue_leaf(&key.csr_der("x").unwrap(), "x", Validity::default())
+            .unwrap();
+        CredentialSet {
+            server_roots: vec![trusts.cert_der().clone()],
+            client_roots: vec![trusts.cert_der().clone()],
+            held: vec![HeldLeaf::new(leaf, key)],
+            presents: Some(0),
+            ..CredentialSet::default()
+        }
+    }
+
+    #[test]
+    fn a_client_ca_that_is_the_fleet_root_is_warned_about() {
+        let validity = Validity::default();
+        let fleet = RootCa::generate("fleet", 1, KeyAlg::default(), validity).unwrap();
+        let ops = RootCa::generate("ops", 1, KeyAlg::default(), validity).unwrap();
+        let enrolled = creds(&fleet, &fleet);
+        let named = vec!["alice".to_string()];
+        let same = LiveCredentials::new(creds(&fleet, &fleet)).unwrap();
+        let warning = client_ca_is_fleet_root(Some(&same), &enrolled, &named).unwrap();
+        assert!(
+            warning.contains(&fleet.fingerprint()) && warning.contains("alice"),
+            "{warning}"
+        );
+        let own = LiveCredentials::new(creds(&ops, &ops)).unwrap();
+        assert_eq!(client_ca_is_fleet_root(Some(&own), &enrolled, &named), None);
+        assert_eq!(client_ca_is_fleet_root(None, &enrolled, &named), None);
+    }
 }

@@ -32,10 +32,12 @@
 //!   steps started but not done are sent again (agents dedupe by step id), steps
 //!   done but not probed are probed again.
 //!
-//! One file per concern: `identity` (the executor's journaled credentials), `records`
+//! One file per concern: `claims` (the roots active rotations replace), `identity`
+//! (the executor's journaled credentials), `records`
 //! (journal records and events), `runner` (the loop around the [`Scheduler`], which
 //! makes every decision), `steps` (step application), `probing`, `preparation`.
 
+mod claims;
 mod identity;
 mod preparation;
 mod probing;
@@ -71,6 +73,7 @@ use crate::metrics::Metrics;
 use crate::root_keys;
 use crate::scheduler::{Command, Outcome, Phase, Recorded, SchedOptions, Scheduler};
 
+pub use claims::RootClaims;
 use identity::{
     ExecutorCreds, StoredCreds, StoredExecutorBase, decode_bridges, encode_bridges, executor_set,
 };
@@ -112,6 +115,8 @@ pub struct Ctx {
     pub probe_limit: Arc<tokio::sync::Semaphore>,
     /// The epoch this executor leads with (see [`crate::ExecutorConfig::leader_epoch`]).
     pub leader_epoch: u64,
+    /// The roots active rotations are replacing (see `claims`).
+    pub root_claims: RootClaims,
 }
 
 /// Default of [`Ctx::probe_limit`].

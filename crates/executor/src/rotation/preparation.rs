@@ -55,10 +55,20 @@ impl Rotation {
         };
         let facts: Vec<NodeFacts> = match doc(DocKind::Nodes)? {
             Some(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| RotationError::journaled("facts", e))?
+                let facts: Vec<NodeFacts> = serde_json::from_slice(&bytes)
+                    .map_err(|e| RotationError::journaled("facts", e))?;
+                self.ctx
+                    .root_claims
+                    .claim(self, &facts, &new_root.fingerprint(), false)?;
+                facts
             }
             None => {
                 let facts = self.gather_facts().await?;
+                // Before anything of the facts is journaled: a rotation of a root
+                // another one is rotating fails here, having changed nothing.
+                self.ctx
+                    .root_claims
+                    .claim(self, &facts, &new_root.fingerprint(), true)?;
                 ops.push(Op::Document {
                     rotation: self.id.clone(),
                     kind: DocKind::Nodes,

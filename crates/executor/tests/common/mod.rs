@@ -43,6 +43,8 @@ pub struct World {
     pub newest_epoch: AtomicU64,
     /// Nodes whose agent says it exports one identity (`--export`).
     pub exporting: Mutex<HashSet<String>>,
+    /// The root every agent reports it is on (`old-root`).
+    pub root: Mutex<String>,
 }
 
 impl World {
@@ -64,6 +66,7 @@ impl World {
             csr_generations: Mutex::new(Vec::new()),
             fencing: Mutex::new(Vec::new()),
             newest_epoch: AtomicU64::new(0),
+            root: Mutex::new("old-root".into()),
         })
     }
 
@@ -148,12 +151,14 @@ impl AgentApi for FakeAgent {
             } else {
                 v1::NodeIdentity::Unspecified
             };
+            // Bound first: a guard in the struct expression would live to its end.
+            let root = self.world.root.lock().unwrap().clone();
             Ok(v1::AgentState {
                 node_id: id.to_string(),
                 mode: mode as i32,
                 identity: identity as i32,
-                client_roots: vec!["old-root".into()],
-                server_roots: vec!["old-root".into()],
+                client_roots: vec![root.clone()],
+                server_roots: vec![root],
                 applied_step_count: self.world.applied[self.node as usize].load(Ordering::SeqCst),
                 data_address: Some(format!("fake:{id}")),
                 ..Default::default()
