@@ -281,8 +281,14 @@ async fn planned_as_multi_identity_the_mesh_fails_requests_where_the_verifier_sa
     traffic.hold_reloads(&mesh.hold);
     std::fs::write(mesh.hold.join("on"), "").expect("hold on");
     // Probes off: they would pause the rotation at the first broken link.
+    // The topology is wrong on purpose (exporting agents declared multi): the
+    // executor's own comparison would refuse it, so it is skipped by name.
+    let mut mis_declared = request(&multi, Some(&run), v1::Strategy::Waves, false);
+    if let Some(options) = mis_declared.options.as_mut() {
+        options.skip_agent_checks = true;
+    }
     let id = executor
-        .start_rotation(request(&multi, Some(&run), v1::Strategy::Waves, false))
+        .start_rotation(mis_declared)
         .await
         .expect("rotation starts")
         .rotation_id;

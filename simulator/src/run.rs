@@ -199,6 +199,14 @@ async fn simulate_on(topology: &Topology, options: SimOptions) -> Result<SimOutc
     result
 }
 
+/// How long a chaotic rotation of `steps` steps may take: [`CHAOS_DEADLINE`], plus,
+/// on a slowed database (`postgres-slow=D`), D for each of the few journal commits of
+/// every step (started, done, probed), which a chain of steps pays one after another.
+fn chaos_deadline(chaos: &Chaos, steps: usize) -> Duration {
+    let per_step = chaos.spec.postgres_slow.saturating_mul(4);
+    CHAOS_DEADLINE.saturating_add(per_step.saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX)))
+}
+
 /// An executor group runs as a chaotic run (its invariants checked), with or without
 /// faults; the group's faults need a group, and the single executor's crash (which
 /// reopens the embedded journal) has no meaning in one.
@@ -311,7 +319,7 @@ async fn rotate(
         }
         Some(chaos) => {
             let watched = tokio::time::timeout(
-                CHAOS_DEADLINE,
+                chaos_deadline(chaos, plan.steps.len()),
                 crate::chaos::watch::watch(
                     services,
                     &response.rotation_id,
@@ -344,8 +352,8 @@ async fn rotate(
                 .await;
             return Err(SimError::Stuck(format!(
                 "no end after {}s",
-                if chaos.is_some() {
-                    CHAOS_DEADLINE
+                if let Some(chaos) = chaos {
+                    chaos_deadline(chaos, plan.steps.len())
                 } else {
                     ROTATION_DEADLINE
                 }

@@ -244,6 +244,16 @@ impl Services {
         Ok(())
     }
 
+    /// Point the client at whoever leads now (after a broken stream); whether the
+    /// lead changed since the client was last pointed (a change of leader explains
+    /// the break: the old leader stepped down, e.g. on a slow database).
+    pub async fn follow_new_leader(&mut self) -> Result<bool, SimError> {
+        let before = self.group.as_ref().and_then(|g| g.leader_epoch());
+        self.follow_leader(None).await?;
+        let after = self.group.as_ref().and_then(|g| g.leader_epoch());
+        Ok(self.group.is_some() && before != after)
+    }
+
     /// Kill the leading executor (see [`ExecutorGroup::crash_leader`]) and follow
     /// the next leader.
     pub async fn crash_leader(&mut self) -> Result<(), SimError> {

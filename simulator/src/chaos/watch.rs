@@ -148,10 +148,11 @@ pub async fn watch(
         let mut stream = match opened {
             Ok(s) => s.into_inner(),
             Err(e) if unexplained < budget => {
-                unexplained += 1;
                 tracing::warn!(error = %e, "chaos: cannot watch the rotation; retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                services.follow_leader(None).await?;
+                if !services.follow_new_leader().await? {
+                    unexplained += 1;
+                }
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -163,10 +164,13 @@ pub async fn watch(
                     None => continue,
                 },
                 Ok(None) | Err(_) if unexplained < budget => {
-                    unexplained += 1;
                     tracing::warn!("chaos: the event stream broke; reconnecting");
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    services.follow_leader(None).await?;
+                    // A leader that stepped down (its lease not renewed in time on a
+                    // slow or blipped database) ends its streams: explained.
+                    if !services.follow_new_leader().await? {
+                        unexplained += 1;
+                    }
                     continue 'connect;
                 }
                 Ok(None) => {

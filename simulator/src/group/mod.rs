@@ -309,6 +309,11 @@ impl ExecutorGroup {
         Some((leading.epoch, status.state()))
     }
 
+    /// The epoch of the member leading now, if one does.
+    pub fn leader_epoch(&self) -> Option<i64> {
+        self.leading.borrow().as_ref().map(|l| l.epoch)
+    }
+
     /// The database the group's journal is in (this run's schema).
     pub fn url(&self) -> &str {
         &self.options.url
