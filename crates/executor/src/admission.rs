@@ -117,14 +117,7 @@ fn shared(mine: &HashSet<&str>, other: &Fleet) -> (Vec<String>, usize) {
 impl Executor {
     /// Every rotation, oldest first (the map's lock is not held afterwards).
     fn rotations_by_age(&self) -> Vec<Arc<Rotation>> {
-        let mut all: Vec<Arc<Rotation>> = self
-            .inner
-            .rotations
-            .lock()
-            .expect("rotations lock")
-            .values()
-            .cloned()
-            .collect();
+        let mut all = self.all_rotations();
         all.sort_by_cached_key(|r| {
             let meta = r.snapshot().meta;
             (meta.created_ms, meta.id)

@@ -293,6 +293,17 @@ impl Executor {
         self.inner.ctx.metrics.clone()
     }
 
+    /// Every rotation, in no order (the map's lock is not held afterwards).
+    fn all_rotations(&self) -> Vec<Arc<Rotation>> {
+        self.inner
+            .rotations
+            .lock()
+            .expect("rotations lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     fn insert(&self, rotation: Arc<Rotation>) {
         self.inner
             .rotations

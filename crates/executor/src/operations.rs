@@ -352,14 +352,7 @@ impl Executor {
         size: usize,
         after: Option<ListPosition>,
     ) -> RotationPage {
-        let mut all: Vec<Arc<Rotation>> = self
-            .inner
-            .rotations
-            .lock()
-            .expect("rotations lock")
-            .values()
-            .cloned()
-            .collect();
+        let mut all = self.all_rotations();
         all.retain(|r| !active_only || !r.snapshot().meta.state.is_terminal());
         let keyed = all
             .into_iter()
